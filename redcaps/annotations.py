@@ -91,9 +91,8 @@ def field_problem(name: str, value: Any) -> str | None:
             ok = ok or isinstance(value, t)
     if not ok:
         return f"expected {_type_name(types)}, got {_json_type(value)}"
-    if name == "crosspost_parents" and value is not None:
-        if not all(isinstance(x, str) for x in value):
-            return "expected a list of str"
+    if name == "crosspost_parents" and value is not None and not all(isinstance(x, str) for x in value):
+        return "expected a list of str"
     if name == "image_id":
         try:
             check_image_id(value)

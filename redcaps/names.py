@@ -35,9 +35,7 @@ def split_stem(path: str | Path) -> tuple[str, str]:
     stem = Path(path).name.removesuffix(".json")
     match = _STEM.fullmatch(stem)
     if not match:
-        raise UnsafeNameError(
-            f"annotation file name {Path(path).name!r} is not <subreddit>_<YYYY>[-MM].json"
-        )
+        raise UnsafeNameError(f"annotation file name {Path(path).name!r} is not <subreddit>_<YYYY>[-MM].json")
     return match["subreddit"], match["period"]
 
 
