@@ -1,0 +1,21 @@
+"""Workflow entry points: ``luigi --module pipeline <Task>``.
+
+Importing this package registers every task, so stage tasks can be run directly too
+(``luigi --module pipeline Tarify --annotations FILE``).
+"""
+
+from pipeline.official import OfficialFile, RedCapsOfficial
+from tasks.download import DownloadImages, DownloadImageShard
+from tasks.official import OfficialAnnotations
+from tasks.tarify import Tarify
+from tasks.validate import Validate
+
+__all__ = [
+    "DownloadImageShard",
+    "DownloadImages",
+    "OfficialAnnotations",
+    "OfficialFile",
+    "RedCapsOfficial",
+    "Tarify",
+    "Validate",
+]

@@ -1,0 +1,72 @@
+"""``RedCapsOfficial``: images and WebDataset shards for the official annotation files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import luigi
+
+from redcaps.atomic import write_json
+from redcaps.errors import RedCapsError
+from redcaps.names import split_stem
+from redcaps.report import summarize_dataset
+from tasks.config import redcaps
+from tasks.download import DownloadImages
+from tasks.official import OfficialAnnotations
+from tasks.tarify import Tarify
+from tasks.validate import Validate
+
+
+class OfficialFile(luigi.WrapperTask):
+    """One official file: download its images, validate what was kept, pack the shards."""
+
+    annotations = luigi.Parameter(description="Path of an official <subreddit>_<year>.json")
+
+    def requires(self) -> list[luigi.Task]:
+        downloaded = DownloadImages(annotations=self.annotations)
+        return [Validate(annotations=downloaded), Tarify(annotations=downloaded)]
+
+
+class RedCapsOfficial(luigi.Task):
+    """Every file of a directory of official annotations, or of the release zip (path/URL).
+
+    Files are scheduled in chunks (dynamic dependencies) so the graph never grows past what
+    Luigi's scheduler handles comfortably, even for all 1,391 official files.
+    """
+
+    annotations_dir = luigi.OptionalParameter(
+        default=None, description="Directory of <subreddit>_<year>.json"
+    )
+    annotations_zip = luigi.OptionalParameter(default=None, description="Path or URL of the release zip")
+    sha256 = luigi.OptionalParameter(default=None, description="Expected sha256 of the zip")
+    chunk_size = luigi.IntParameter(default=50, significant=False, description="Files scheduled at once")
+
+    def requires(self) -> list[luigi.Task]:
+        if bool(self.annotations_dir) == bool(self.annotations_zip):
+            raise RedCapsError("give exactly one of --annotations-dir and --annotations-zip")
+        if self.annotations_zip:
+            return [OfficialAnnotations(source=self.annotations_zip, sha256=self.sha256)]
+        return []
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(redcaps().root / "stages" / "official" / f"{self.task_id}.json"))
+
+    def annotation_files(self) -> list[Path]:
+        directory = Path(self.annotations_dir or redcaps().root / "official" / "annotations").expanduser()
+        if not directory.is_dir():
+            raise RedCapsError(f"{directory}: not a directory of annotation files")
+        files = sorted(directory.glob("*.json"))
+        if not files:
+            raise RedCapsError(f"{directory}: no <subreddit>_<year>.json files")
+        for path in files:
+            split_stem(path)
+        return [p.resolve() for p in files]
+
+    def run(self) -> Iterator[list[OfficialFile]]:
+        files = self.annotation_files()
+        for start in range(0, len(files), self.chunk_size):
+            yield [OfficialFile(annotations=str(p)) for p in files[start : start + self.chunk_size]]
+        summary = summarize_dataset(redcaps().root)
+        summary["files"] = {k: v for k, v in summary["files"].items() if k in {p.stem for p in files}}
+        write_json(self.output().path, summary, indent=1)

@@ -1,0 +1,198 @@
+"""The ``redcaps`` command: the original tool's subcommands, done safely.
+
+Dead links are a normal outcome (recorded, exit 0). Anything that stops the job — bad input,
+an unwritable output, a crash — prints one ``error:`` line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from redcaps import __version__
+from redcaps import annotations as ann
+from redcaps.errors import RedCapsError
+
+EXIT_ERROR = 1
+EXIT_INVALID = 3
+
+
+class Group(click.Group):
+    """Turn expected failures into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except RedCapsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+        except OSError as exc:
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="redcaps")
+def main() -> None:
+    """Download and build RedCaps-style image-text datasets."""
+
+
+@main.command("download-imgs")
+@click.option("-a", "--annotations", "annotations_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--save-to",
+    default="./datasets/redcaps/images",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Images go to <dir>/<subreddit>/<image_id>.jpg.",
+)
+@click.option("-z", "--resize", default=512, show_default=True, help="Target edge in pixels; -1 keeps size.")
+@click.option(
+    "--edge",
+    type=click.Choice(["shorter", "longer"]),
+    default="shorter",
+    show_default=True,
+    help="Which edge --resize sets ('longer' reproduces the original tool).",
+)
+@click.option("--quality", default=90, show_default=True, help="JPEG quality of stored images.")
+@click.option("-j", "--workers", default=16, show_default=True, help="Download threads.")
+@click.option(
+    "-u",
+    "--update-annotations",
+    is_flag=True,
+    help="Rewrite the annotation file keeping only instances whose image was downloaded.",
+)
+@click.option("--shard-size", default=5000, show_default=True, help="Instances per manifest shard.")
+def download_imgs(
+    annotations_path: str,
+    save_to: str,
+    resize: int,
+    edge: str,
+    quality: int,
+    workers: int,
+    update_annotations: bool,
+    shard_size: int,
+) -> None:
+    """Download the images of one annotation file (reruns retry only retryable failures)."""
+    from redcaps.download import (
+        download_shard,
+        downloaded_annotations,
+        manifest_path,
+        num_shards,
+        shard_slice,
+    )
+    from redcaps.http import Fetcher
+    from redcaps.images import ImageOptions
+
+    source = ann.load(annotations_path)
+    stem = Path(annotations_path).name.removesuffix(".json")
+    image_dir = Path(save_to)
+    manifests = image_dir / ".manifests" / stem
+    image_dir.mkdir(parents=True, exist_ok=True)
+    options = ImageOptions(resize=resize, edge=edge, quality=quality)  # type: ignore[arg-type]
+    fetcher = Fetcher()
+    counts: Counter[str] = Counter()
+    outcomes = {}
+    try:
+        with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:
+
+            def progress(outcome: object) -> None:
+                bar.update(1)
+
+            for shard in range(num_shards(len(source.annotations), shard_size)):
+                records = shard_slice(source.annotations, shard, shard_size)
+                for outcome in download_shard(
+                    records,
+                    image_dir,
+                    manifest_path(manifests, shard),
+                    fetcher,
+                    options,
+                    workers=workers,
+                    progress=progress,
+                ):
+                    outcomes[outcome.image_id] = outcome
+                    counts[outcome.status] += 1
+    finally:
+        fetcher.close()
+    ok = counts.pop("ok", 0)
+    click.echo(f"downloaded {ok} of {len(source.annotations)} images into {image_dir}")
+    if counts:
+        click.echo("failed: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if update_annotations:
+        ann.save(annotations_path, downloaded_annotations(source, outcomes))
+        click.echo(f"updated {annotations_path}: kept {ok} instances")
+
+
+@main.command()
+@click.argument("annotation_filepaths", nargs=-1, required=True)
+@click.option("-o", "--save-to", required=True, type=click.Path(), help="Merged annotation file.")
+@click.option("-d", "--delete-old", is_flag=True, help="Delete the inputs after a successful merge.")
+def merge(annotation_filepaths: tuple[str, ...], save_to: str, delete_old: bool) -> None:
+    """Merge annotation files (globs allowed): de-duplicate by image_id, sort by time."""
+    from redcaps.merge import expand_inputs, merge_files
+
+    result = merge_files(expand_inputs(annotation_filepaths), save_to, delete_old=delete_old)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"merged {len(result.inputs)} files into {result.output}: {result.records} instances"
+        f" ({result.duplicates} duplicates dropped)"
+    )
+    for path in result.deleted:
+        click.echo(f"deleted {path}")
+
+
+@main.command()
+@click.option("-a", "--annotations", "paths", required=True, multiple=True, type=click.Path(dir_okay=False))
+def validate(paths: tuple[str, ...]) -> None:
+    """Check annotation files against the RedCaps format; exit 3 if any has an error."""
+    from redcaps.validate import validate_file
+
+    failed = 0
+    for path in paths:
+        problems = validate_file(path)
+        errors = sum(p.severity == "error" for p in problems)
+        for problem in problems:
+            click.echo(f"{path}: {problem}", err=problem.severity == "error")
+        click.echo(
+            f"{path}: {'INVALID' if errors else 'ok'} ({errors} errors, {len(problems) - errors} warnings)"
+        )
+        failed += bool(errors)
+    if failed:
+        sys.exit(EXIT_INVALID)
+
+
+@main.command("make-tarfiles")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--image-dir", required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False))
+@click.option("-z", "--shard-size", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--format", "fmt", type=click.Choice(["json", "txt"]), default="json", show_default=True)
+def make_tarfiles(input_path: str, image_dir: str, output_dir: str, shard_size: int, fmt: str) -> None:
+    """Pack an annotation file and its images into WebDataset shards <stem>_%08d.tar."""
+    from redcaps.tarify import write_shards
+
+    stem = Path(input_path).name.removesuffix(".json")
+    result = write_shards(ann.load(input_path), image_dir, output_dir, stem, shard_size=shard_size, fmt=fmt)  # type: ignore[arg-type]
+    click.echo(
+        f"wrote {result.samples} samples in {len(result.shards)} shards to {output_dir}"
+        f"; {len(result.missing)} instances had no image"
+    )
+
+
+@main.command()
+@click.option("--data-dir", default="./datasets/redcaps", show_default=True, type=click.Path(file_okay=False))
+def summary(data_dir: str) -> None:
+    """Summarise a pipeline data directory: instances, downloads, failures, shards."""
+    from redcaps.report import format_summary, summarize_dataset
+
+    click.echo(format_summary(summarize_dataset(data_dir)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Content filters: blocklisted words, NSFW images, faces (the RedCaps release filters)."""

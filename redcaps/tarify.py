@@ -1,0 +1,111 @@
+"""Pack an annotation file and its images into WebDataset shards (``make-tarfiles``).
+
+Shards keep the original naming ``<stem>_%08d.tar`` and members ``<image_id>.jpg`` +
+``<image_id>.json`` (or ``.txt`` with the bare caption, the form open_clip reads). Samples
+are sorted by key and every member has a fixed mtime, owner and mode, so the same inputs
+always give byte-identical shards. Each shard is written atomically; unlike the original,
+no empty trailing shard is ever written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import webdataset
+
+from redcaps.annotations import AnnotationFile, Record
+from redcaps.atomic import atomic_open
+from redcaps.names import check_image_id, image_path
+
+Format = Literal["json", "txt"]
+DEFAULT_SHARD_SIZE = 1000
+#: 2021-10-01, the RedCaps v1.0 release month: any fixed value makes tars reproducible.
+FIXED_MTIME = 1633046400
+SHARD_PATTERN = "{stem}_{index:08d}.tar"
+
+
+@dataclass
+class TarifyResult:
+    shards: list[Path] = field(default_factory=list)
+    samples: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def sample_json(record: Record) -> bytes:
+    """The ``.json`` member: the annotation record (subreddit, caption and the rest)."""
+    return json.dumps(record, sort_keys=True).encode("utf-8")
+
+
+def layout_of(image_dir: Path) -> Literal["nested", "flat"]:
+    """Seed layout is ``<dir>/<subreddit>/<id>.jpg``; a flat ``<dir>/<id>.jpg`` also works.
+
+    The original looked only at the first directory entry; here any ``*.jpg`` directly
+    inside the directory means flat.
+    """
+    return "flat" if any(Path(image_dir).glob("*.jpg")) else "nested"
+
+
+def _image_for(record: Record, image_dir: Path, layout: str) -> Path:
+    if layout == "flat":
+        return Path(image_dir) / f"{check_image_id(record['image_id'])}.jpg"
+    return image_path(image_dir, record["subreddit"], record["image_id"])
+
+
+def _chunks(items: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def write_shards(
+    annotations: AnnotationFile,
+    image_dir: str | Path,
+    output_dir: str | Path,
+    stem: str,
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    fmt: Format = "json",
+) -> TarifyResult:
+    """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted."""
+    if shard_size < 1:
+        raise ValueError("shard size must be at least 1")
+    image_dir, output_dir = Path(image_dir), Path(output_dir)
+    layout = layout_of(image_dir)
+    result = TarifyResult()
+    present: list[tuple[Record, Path]] = []
+    for record in sorted(annotations.annotations, key=lambda r: r["image_id"]):
+        path = _image_for(record, image_dir, layout)
+        if path.is_file():
+            present.append((record, path))
+        else:
+            result.missing.append(record["image_id"])
+
+    for index, chunk in enumerate(_chunks(present, shard_size)):
+        shard = output_dir / SHARD_PATTERN.format(stem=stem, index=index)
+        with atomic_open(shard, "wb") as fh:
+            writer = webdataset.TarWriter(
+                fh, encoder=False, mtime=FIXED_MTIME, user="redcaps", group="redcaps"
+            )
+            for record, path in chunk:
+                sample = {"__key__": record["image_id"], "jpg": path.read_bytes()}
+                if fmt == "txt":
+                    sample["txt"] = record["caption"].encode("utf-8")
+                else:
+                    sample["json"] = sample_json(record)
+                writer.write(sample)
+            writer.close()
+        result.shards.append(shard)
+        result.samples += len(chunk)
+    _remove_stale_shards(output_dir, stem, len(result.shards))
+    return result
+
+
+def _remove_stale_shards(output_dir: Path, stem: str, count: int) -> None:
+    """A rerun with fewer samples must not leave an old higher-numbered shard behind."""
+    index = count
+    while (stale := output_dir / SHARD_PATTERN.format(stem=stem, index=index)).exists():
+        stale.unlink()
+        index += 1

@@ -1,0 +1,69 @@
+"""Settings read from luigi.cfg sections (or ``--<section>-<name>`` on the command line).
+
+They are config, not task parameters: they do not change task ids and the web UI does not
+show them. Secrets are never here; credentials are read from a file or the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+
+from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, parse_host_policy
+from redcaps.images import ImageOptions
+
+
+class redcaps(luigi.Config):  # noqa: N801 - the section is [redcaps]
+    data_dir = luigi.Parameter(default="./datasets/redcaps", description="Root of the dataset layout")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+
+class images(luigi.Config):  # noqa: N801
+    resize = luigi.IntParameter(default=512, description="Target edge in pixels; -1 keeps the original")
+    edge = luigi.ChoiceParameter(choices=["shorter", "longer"], default="shorter")
+    upscale = luigi.BoolParameter(default=False)
+    quality = luigi.IntParameter(default=90, description="JPEG quality of stored images")
+
+    def options(self) -> ImageOptions:
+        return ImageOptions(resize=self.resize, edge=self.edge, upscale=self.upscale, quality=self.quality)
+
+
+class downloads(luigi.Config):  # noqa: N801
+    shard_size = luigi.IntParameter(default=5000, description="Images per DownloadImageShard task")
+    workers = luigi.IntParameter(default=16, description="Download threads per shard")
+    connect_timeout = luigi.FloatParameter(default=10.0)
+    read_timeout = luigi.FloatParameter(default=30.0)
+    max_attempts = luigi.IntParameter(default=5)
+    max_bytes = luigi.IntParameter(default=50 * 2**20)
+    user_agent = luigi.Parameter(default="", description="Empty: the built-in descriptive User-Agent")
+
+    def http_config(self) -> HttpConfig:
+        config = HttpConfig(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            max_bytes=self.max_bytes,
+            host_policies=host_policies(),
+        )
+        if self.user_agent:
+            config.user_agent = self.user_agent
+        return config
+
+
+class shards(luigi.Config):  # noqa: N801
+    shard_size = luigi.IntParameter(default=1000, description="Samples per WebDataset tar")
+    format = luigi.ChoiceParameter(choices=["json", "txt"], default="json")
+
+
+def host_policies() -> dict[str, HostPolicy]:
+    """Built-in politeness limits, overridden per host by the ``[host_limits]`` section."""
+    policies = dict(DEFAULT_HOST_POLICIES)
+    parser = luigi.configuration.get_config()
+    if parser.has_section("host_limits"):
+        for host, text in parser.items("host_limits"):
+            policies[host] = parse_host_policy(text)
+    return policies

@@ -1,0 +1,23 @@
+"""The official RedCaps annotation zip: fetch (or take a local copy), check, extract."""
+
+from __future__ import annotations
+
+import luigi
+
+from redcaps.official import fetch_and_extract
+from tasks.config import redcaps
+
+
+class OfficialAnnotations(luigi.Task):
+    """Extract ``annotations/*.json`` of the release zip into ``<data_dir>/official/``."""
+
+    source = luigi.Parameter(description="Path or http(s) URL of redcaps_v1.0_annotations.zip")
+    sha256 = luigi.OptionalParameter(default=None, description="Expected sha256 of the zip")
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(redcaps().root / "official" / "extracted.json"))
+
+    def run(self) -> None:
+        fetch_and_extract(
+            self.source, redcaps().root / "official", sha256=self.sha256, marker=self.output().path
+        )

@@ -1,0 +1,36 @@
+"""Validate one annotation file; the task fails (non-zero exit) on any error."""
+
+from __future__ import annotations
+
+import luigi
+
+from redcaps.atomic import write_json, write_text
+from redcaps.errors import RedCapsError
+from redcaps.validate import validate_file
+from tasks.base import StageTask
+
+
+class Validate(StageTask):
+    """Writes a report of warnings when the file is valid; on errors writes the problems
+    beside it (``<stem>.errors.txt``) and fails, so the task stays incomplete."""
+
+    stage = "validate"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.stage_path()))
+
+    def run(self) -> None:
+        problems = validate_file(self.input_path)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            write_text(self.stage_path(".errors.txt"), "".join(f"{p}\n" for p in problems))
+            raise RedCapsError(
+                f"{self.input_path}: {len(errors)} validation errors (first: {errors[0]}); "
+                f"all in {self.stage_path('.errors.txt')}"
+            )
+        self.stage_path(".errors.txt").unlink(missing_ok=True)
+        write_json(
+            self.output().path,
+            {"file": str(self.input_path), "warnings": [str(p) for p in problems]},
+            indent=1,
+        )
