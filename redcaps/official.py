@@ -50,6 +50,8 @@ def download_zip(url: str, dest: Path, user_agent: str, timeout: float = 60.0) -
 def _target(name: str) -> str | None:
     """The relative path a member is extracted to, or None to skip it."""
     parts = name.split("/")
+    if name.startswith("/") or ".." in parts or "\\" in name:
+        raise RedCapsError(f"unsafe path in zip: {name!r}")
     if len(parts) == 2 and parts[0] == "annotations" and parts[1].endswith(".json"):
         split_stem(parts[1])  # raises UnsafeNameError on anything that is not <subreddit>_<year>
         return name

@@ -1,0 +1,77 @@
+"""WebDataset shards: naming, members, reproducibility, no empty shard, readable by webdataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+
+import pytest
+import webdataset as wds
+
+from redcaps.tarify import write_shards
+from tests.helpers import annotation_file, record, write_images
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    records = [record(f"id{i:03d}", created_utc=1577923200 + i) for i in range(7)]
+    write_images(tmp_path / "images", records[:6])  # the last instance has no image
+    return annotation_file(records), tmp_path
+
+
+def test_shards_named_like_original_and_count_missing(dataset):
+    af, tmp = dataset
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=3)
+    assert [p.name for p in result.shards] == ["roses_2020_00000000.tar", "roses_2020_00000001.tar"]
+    assert result.samples == 6 and result.missing == ["id006"]
+    # 6 samples in shards of 3: exactly two shards, no empty third one (the original wrote one)
+    assert not (tmp / "tars" / "roses_2020_00000002.tar").exists()
+
+
+def test_members_and_json_content(dataset):
+    af, tmp = dataset
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=10)
+    with tarfile.open(result.shards[0]) as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile("id000.json").read())
+        assert {m.mtime for m in tar.getmembers()} == {1633046400}
+    assert names[:2] == ["id000.jpg", "id000.json"]
+    assert meta["caption"] == "a rose id000" and meta["subreddit"] == "roses" and meta["score"] == 10
+
+
+def test_txt_format_has_bare_caption(dataset):
+    af, tmp = dataset
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", fmt="txt")
+    with tarfile.open(result.shards[0]) as tar:
+        assert tar.extractfile("id001.txt").read() == b"a rose id001"
+
+
+def test_byte_reproducible_and_order_independent(dataset):
+    af, tmp = dataset
+    first = write_shards(af, tmp / "images", tmp / "a", "roses_2020", shard_size=4)
+    af.annotations.reverse()
+    second = write_shards(af, tmp / "images", tmp / "b", "roses_2020", shard_size=4)
+    assert [_sha(p) for p in first.shards] == [_sha(p) for p in second.shards]
+
+
+def test_rerun_with_fewer_samples_removes_stale_shard(dataset):
+    af, tmp = dataset
+    write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=2)
+    assert (tmp / "tars" / "roses_2020_00000002.tar").exists()
+    af.annotations = af.annotations[:2]
+    write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=2)
+    assert sorted(p.name for p in (tmp / "tars").iterdir()) == ["roses_2020_00000000.tar"]
+
+
+def test_readable_with_webdataset(dataset):
+    af, tmp = dataset
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=4)
+    urls = [str(p) for p in result.shards]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "json"))
+    assert [k for k, _, _ in samples] == [f"id{i:03d}" for i in range(6)]
+    assert samples[0][1].size == (64, 48) and samples[0][2]["image_id"] == "id000"
