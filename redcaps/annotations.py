@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,10 @@ def field_problem(name: str, value: Any) -> str | None:
         return f"expected {_type_name(types)}, got {_json_type(value)}"
     if name == "crosspost_parents" and value is not None and not all(isinstance(x, str) for x in value):
         return "expected a list of str"
+    if name == "url":
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"not an http(s) URL: {value[:80]!r}"
     if name == "image_id":
         try:
             check_image_id(value)

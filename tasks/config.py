@@ -38,6 +38,7 @@ class downloads(luigi.Config):  # noqa: N801
     connect_timeout = luigi.FloatParameter(default=10.0)
     read_timeout = luigi.FloatParameter(default=30.0)
     max_attempts = luigi.IntParameter(default=5)
+    backoff_base = luigi.FloatParameter(default=1.0, description="Seconds; doubles per retry, with jitter")
     max_bytes = luigi.IntParameter(default=50 * 2**20)
     user_agent = luigi.Parameter(default="", description="Empty: the built-in descriptive User-Agent")
 
@@ -46,6 +47,7 @@ class downloads(luigi.Config):  # noqa: N801
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base,
             max_bytes=self.max_bytes,
             host_policies=host_policies(),
         )

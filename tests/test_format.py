@@ -100,6 +100,8 @@ def test_float_created_utc_is_accepted_as_int(tmp_path):
         (lambda r: r.update(image_id="../x"), "record 1: field 'image_id': unsafe image_id"),
         (lambda r: r.update(subreddit="a/b"), "record 1: field 'subreddit': unsafe subreddit"),
         (lambda r: r.update(created_utc=True), "field 'created_utc': expected int, got bool"),
+        (lambda r: r.update(url="file:///etc/passwd"), "field 'url': not an http(s) URL"),
+        (lambda r: r.update(url="https://"), "field 'url': not an http(s) URL"),
     ],
 )
 def test_malformed_record_gets_one_line_error_naming_file_index_field(tmp_path, mutate, expected):

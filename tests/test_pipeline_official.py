@@ -1,0 +1,145 @@
+"""RedCapsOfficial end to end against the sandbox's annotation zip (Luigi, local scheduler)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import luigi
+import pytest
+import webdataset as wds
+
+from pipeline import RedCapsOfficial
+from redcaps.download import read_outcomes
+from redcaps.sandbox.downloads import ANNOTATIONS_ZIP_URL
+from tests.conftest import TEST_CONFIG
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+    return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
+
+
+def tar_digests(data_dir: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((data_dir / "tarfiles").glob("*.tar"))
+    }
+
+
+def test_official_zip_end_to_end(sandbox_env, luigi_config):
+    world = sandbox_env.world
+    task = RedCapsOfficial(annotations_zip=ANNOTATIONS_ZIP_URL, sha256=world.annotations_zip_sha256())
+    result = build(task)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+
+    data = luigi_config
+    official = world.official_files()
+    for stem, content in official.items():
+        outcomes = {}
+        for manifest in (data / "images" / ".manifests" / stem).glob("*.jsonl"):
+            outcomes.update(read_outcomes(manifest))
+        assert {o.url: o.status for o in outcomes.values()} == {
+            r["url"]: world.expected_status(r["url"]) for r in content["annotations"]
+        }
+        ok_ids = sorted(i for i, o in outcomes.items() if o.ok)
+        downloaded = json.loads((data / "stages" / "downloaded" / f"{stem}.json").read_text())
+        assert sorted(r["image_id"] for r in downloaded["annotations"]) == ok_ids
+        assert (data / "stages" / "validate" / f"{stem}.json").exists()
+        shards = sorted(str(p) for p in (data / "tarfiles").glob(f"{stem}_*.tar"))
+        keys = [
+            k
+            for k, _img, _meta in wds.WebDataset(shards, shardshuffle=False)
+            .decode("pil")
+            .to_tuple("__key__", "jpg", "json")
+        ]
+        assert sorted(keys) == ok_ids
+
+    # politeness: the configured concurrency caps held on every host
+    assert sandbox_env.log.max_concurrency("i.imgur.com") <= 2
+    assert sandbox_env.log.max_concurrency("i.redd.it") <= 8
+
+    # a second run is a no-op: nothing is requested again
+    sandbox_env.reset_log()
+    luigi.task_register.Register.clear_instance_cache()
+    assert build(task).status == luigi.LuigiStatusCode.SUCCESS
+    assert sandbox_env.log.for_host("i.redd.it") == []
+
+
+def test_annotations_dir_with_malformed_file_fails_cleanly(sandbox_env, luigi_config, tmp_path):
+    src = tmp_path / "anns"
+    src.mkdir()
+    (src / "roses_2020.json").write_text('{"info": {}, "annotations": [{"image_id": "../etc"}]}')
+    result = build(RedCapsOfficial(annotations_dir=str(src)))
+    assert result.status != luigi.LuigiStatusCode.SUCCESS
+    assert not (luigi_config / "images").exists() or not any((luigi_config / "images").rglob("*.jpg"))
+    assert (src / "roses_2020.json").read_text().startswith('{"info"')  # input untouched
+
+
+def _write_cfg(path: Path, data_dir: Path) -> Path:
+    lines = ["[core]", "autoload_range = false", "[redcaps]", f"data_dir = {data_dir}"]
+    for section, values in {
+        **TEST_CONFIG,
+        "downloads": {**TEST_CONFIG["downloads"], "workers": "2"},
+        "host_limits": {**TEST_CONFIG["host_limits"], "redd.it": "rate=8 burst=1 concurrency=2"},
+    }.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run_official(sandbox, data_dir: Path, cfg: Path, annotations_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, **sandbox.env(), "LUIGI_CONFIG_PATH": str(cfg)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "luigi",
+        "--module",
+        "pipeline",
+        "RedCapsOfficial",
+        "--annotations-dir",
+        str(annotations_dir),
+        "--local-scheduler",
+        "--log-level",
+        "WARNING",
+    ]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_shard_then_resume_gives_identical_tars(sandbox, tmp_path):
+    anns = tmp_path / "official" / "annotations"
+    anns.mkdir(parents=True)
+    for stem, content in sandbox.world.official_files().items():
+        (anns / f"{stem}.json").write_text(json.dumps(content))
+
+    clean = tmp_path / "clean"
+    proc = _run_official(sandbox, clean, _write_cfg(tmp_path / "clean.cfg", clean), anns)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+
+    killed = tmp_path / "killed"
+    cfg = _write_cfg(tmp_path / "killed.cfg", killed)
+    proc = _run_official(sandbox, killed, cfg, anns)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill once a shard is half-way through
+        journals = list((killed / "images" / ".manifests").rglob("*.partial"))
+        if any(len(j.read_text().splitlines()) >= 5 for j in journals):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no shard journal appeared")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "tarfiles").exists() or len(tar_digests(killed)) < len(tar_digests(clean))
+
+    proc = _run_official(sandbox, killed, cfg, anns)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+    assert tar_digests(killed) == tar_digests(clean) and tar_digests(clean)
