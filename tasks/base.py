@@ -65,7 +65,7 @@ class StageTask(luigi.Task):
 
     @property
     def input_path(self) -> Path:
-        return Path(self.annotations.output().path)
+        return Path(self.annotations.output().path)  # the upstream's target, whatever requires() adds
 
     @property
     def stem(self) -> str:

@@ -1,0 +1,173 @@
+"""YAML batch configs: many subreddit-years and the settings for the run, checked up front.
+
+```yaml
+name: pets                     # optional
+subreddits: [cats, dogs]       # every subreddit here gets every year below
+years: 2019-2020               # a list [2019, 2020], a range "2019-2020", or date_range
+runs:                          # optional extra entries with their own years
+  - {subreddit: roses, years: [2017, 2018], first_year: 2008}
+settings:                      # luigi.cfg sections for this run
+  images: {resize: 384}
+  filters: {enabled: "words,nsfw"}
+```
+
+``first_year`` folds earlier years into the first listed year's file, as the official
+``*_2017`` files hold 2008-2017. Every problem is reported with its place in the file, and
+nothing runs until the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from redcaps.errors import RedCapsError, UnsafeNameError
+from redcaps.names import check_subreddit
+
+FIRST_REDDIT_YEAR = 2005
+TOP_KEYS = {"name", "subreddits", "years", "date_range", "first_year", "runs", "settings"}
+RUN_KEYS = {"subreddit", "subreddits", "years", "date_range", "first_year"}
+SETTING_SECTIONS = {"images", "downloads", "shards", "filters", "collection", "host_limits"}
+
+
+@dataclass(frozen=True, order=True)
+class YearRun:
+    subreddit: str
+    year: int
+    first_year: int | None = None
+
+    @property
+    def stem(self) -> str:
+        return f"{self.subreddit}_{self.year}"
+
+
+@dataclass
+class BatchConfig:
+    name: str
+    runs: list[YearRun]
+    settings: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _years(value: Any, where: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        years = [value]
+    elif isinstance(value, str) and "-" in value:
+        start, _, end = value.partition("-")
+        if not (start.strip().isdigit() and end.strip().isdigit()):
+            raise RedCapsError(f"{where}: expected a range like 2017-2020, got {value!r}")
+        years = list(range(int(start), int(end) + 1))
+    elif (
+        isinstance(value, list)
+        and value
+        and all(isinstance(y, int) and not isinstance(y, bool) for y in value)
+    ):
+        years = list(value)
+    else:
+        raise RedCapsError(f"{where}: expected a year, a list of years or a range like 2017-2020")
+    last = dt.date.today().year
+    for year in years:
+        if not FIRST_REDDIT_YEAR <= year <= last:
+            raise RedCapsError(f"{where}: year {year} is outside {FIRST_REDDIT_YEAR}..{last}")
+    if not years:
+        raise RedCapsError(f"{where}: empty year range {value!r}")
+    return sorted(set(years))
+
+
+def _date_range(value: Any, where: str) -> list[int]:
+    if not isinstance(value, dict) or set(value) != {"start", "end"}:
+        raise RedCapsError(f"{where}: expected {{start: YEAR, end: YEAR}}")
+    return _years(f"{value['start']}-{value['end']}", where)
+
+
+def _entry(entry: dict[str, Any], where: str) -> list[YearRun]:
+    unknown = set(entry) - RUN_KEYS
+    if unknown:
+        raise RedCapsError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(RUN_KEYS)})")
+    names = entry.get("subreddits", [entry["subreddit"]] if "subreddit" in entry else [])
+    if not isinstance(names, list) or not names:
+        raise RedCapsError(f"{where}: needs 'subreddit' or a non-empty 'subreddits' list")
+    if ("years" in entry) == ("date_range" in entry):
+        raise RedCapsError(f"{where}: give exactly one of 'years' and 'date_range'")
+    years = (
+        _years(entry["years"], f"{where}.years")
+        if "years" in entry
+        else _date_range(entry["date_range"], f"{where}.date_range")
+    )
+    first_year = entry.get("first_year")
+    if first_year is not None:
+        [first_year] = _years(first_year, f"{where}.first_year")
+        if first_year > years[0]:
+            raise RedCapsError(f"{where}.first_year: {first_year} is after the first year {years[0]}")
+    runs = []
+    for i, name in enumerate(names):
+        try:
+            subreddit = check_subreddit(name).lower()
+        except UnsafeNameError as exc:
+            raise RedCapsError(f"{where}.subreddits[{i}]: {exc}") from None
+        runs += [
+            YearRun(subreddit, y, first_year if y == years[0] and first_year != y else None) for y in years
+        ]
+    return runs
+
+
+def _settings(value: Any, where: str) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise RedCapsError(f"{where}: expected a mapping of luigi.cfg sections")
+    settings: dict[str, dict[str, str]] = {}
+    for section, options in value.items():
+        if section not in SETTING_SECTIONS:
+            raise RedCapsError(f"{where}: unknown section {section!r} (allowed: {sorted(SETTING_SECTIONS)})")
+        if not isinstance(options, dict):
+            raise RedCapsError(f"{where}.{section}: expected a mapping")
+        settings[section] = {
+            str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()
+        }
+    return settings
+
+
+def parse_batch(data: Any, name: str = "batch") -> BatchConfig:
+    if not isinstance(data, dict):
+        raise RedCapsError(f"{name}: expected a mapping at the top level")
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise RedCapsError(f"{name}: unknown keys {sorted(unknown)} (allowed: {sorted(TOP_KEYS)})")
+    runs: list[YearRun] = []
+    if "subreddits" in data:
+        top = {k: data[k] for k in ("subreddits", "years", "date_range", "first_year") if k in data}
+        runs += _entry(top, name)
+    elif "years" in data or "date_range" in data:
+        raise RedCapsError(f"{name}: 'years' at the top level needs 'subreddits'")
+    entries = data.get("runs", [])
+    if not isinstance(entries, list):
+        raise RedCapsError(f"{name}.runs: expected a list")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise RedCapsError(f"{name}.runs[{i}]: expected a mapping")
+        runs += _entry(entry, f"{name}.runs[{i}]")
+    if not runs:
+        raise RedCapsError(f"{name}: no subreddit-years to run")
+    seen: dict[str, YearRun] = {}
+    for run in runs:
+        if run.stem in seen and seen[run.stem] != run:
+            raise RedCapsError(f"{name}: {run.stem} is listed twice with different first_year")
+        seen[run.stem] = run
+    return BatchConfig(
+        str(data.get("name", name)),
+        sorted(seen.values()),
+        _settings(data.get("settings", {}), f"{name}.settings"),
+    )
+
+
+def load_batch(path: str | Path) -> BatchConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RedCapsError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise RedCapsError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_batch(data, str(path))
