@@ -1,0 +1,356 @@
+"""Polite, robust HTTP: one pooled session, per-host limits, retries only where they help.
+
+* Keep-alive pooling and a descriptive User-Agent (imgur and i.redd.it answer 429 to
+  default client strings), ``Accept: image/*`` (i.redd.it serves HTML to browsers).
+* Per-host token buckets and concurrency caps: a host matches the longest policy key that
+  is a dot-suffix of it (``i.imgur.com`` -> ``imgur.com``), so all hosts of one service
+  share one limit. Every attempt, retries included, takes a token.
+* Retries (tenacity) only for network errors, 408, 429 and 5xx, with exponential backoff
+  and full jitter, never shorter than ``Retry-After``; 404/410 and other 4xx are final.
+* Placeholders count as failures: imgur's ``removed.png`` and flickr's
+  ``photo_unavailable`` are served with HTTP 200 after a redirect.
+* Standard ``HTTP(S)_PROXY`` / ``REQUESTS_CA_BUNDLE`` apply (requests' ``trust_env``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+import urllib3.exceptions
+
+from redcaps import __version__
+
+IMGUR_REMOVED_MD5 = "d835884373f4d6c8f24742ceabe74946"
+
+#: Statuses a later run should try again; everything else is final.
+RETRYABLE_STATUSES = frozenset(
+    {"timeout", "connection_error", "http_408", "http_429", "http_5xx", "truncated"}
+)
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Token bucket (``rate`` per second, up to ``burst`` at once) and a concurrency cap."""
+
+    rate: float = 5.0
+    burst: int = 10
+    concurrency: int = 8
+
+
+DEFAULT_POLICY = HostPolicy()
+#: Conservative defaults: imgur throttles hard (the original slept 2 s per imgur image).
+DEFAULT_HOST_POLICIES: dict[str, HostPolicy] = {
+    "imgur.com": HostPolicy(rate=1.0, burst=2, concurrency=2),
+    "redd.it": HostPolicy(rate=5.0, burst=10, concurrency=8),
+    "staticflickr.com": HostPolicy(rate=5.0, burst=10, concurrency=8),
+    "static.flickr.com": HostPolicy(rate=5.0, burst=10, concurrency=8),
+    "*": DEFAULT_POLICY,
+}
+
+
+def parse_host_policy(text: str) -> HostPolicy:
+    """Parse ``"rate=1 burst=2 concurrency=2"`` (any subset; the rest from the defaults)."""
+    values: dict[str, float] = {}
+    for part in text.replace(",", " ").split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("rate", "burst", "concurrency"):
+            raise ValueError(f"bad host policy {text!r}: expected rate=R burst=N concurrency=N")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ValueError(f"bad host policy {text!r}: {key} must be a number") from None
+    policy = HostPolicy(
+        rate=values.get("rate", DEFAULT_POLICY.rate),
+        burst=int(values.get("burst", max(1, values.get("rate", DEFAULT_POLICY.burst)))),
+        concurrency=int(values.get("concurrency", DEFAULT_POLICY.concurrency)),
+    )
+    if policy.rate <= 0 or policy.burst < 1 or policy.concurrency < 1:
+        raise ValueError(f"bad host policy {text!r}: rate must be > 0, burst and concurrency >= 1")
+    return policy
+
+
+def policy_key(host: str, policies: dict[str, HostPolicy]) -> str:
+    """The longest policy key that is ``host`` or a dot-suffix of it, else ``"*"``."""
+    host = host.lower().rstrip(".")
+    matches = [k for k in policies if k != "*" and (host == k or host.endswith("." + k))]
+    return max(matches, key=len, default="*")
+
+
+class _Bucket:
+    def __init__(self, policy: HostPolicy, clock: Callable[[], float]) -> None:
+        self.policy = policy
+        self.tokens = float(policy.burst)
+        self.stamp = clock()
+        self.slots = threading.BoundedSemaphore(policy.concurrency)
+
+
+class HostLimiter:
+    """Per-host politeness shared by every thread of a process."""
+
+    def __init__(
+        self,
+        policies: dict[str, HostPolicy] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.policies = dict(policies or DEFAULT_HOST_POLICIES)
+        self.policies.setdefault("*", DEFAULT_POLICY)
+        self.clock, self.sleep = clock, sleep
+        self.waited: dict[str, float] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def policy_key(self, host: str) -> str:
+        return policy_key(host, self.policies)
+
+    def _bucket(self, key: str) -> _Bucket:
+        with self._lock:
+            if key not in self._buckets:
+                self._buckets[key] = _Bucket(self.policies[key], self.clock)
+            return self._buckets[key]
+
+    def _take_token(self, key: str, bucket: _Bucket) -> float:
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock()
+                policy = bucket.policy
+                bucket.tokens = min(policy.burst, bucket.tokens + (now - bucket.stamp) * policy.rate)
+                bucket.stamp = now
+                if bucket.tokens >= 1:
+                    bucket.tokens -= 1
+                    return waited
+                delay = (1 - bucket.tokens) / policy.rate
+            self.sleep(delay)
+            waited += delay
+
+    @contextlib.contextmanager
+    def slot(self, host: str) -> Iterator[float]:
+        """Block for a concurrency slot and a token; yield the seconds spent waiting."""
+        key = self.policy_key(host)
+        bucket = self._bucket(key)
+        start = self.clock()
+        bucket.slots.acquire()
+        try:
+            waited = self.clock() - start + self._take_token(key, bucket)
+            with self._lock:
+                self.waited[key] = self.waited.get(key, 0.0) + waited
+            yield waited
+        finally:
+            bucket.slots.release()
+
+
+def default_user_agent() -> str:
+    return f"redcaps/{__version__} (+https://github.com/redcaps-dataset/redcaps-downloader; dataset research)"
+
+
+@dataclass
+class HttpConfig:
+    user_agent: str = field(default_factory=default_user_agent)
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_bytes: int = 50 * 2**20
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    retry_after_max: float = 120.0
+    host_policies: dict[str, HostPolicy] = field(default_factory=lambda: dict(DEFAULT_HOST_POLICIES))
+    pool_size: int = 32
+
+
+@dataclass
+class FetchResult:
+    url: str
+    status: str
+    final_url: str | None = None
+    http_status: int | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def is_placeholder(final_url: str | None, body: bytes | None) -> bool:
+    """imgur's ``removed.png`` (by final URL or md5) or flickr's ``photo_unavailable``."""
+    if final_url:
+        parts = urlsplit(final_url)
+        host = (parts.hostname or "").lower()
+        if (host == "imgur.com" or host.endswith(".imgur.com")) and parts.path.endswith("/removed.png"):
+            return True
+        if "photo_unavailable" in parts.path:
+            return True
+    return body is not None and len(body) < 4096 and hashlib.md5(body).hexdigest() == IMGUR_REMOVED_MD5
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), None when absent or junk."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+class _Retry(Exception):
+    """An attempt that failed in a way worth retrying."""
+
+    def __init__(self, result: FetchResult, retry_after: float | None = None) -> None:
+        super().__init__(result.status)
+        self.result = result
+        self.retry_after = retry_after
+
+
+def _status_for_code(code: int) -> str:
+    if code in (404, 410, 403, 408, 429):
+        return f"http_{code}"
+    return "http_5xx" if code >= 500 else "http_4xx"
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+class Fetcher:
+    """Fetch URLs politely; :meth:`get` never raises for network or HTTP problems."""
+
+    def __init__(
+        self,
+        config: HttpConfig | None = None,
+        limiter: HostLimiter | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.config = config or HttpConfig()
+        self.limiter = limiter or HostLimiter(self.config.host_policies)
+        self.session = session or requests.Session()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=self.config.pool_size, pool_maxsize=self.config.pool_size, max_retries=0
+        )
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = self.config.user_agent
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        config = self.config
+        backoff = min(config.backoff_max, config.backoff_base * 2 ** (state.attempt_number - 1))
+        delay = random.uniform(0, backoff)  # full jitter
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retry) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    def get(self, url: str, *, accept: str = "image/*,*/*;q=0.8") -> FetchResult:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return FetchResult(url, "invalid_url", error=f"not an http(s) URL: {url[:80]!r}")
+        attempts = 0
+
+        def attempt() -> FetchResult:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(url, parts.hostname or "", accept)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(1, self.config.max_attempts)),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(self._worth_retrying),
+            reraise=True,
+        )
+        try:
+            result = retrying(attempt)
+        except _Retry as exc:
+            result = exc.result
+        result.attempts = attempts
+        return result
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        if not isinstance(exc, _Retry):
+            return False
+        # a server asking us to wait longer than we are willing to: give up now, retry next run
+        return exc.retry_after is None or exc.retry_after <= self.config.retry_after_max
+
+    def _attempt(self, url: str, host: str, accept: str) -> FetchResult:
+        config = self.config
+        with self.limiter.slot(host):
+            try:
+                with self.session.get(
+                    url,
+                    headers={"Accept": accept},
+                    timeout=(config.connect_timeout, config.read_timeout),
+                    stream=True,
+                    allow_redirects=True,
+                ) as resp:
+                    return self._read(url, resp)
+            except _Retry:
+                raise
+            except requests.exceptions.Timeout as exc:
+                raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
+            except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
+                raise _Retry(FetchResult(url, "truncated", error=_one_line(exc))) from None
+            except requests.exceptions.ConnectionError as exc:
+                if isinstance(exc.__context__, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(
+                    exc
+                ):
+                    raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
+                raise _Retry(FetchResult(url, "connection_error", error=_one_line(exc))) from None
+            except requests.exceptions.RequestException as exc:
+                return FetchResult(url, "connection_error", error=_one_line(exc))
+
+    def _read(self, url: str, resp: requests.Response) -> FetchResult:
+        config = self.config
+        result = FetchResult(
+            url,
+            "ok",
+            final_url=resp.url,
+            http_status=resp.status_code,
+            content_type=resp.headers.get("Content-Type"),
+        )
+        code = resp.status_code
+        if code != 200:
+            result.status = _status_for_code(code)
+            result.error = f"HTTP {code}"
+            if code in (408, 429) or code >= 500:
+                raise _Retry(result, retry_after_seconds(resp.headers.get("Retry-After")))
+            return result
+        length = resp.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > config.max_bytes:
+            result.status, result.error = "too_large", f"Content-Length {length} > {config.max_bytes}"
+            return result
+        chunks, size = [], 0
+        for chunk in resp.iter_content(1 << 16):
+            size += len(chunk)
+            if size > config.max_bytes:
+                result.status, result.error = "too_large", f"body over {config.max_bytes} bytes"
+                return result
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if length and length.isdigit() and len(body) < int(length):
+            raise _Retry(
+                FetchResult(url, "truncated", final_url=resp.url, error=f"got {len(body)} of {length} bytes")
+            )
+        if is_placeholder(resp.url, body):
+            result.status, result.error = "placeholder", f"placeholder image at {resp.url}"
+            return result
+        result.body = body
+        return result

@@ -1,0 +1,56 @@
+"""``python -m redcaps.sandbox serve --state-dir DIR``: run the sandbox for the demo or by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import threading
+from pathlib import Path
+
+from redcaps.atomic import write_text
+from redcaps.sandbox import Sandbox
+from redcaps.sandbox.world import World
+
+
+def serve(state_dir: Path, port: int, seed: int) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Sandbox(World(seed), state_dir=state_dir, port=port) as sandbox:
+        write_text(
+            state_dir / "env.sh", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sandbox.env().items())
+        )
+        print(f"sandbox proxy on {sandbox.proxy_url}; source {state_dir / 'env.sh'}", flush=True)
+        stop.wait()
+
+
+def write_official(dest: Path, seed: int) -> None:
+    for stem, content in World(seed).official_files().items():
+        path = dest / "annotations" / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+        print(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="redcaps-sandbox", description=__doc__)
+    parser.add_argument("--seed", type=int, default=0)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="start the proxy and write DIR/env.sh and DIR/ca.pem")
+    run.add_argument("--state-dir", type=Path, required=True)
+    run.add_argument("--port", type=int, default=0)
+    official = commands.add_parser(
+        "write-official", help="write the official-format files into DIR/annotations"
+    )
+    official.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.state_dir, args.port, args.seed)
+    else:
+        write_official(args.dest, args.seed)
+
+
+if __name__ == "__main__":
+    main()

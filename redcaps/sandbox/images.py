@@ -1,0 +1,87 @@
+"""Deterministic generated images of every kind the real hosts serve.
+
+A small seeded noise pattern is scaled up (fast: no per-pixel Python), so every URL gets
+its own image, the same on every run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+
+import numpy as np
+from PIL import Image
+
+KINDS = ("web", "phone", "small", "png_alpha", "gif", "webp", "exif_rotated")
+
+
+def _seed(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def _pattern(key: str, size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(_seed(key))
+    channels = 4 if mode == "RGBA" else 3
+    small = (rng.random((12, 16, channels)) * 255).astype(np.uint8)
+    if mode == "RGBA":
+        small[..., 3] = np.where(small[..., 3] > 100, 255, 0)
+    return Image.fromarray(small, mode).resize(size, Image.Resampling.BILINEAR)
+
+
+def _save(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **kwargs)
+    return out.getvalue()
+
+
+def web_size(key: str) -> tuple[int, int]:
+    rng = np.random.default_rng(_seed("size" + key))
+    long_edge = int(rng.integers(320, 2049))
+    ratio = float(rng.choice([4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4]))
+    return (
+        (long_edge, max(1, round(long_edge / ratio))) if ratio >= 1 else (round(long_edge * ratio), long_edge)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def render(kind: str, key: str) -> tuple[bytes, str]:
+    """(body, content type) of the image of ``kind`` for ``key`` (usually the URL)."""
+    if kind == "phone":
+        size = [(2048, 1536), (4032, 3024), (3024, 4032), (3000, 2000)][_seed(key) % 4]
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "SandboxPhone", "Model 12"
+        return _save(_pattern(key, size), "JPEG", quality=92, exif=exif.tobytes()), "image/jpeg"
+    if kind == "small":
+        return _save(_pattern(key, (200, 150)), "JPEG", quality=90), "image/jpeg"
+    if kind == "png_alpha":
+        return _save(_pattern(key, (800, 600), "RGBA"), "PNG"), "image/png"
+    if kind == "gif":
+        frames = [_pattern(key + str(i), (480, 360)).convert("P") for i in range(3)]
+        return _save(
+            frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0
+        ), "image/gif"
+    if kind == "webp":
+        return _save(_pattern(key, (1024, 768)), "WEBP", quality=85), "image/webp"
+    if kind == "exif_rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # stored landscape, shown portrait
+        return _save(_pattern(key, (1600, 1200)), "JPEG", quality=90, exif=exif.tobytes()), "image/jpeg"
+    return _save(_pattern(key, web_size(key)), "JPEG", quality=88), "image/jpeg"
+
+
+@functools.lru_cache(maxsize=1)
+def imgur_removed_png() -> bytes:
+    """A 161x81 placeholder like imgur's ``removed.png``."""
+    return _save(Image.new("RGB", (161, 81), (227, 227, 227)), "PNG")
+
+
+@functools.lru_cache(maxsize=1)
+def flickr_unavailable_png() -> bytes:
+    return _save(Image.new("RGB", (500, 374), (240, 240, 240)), "PNG")
+
+
+@functools.lru_cache(maxsize=1)
+def bomb_png() -> bytes:
+    """30000x30000 pixels of one colour: ~100 KB on the wire, 900 MP decoded."""
+    return _save(Image.new("1", (30000, 30000)), "PNG")

@@ -1,0 +1,197 @@
+"""The sandbox's deterministic world: which URL serves what, and the official files.
+
+Every URL on an image host serves a generated image unless the world gives it a fault;
+``expected_status`` says what a correct downloader must record for each URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import random
+import threading
+import zipfile
+from collections import Counter
+from typing import Any
+
+from redcaps import FORMAT_VERSION
+from redcaps.sandbox.images import KINDS
+
+FAULT_STATUS = {
+    None: "ok",
+    "retry_after_429": "ok",
+    "burst_503": "ok",
+    "http_404": "http_404",
+    "http_410": "http_410",
+    "http_403": "http_403",
+    "always_503": "http_5xx",
+    "reset": "connection_error",
+    "slow": "timeout",
+    "truncated": "truncated",
+    "html": "not_image",
+    "imgur_removed": "placeholder",
+    "flickr_unavailable": "placeholder",
+    "huge": "too_large",
+    "bomb": "too_many_pixels",
+}
+FAULTS = tuple(f for f in FAULT_STATUS if f)
+
+OFFICIAL = {  # stem -> (records, first day, last day)
+    "sandboxcats_2020": (60, dt.date(2020, 1, 1), dt.date(2020, 12, 31)),
+    "sandboxroses_2019": (40, dt.date(2019, 1, 1), dt.date(2019, 12, 31)),
+    "sandboxbirds_2017": (30, dt.date(2012, 1, 1), dt.date(2017, 12, 31)),
+}
+_WORDS = (
+    "sunset",
+    "garden",
+    "my cat",
+    "old barn",
+    "first bloom",
+    "morning light",
+    "the lake",
+    "tiny bird",
+    "after the rain",
+    "city lights",
+    "rose bush",
+    "a heron",
+    "forest path",
+    "new leaf",
+    "snow day",
+)
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class World:
+    """Seeded, so the same seed always gives the same URLs, faults, images and files."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.faults: dict[str, str] = {}
+        self.kinds: dict[str, str] = {}
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._official: dict[str, dict[str, Any]] | None = None
+
+    def hit(self, url: str) -> int:
+        """Count a request for ``url``; returns how many there have been, this one included."""
+        with self._lock:
+            self.hits[url] += 1
+            return self.hits[url]
+
+    def image_kind(self, url: str) -> str:
+        if url in self.kinds:
+            return self.kinds[url]
+        path = url.lower().split("?")[0]
+        for ext, kind in ((".png", "png_alpha"), (".gif", "gif"), (".webp", "webp")):
+            if path.endswith(ext):
+                return kind
+        return "phone" if int(hashlib.sha256(url.encode()).hexdigest(), 16) % 20 == 0 else "web"
+
+    def expected_status(self, url: str) -> str:
+        return FAULT_STATUS[self.faults.get(url)]
+
+    # -- official files ----------------------------------------------------------------
+    def official_files(self) -> dict[str, dict[str, Any]]:
+        """Official-format annotation files; every fault and image kind appears at least once."""
+        if self._official is None:
+            rng = random.Random(self.seed)
+            specials = [("fault", f) for f in FAULTS] + [("kind", k) for k in KINDS if k != "web"]
+            files = {}
+            for stem, (count, first, last) in OFFICIAL.items():
+                records = [self._record(rng, stem, first, last) for _ in range(count)]
+                files[stem] = records
+            everything = [r for recs in files.values() for r in recs]
+            for (what, value), rec in zip(specials, rng.sample(everything, len(specials)), strict=False):
+                if what == "fault":
+                    if value == "imgur_removed" or value == "flickr_unavailable":
+                        rec["url"] = self._url(rng, "imgur" if value == "imgur_removed" else "flickr")
+                    self.faults[rec["url"]] = value
+                else:
+                    self.kinds[rec["url"]] = value
+            self._official = {
+                stem: {
+                    "info": self._info(*OFFICIAL[stem][1:], len(recs)),
+                    "annotations": sorted(recs, key=lambda r: (r["created_utc"], r["image_id"])),
+                }
+                for stem, recs in files.items()
+            }
+        return json.loads(json.dumps(self._official))  # a copy callers may modify
+
+    @staticmethod
+    def _info(first: dt.date, last: dt.date, count: int) -> dict[str, Any]:
+        return {
+            "start_date": first.isoformat(),
+            "end_date": last.isoformat(),
+            "url": "https://redcaps.xyz",
+            "version": FORMAT_VERSION,
+            "word_filter": {
+                "num_removed": 1,
+                "model": "LDNOOBW/List-of-Dirty-Naughty-Obscene-and-Otherwise-Bad-Words",
+            },
+            "nsfw_filter": {"num_removed": 0, "model": "gantman/nsfw_model", "confidence_threshold": 0.9},
+            "face_filter": {
+                "num_removed": count // 30,
+                "model": "redcaps-dataset/pytorch-retinaface",
+                "confidence_threshold": 0.9,
+            },
+        }
+
+    @staticmethod
+    def _id(rng: random.Random, n: int) -> str:
+        return "".join(rng.choice(_B36) for _ in range(n))
+
+    def _url(self, rng: random.Random, host: str) -> str:
+        if host == "imgur":
+            letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+            return f"https://i.imgur.com/{''.join(rng.choice(letters) for _ in range(7))}.jpg"
+        if host == "flickr":
+            farm, server = rng.randint(1, 9), rng.randint(1000, 9999)
+            return (
+                f"https://farm{farm}.staticflickr.com/{server}/{rng.randint(10**9, 10**10)}_"
+                f"{rng.getrandbits(40):010x}.jpg"
+            )
+        return f"https://i.redd.it/{self._id(rng, 13)}.jpg"
+
+    def _record(self, rng: random.Random, stem: str, first: dt.date, last: dt.date) -> dict[str, Any]:
+        subreddit = stem.rsplit("_", 1)[0]
+        start = int(dt.datetime(first.year, first.month, first.day, tzinfo=dt.timezone.utc).timestamp())
+        end = int(
+            dt.datetime(last.year, last.month, last.day, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
+        )
+        image_id = self._id(rng, 6)
+        title = f"{rng.choice(_WORDS).capitalize()} {rng.choice(_WORDS)}"
+        record: dict[str, Any] = {
+            "image_id": image_id,
+            "author": None if rng.random() < 0.1 else f"user_{self._id(rng, 5)}",
+            "url": self._url(rng, rng.choice(["reddit"] * 6 + ["imgur"] * 3 + ["flickr"])),
+            "raw_caption": title + (" [OC]" if rng.random() < 0.3 else ""),
+            "caption": title.lower(),
+            "subreddit": subreddit,
+            "score": rng.randint(2, 5000),
+            "created_utc": rng.randint(start, end),
+            "permalink": f"/r/{subreddit}/comments/{image_id}/{title.lower().replace(' ', '_')}/",
+        }
+        if rng.random() < 0.05:
+            record["crosspost_parents"] = [f"t3_{self._id(rng, 6)}"]
+        return record
+
+    def annotations_zip(self) -> bytes:
+        """Like ``redcaps_v1.0_annotations.zip``, byte-identical on every call."""
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+
+            def add(name: str, data: bytes) -> None:
+                info = zipfile.ZipInfo(name, date_time=(2021, 10, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+
+            add("LICENSE.txt", b"Sandbox annotations for testing (CC-BY 4.0 in the real release).\n")
+            add("TERMSOFUSE.txt", b"Synthetic data generated by redcaps.sandbox.\n")
+            for stem, content in sorted(self.official_files().items()):
+                add(f"annotations/{stem}.json", json.dumps(content).encode())
+        return out.getvalue()
+
+    def annotations_zip_sha256(self) -> str:
+        return hashlib.sha256(self.annotations_zip()).hexdigest()
