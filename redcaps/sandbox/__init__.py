@@ -75,8 +75,8 @@ class Sandbox:
             "http_proxy": self.proxy_url,
             "REQUESTS_CA_BUNDLE": str(self.ca_path),
             "SSL_CERT_FILE": str(self.ca_path),
-            "NO_PROXY": "",
-            "no_proxy": "",
+            "NO_PROXY": "127.0.0.1,localhost",  # luigid and other local services bypass the proxy
+            "no_proxy": "127.0.0.1,localhost",
         }
 
     def reset_log(self) -> None:

@@ -22,7 +22,7 @@ import trustme
 
 from redcaps.sandbox.app import Request, RequestLog, RequestRecord, Response, Router, now
 
-SLOW_STALL = 30.0  # seconds a "slow" response stalls mid-body
+SLOW_STALL = 120.0  # seconds a "slow" response stalls mid-body: longer than any read timeout
 
 
 class ProxyServer(http.server.ThreadingHTTPServer):
