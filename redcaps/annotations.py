@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from redcaps import FORMAT_VERSION
 from redcaps.atomic import write_json
