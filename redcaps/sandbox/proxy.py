@@ -129,6 +129,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 )
             )
 
+    def _stall(self, seconds: float) -> None:
+        """Wait mid-response until ``seconds`` pass, the sandbox stops, or the client hangs up
+        (so the request log's interval ends when the client gave up, as the client saw it)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.server.stopping.is_set():
+            self.connection.settimeout(0.1)
+            try:
+                if self.connection.recv(1) == b"":
+                    return
+            except TimeoutError:
+                continue
+            except (OSError, ssl.SSLError):
+                return
+
     def _write(self, response: Response) -> None:
         if response.fault == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -152,7 +166,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif response.fault == "slow":
             self.wfile.write(response.body[:16])
             self.wfile.flush()
-            self.server.stopping.wait(SLOW_STALL)
+            self._stall(SLOW_STALL)
             self.close_connection = True
         elif response.fault == "huge":
             remaining = int(headers["Content-Length"])

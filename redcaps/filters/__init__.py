@@ -1,1 +1,0 @@
-"""Content filters: blocklisted words, NSFW images, faces (the RedCaps release filters)."""
