@@ -5,10 +5,13 @@ Importing this package registers every task, so stage tasks can be run directly 
 """
 
 from pipeline.official import OfficialFile, RedCapsOfficial
+from tasks.config import apply_retcode_defaults
 from tasks.download import DownloadImages, DownloadImageShard
 from tasks.official import OfficialAnnotations
 from tasks.tarify import Tarify
 from tasks.validate import Validate
+
+apply_retcode_defaults()
 
 __all__ = [
     "DownloadImageShard",

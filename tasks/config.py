@@ -69,3 +69,24 @@ def host_policies() -> dict[str, HostPolicy]:
         for host, text in parser.items("host_limits"):
             policies[host] = parse_host_policy(text)
     return policies
+
+
+#: luigi exits 0 on failure unless [retcode] is configured: these apply wherever the user's
+#: config does not say otherwise, so a failed run is visible to shells and cron.
+RETCODE_DEFAULTS = {
+    "already_running": "10",
+    "missing_data": "20",
+    "not_run": "25",
+    "task_failed": "30",
+    "scheduling_error": "35",
+    "unhandled_exception": "40",
+}
+
+
+def apply_retcode_defaults() -> None:
+    config = luigi.configuration.get_config()
+    if not config.has_section("retcode"):
+        config.add_section("retcode")
+    for key, value in RETCODE_DEFAULTS.items():
+        if not config.has_option("retcode", key):
+            config.set("retcode", key, value)

@@ -84,6 +84,29 @@ def test_annotations_dir_with_malformed_file_fails_cleanly(sandbox_env, luigi_co
     assert (src / "roses_2020.json").read_text().startswith('{"info"')  # input untouched
 
 
+def test_failure_exits_non_zero_even_without_a_luigi_cfg(tmp_path):
+    bad = tmp_path / "anns"
+    bad.mkdir()
+    (bad / "roses_2020.json").write_text("{broken")
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "luigi",
+        "--module",
+        "pipeline",
+        "RedCapsOfficial",
+        "--annotations-dir",
+        str(bad),
+        "--local-scheduler",
+        "--redcaps-data-dir",
+        str(tmp_path / "data"),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 30, proc.stderr[-2000:]
+    assert "roses_2020.json: invalid JSON" in proc.stderr
+
+
 def _write_cfg(path: Path, data_dir: Path) -> Path:
     lines = ["[core]", "autoload_range = false", "[redcaps]", f"data_dir = {data_dir}"]
     for section, values in {
