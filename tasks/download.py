@@ -20,7 +20,7 @@ from redcaps.download import (
     read_manifests,
     shard_slice,
 )
-from redcaps.http import Fetcher, HostLimiter
+from redcaps.http import Fetcher, HostLimiter, policy_key
 from tasks.base import StageTask
 from tasks.config import downloads, host_policies, images
 
@@ -31,7 +31,7 @@ def manifest_dir(root: Path, stem: str) -> Path:
 
 def host_resource(host: str) -> str:
     """The ``[resources]`` name shared by every host one politeness policy covers."""
-    return "host_" + HostLimiter(host_policies()).policy_key(host)
+    return "host_" + policy_key(host, host_policies())
 
 
 class DownloadImageShard(StageTask):
