@@ -1,0 +1,27 @@
+"""Caption cleaning exactly as the original ``_sanitize_caption`` — quirks included.
+
+Users compare against the official release, so this reproduces it step for step rather than
+improving it: ``"photo 800x600 of cat"`` becomes ``"photoof cat"`` and a trailing space can
+survive emoji removal, as there. ``raw_caption`` always keeps the untouched title.
+"""
+
+from __future__ import annotations
+
+import re
+
+import ftfy
+
+_BRACKETS = re.compile(r"[\[\(].*?[\]\)]", flags=re.IGNORECASE)
+_RESOLUTIONS = re.compile(r"\s*\d+\s*[x×\*\,]\s*\d+\s*", flags=re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+_HANDLES = re.compile(r"\@[_\d\w\.]+")
+USER_TOKEN = "<usr>"
+
+
+def sanitize_caption(raw: str) -> str:
+    """Clean a post title the way RedCaps v1.0 did."""
+    caption = ftfy.fix_text(raw, normalization="NFKD").lower()
+    for pattern in (_BRACKETS, _RESOLUTIONS):  # each removal is followed by whitespace cleanup
+        caption = _SPACES.sub(" ", pattern.sub("", caption)).strip()
+    caption = _HANDLES.sub(USER_TOKEN, caption)
+    return caption.encode("ascii", "ignore").decode()
