@@ -18,7 +18,7 @@ from redcaps.sandbox.app import RequestLog, Router
 from redcaps.sandbox.proxy import ProxyServer
 from redcaps.sandbox.world import World
 
-HANDLER_MODULES = ["redcaps.sandbox.hosts", "redcaps.sandbox.downloads"]
+HANDLER_MODULES = ["redcaps.sandbox.hosts", "redcaps.sandbox.downloads", "redcaps.sandbox.reddit_apis"]
 
 
 class Sandbox:
