@@ -5,6 +5,7 @@ Importing this package registers every task, so stage tasks can be run directly 
 """
 
 from pipeline.official import OfficialFile, RedCapsOfficial
+from tasks.collect import FetchMonth, MergeYear
 from tasks.config import apply_retcode_defaults
 from tasks.download import DownloadImages, DownloadImageShard
 from tasks.official import OfficialAnnotations
@@ -16,6 +17,8 @@ apply_retcode_defaults()
 __all__ = [
     "DownloadImageShard",
     "DownloadImages",
+    "FetchMonth",
+    "MergeYear",
     "OfficialAnnotations",
     "OfficialFile",
     "RedCapsOfficial",

@@ -128,6 +128,52 @@ def download_imgs(
         click.echo(f"updated {annotations_path}: kept {ok} instances")
 
 
+@main.command("download-anns")
+@click.option("-s", "--subreddit", required=True, help="Subreddit name, without r/.")
+@click.option(
+    "-m",
+    "--month",
+    "--yyyy-mm",
+    "month",
+    required=True,
+    type=click.DateTime(["%Y-%m"]),
+    help="Month as YYYY-MM (the original spelled it --yyyy-mm).",
+)
+@click.option(
+    "-o",
+    "--save-to",
+    default="./datasets/redcaps/annotations",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for <subreddit>_<YYYY-MM>.json.",
+)
+@click.option(
+    "--source", type=click.Choice(["arctic-shift", "dump"]), default="arctic-shift", show_default=True
+)
+@click.option("--dump-dir", type=click.Path(file_okay=False, exists=True), help="For --source dump.")
+@click.option("--min-score", default=2, show_default=True, help="Drop posts scoring below this.")
+def download_anns(
+    subreddit: str, month, save_to: str, source: str, dump_dir: str | None, min_score: int
+) -> None:
+    """Collect one month of image posts of a subreddit as an annotation file."""
+    from redcaps.collect import build_source, collect_month
+    from redcaps.names import check_subreddit
+
+    check_subreddit(subreddit)
+    result = collect_month(
+        subreddit,
+        month.year,
+        month.month,
+        source=build_source(source, dump_dir=dump_dir),
+        min_score=min_score,
+    )
+    path = Path(save_to) / f"{subreddit.lower()}_{month:%Y-%m}.json"
+    ann.save(path, result)
+    info = result.info["collection"]
+    dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items()) or "none"
+    click.echo(f"wrote {path}: {info['kept']} of {info['considered']} posts kept; dropped: {dropped}")
+
+
 @main.command()
 @click.argument("annotation_filepaths", nargs=-1, required=True)
 @click.option("-o", "--save-to", required=True, type=click.Path(), help="Merged annotation file.")
