@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,24 @@ from redcaps.names import check_subreddit
 from redcaps.rules import Dropped, ImgurResolver, classify
 from redcaps.sources import PostSource
 
-SOURCES = ("arctic-shift", "dump")
+SOURCES = ("arctic-shift", "pushshift", "dump")
 
 
 def build_source(name: str, **options: Any) -> PostSource:
-    """The source called ``name`` (``arctic-shift`` or ``dump``)."""
+    """The source called ``name`` (``arctic-shift``, ``pushshift`` or ``dump``)."""
     if name == "arctic-shift":
         from redcaps.sources.arctic_shift import ArcticShiftSource
 
         return ArcticShiftSource(**{k: v for k, v in options.items() if k in ("base_url",)})
+    if name == "pushshift":
+        from redcaps.sources.pushshift import PUSHSHIFT_URL, PushshiftSource
+
+        # the token is a secret: from the environment, never a task parameter
+        return PushshiftSource(
+            options.get("pushshift_url") or PUSHSHIFT_URL,
+            token=os.environ.get("PUSHSHIFT_TOKEN"),
+            flavour=options.get("pushshift_flavour") or "pushshift",
+        )
     if name == "dump":
         from redcaps.sources.dump import DumpSource
 

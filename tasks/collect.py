@@ -15,7 +15,9 @@ from tasks.config import redcaps
 
 
 class collection(luigi.Config):  # noqa: N801 - the section is [collection]
-    source = luigi.ChoiceParameter(choices=["arctic-shift", "dump"], default="arctic-shift")
+    source = luigi.ChoiceParameter(choices=["arctic-shift", "pushshift", "dump"], default="arctic-shift")
+    pushshift_url = luigi.Parameter(default="https://api.pushshift.io", description="Token: $PUSHSHIFT_TOKEN")
+    pushshift_flavour = luigi.ChoiceParameter(choices=["pushshift", "pullpush"], default="pushshift")
     min_score = luigi.IntParameter(default=2, description="Drop posts scoring below this")
     arctic_shift_url = luigi.Parameter(default="https://arctic-shift.photon-reddit.com")
     dump_dir = luigi.Parameter(default="", description="Directory of RS_YYYY-MM.zst or <sub>_submissions.zst")
@@ -37,7 +39,13 @@ class FetchMonth(luigi.Task):
 
     def run(self) -> None:
         config = collection()
-        source = build_source(config.source, base_url=config.arctic_shift_url, dump_dir=config.dump_dir)
+        source = build_source(
+            config.source,
+            base_url=config.arctic_shift_url,
+            dump_dir=config.dump_dir,
+            pushshift_url=config.pushshift_url,
+            pushshift_flavour=config.pushshift_flavour,
+        )
         result = collect_month(
             self.subreddit, self.month.year, self.month.month, source=source, min_score=config.min_score
         )

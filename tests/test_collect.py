@@ -84,3 +84,31 @@ def _month(post) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).strftime("%Y-%m")
+
+
+def test_pushshift_with_token_and_window_splitting(sandbox_env, monkeypatch):
+    from redcaps.sandbox.reddit_apis import PUSHSHIFT_TOKEN
+    from redcaps.sources import pushshift
+
+    monkeypatch.setattr(pushshift, "SIZE", 10)  # force full windows so they split
+    monkeypatch.setenv("PUSHSHIFT_TOKEN", PUSHSHIFT_TOKEN)
+    from_pushshift = collect_month("sandboxcats", 2020, 6, source=build_source("pushshift"))
+    from_arctic = collect_month("sandboxcats", 2020, 6, source=arctic())
+    for result in (from_pushshift, from_arctic):
+        result.info["collection"].pop("source")
+    assert from_pushshift.to_json() == from_arctic.to_json()
+    queries = sandbox_env.log.for_host("api.pushshift.io")
+    assert len(queries) > 3  # the month was split into smaller windows
+
+
+def test_pushshift_without_token_explains(sandbox_env, monkeypatch):
+    monkeypatch.delenv("PUSHSHIFT_TOKEN", raising=False)
+    with pytest.raises(RedCapsError, match="needs a valid token"):
+        collect_month("sandboxcats", 2020, 6, source=build_source("pushshift"))
+
+
+def test_pullpush_style_mirror(sandbox_env):
+    from redcaps.sources.pushshift import PushshiftSource
+
+    source = PushshiftSource("https://api.pullpush.io", flavour="pullpush")
+    assert collect_month("sandboxroses", 2020, 8, source=source).info["collection"]["kept"] == 16

@@ -12,6 +12,7 @@ from redcaps.sandbox.posts import population
 from redcaps.sandbox.world import World
 
 RATE_LIMIT = 1000
+PUSHSHIFT_TOKEN = "sandbox-moderator-token"
 
 
 def _json(status: int, data: object, **headers: str) -> Response:
@@ -54,4 +55,22 @@ def register(router: Router, world: World) -> None:
             matches.reverse()
         return _json(200, {"data": matches[:limit]}, **headers)
 
+    def pushshift(request: Request, needs_token: bool) -> Response | None:
+        if needs_token and request.headers.get("authorization") != f"Bearer {PUSHSHIFT_TOKEN}":
+            return _json(403, {"detail": "Not authenticated"})
+        if request.path.rstrip("/") not in ("/reddit/submission/search", "/reddit/search/submission"):
+            return _json(404, {"detail": "Not Found"})
+        query = request.query
+        size = min(_int(query, "size", 25) or 25, 100)
+        after, before = _int(query, "after", 0) or 0, _int(query, "before", 2**40) or 2**40
+        subreddit = query.get("subreddit", [""])[0].lower()
+        matches = [
+            p
+            for p in population(world.seed)  # the API's bounds are exclusive
+            if p["subreddit"].lower() == subreddit and after < p["created_utc"] < before
+        ]
+        return _json(200, {"data": list(reversed(matches))[:size]})  # newest first, like Pushshift
+
     router.add("arctic-shift.photon-reddit.com", arctic_shift)
+    router.add("api.pushshift.io", lambda r: pushshift(r, needs_token=True))
+    router.add("api.pullpush.io", lambda r: pushshift(r, needs_token=False))
