@@ -13,19 +13,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
-import tenacity
 
 from redcaps.errors import RedCapsError
 from redcaps.http import default_user_agent, retry_after_seconds
+from redcaps.sources.retry import RetryLater, retrying
 
 DEFAULT_BASE_URL = "https://arctic-shift.photon-reddit.com"
 PAGE_SIZES = (100, 50, 25)
-
-
-class _Again(Exception):
-    def __init__(self, why: str, wait: float | None = None, shrink: bool = False) -> None:
-        super().__init__(why)
-        self.wait, self.shrink = wait, shrink
 
 
 class ArcticShiftSource:
@@ -63,44 +57,33 @@ class ArcticShiftSource:
         try:
             resp = self.session.get(f"{self.base_url}/api/posts/search", params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise _Again(f"{type(exc).__name__}") from None
+            raise RetryLater(f"{type(exc).__name__}") from None
         if resp.status_code == 422:
-            raise _Again("422 " + resp.text[:80], shrink=True)
+            raise RetryLater("422 " + resp.text[:80], shrink=True)
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Again(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
+            raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
             raise RedCapsError(f"Arctic Shift answered HTTP {resp.status_code} for r/{subreddit}")
         if resp.headers.get("X-RateLimit-Remaining") == "0":
             self.sleep(float(resp.headers.get("X-RateLimit-Reset") or 60))
         data = resp.json().get("data")
         if data is None:
-            raise _Again("error: " + str(resp.json().get("error"))[:80], shrink=True)
+            raise RetryLater("error: " + str(resp.json().get("error"))[:80], shrink=True)
         return data
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        delay = self.backoff_base * 2 ** (state.attempt_number - 1)
-        return max(delay, exc.wait or 0) if isinstance(exc, _Again) else delay
 
     def _fetch(self, subreddit: str, after: int, before: int) -> list[dict[str, Any]]:
         def attempt() -> list[dict[str, Any]]:
             try:
                 return self._page(subreddit, after, before)
-            except _Again as again:
+            except RetryLater as again:
                 if again.shrink and self.page_size > PAGE_SIZES[-1]:
                     self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) + 1]
                 raise
 
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception_type(_Again),
-            sleep=self.sleep,
-            reraise=True,
-        )
+        policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
         try:
-            return retrying(attempt)
-        except _Again as exc:
+            return policy(attempt)
+        except RetryLater as exc:
             raise RedCapsError(f"Arctic Shift kept failing for r/{subreddit} after {after}: {exc}") from None
 
     def iter_posts(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:

@@ -13,20 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
-import tenacity
 
 from redcaps.errors import RedCapsError
 from redcaps.http import default_user_agent, retry_after_seconds
+from redcaps.sources.retry import RetryLater, retrying
 
 PUSHSHIFT_URL = "https://api.pushshift.io"
 SEARCH_PATHS = {"pushshift": "/reddit/submission/search", "pullpush": "/reddit/search/submission/"}
 SIZE = 100
-
-
-class _Again(Exception):
-    def __init__(self, why: str, wait: float | None = None) -> None:
-        super().__init__(why)
-        self.wait = wait
 
 
 class PushshiftSource:
@@ -61,34 +55,23 @@ class PushshiftSource:
         try:
             resp = self.session.get(self.url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise _Again(type(exc).__name__) from None
+            raise RetryLater(type(exc).__name__) from None
         if resp.status_code in (401, 403):
             raise RedCapsError(
                 f"{self.url}: HTTP {resp.status_code}: this API needs a valid token "
                 "(PUSHSHIFT_TOKEN); public Pushshift access ended in 2023"
             )
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Again(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
+            raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
             raise RedCapsError(f"{self.url}: HTTP {resp.status_code} for r/{subreddit}")
         return resp.json().get("data") or []
 
     def _fetch(self, subreddit: str, start: int, end: int) -> list[dict[str, Any]]:
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            delay = self.backoff_base * 2 ** (state.attempt_number - 1)
-            return max(delay, exc.wait or 0) if isinstance(exc, _Again) else delay
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=wait,
-            retry=tenacity.retry_if_exception_type(_Again),
-            sleep=self.sleep,
-            reraise=True,
-        )
+        policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
         try:
-            return retrying(self._query, subreddit, start, end)
-        except _Again as exc:
+            return policy(self._query, subreddit, start, end)
+        except RetryLater as exc:
             raise RedCapsError(f"{self.url} kept failing for r/{subreddit}: {exc}") from None
 
     def _window(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
