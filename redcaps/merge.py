@@ -1,15 +1,18 @@
-"""``merge``: combine annotation files (months into a year), as the original did, minus its losses.
+"""``merge``: combine annotation files (months into a year) as the original did, minus its losses.
 
-Original semantics: inputs in sorted order, de-duplicated by ``image_id`` (the last one
-wins), sorted by ``created_utc``, ``info`` dates min/max. Unlike the original, filter
-blocks are not silently dropped: a block every input has with the same model and threshold
-is kept with ``num_removed`` summed; otherwise it is dropped and a warning says why.
+The original's semantics: inputs in sorted order, de-duplicated by ``image_id`` (the last one
+wins), sorted by ``created_utc``, ``info`` dates min/max. It dropped filter blocks, so a
+merged file of filtered months claimed no filtering; here a block every input has with the
+same settings is kept with ``num_removed`` summed, and any other block is dropped with a
+warning, so the merged file never claims a filter that was not applied to all of it.
 ``--delete-old`` deletes inputs only after the output is written, and never the output.
 """
 
 from __future__ import annotations
 
+import copy
 import glob
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +20,16 @@ from typing import Any
 
 from redcaps import FORMAT_VERSION
 from redcaps import annotations as ann
-from redcaps.errors import RedCapsError
+from redcaps.errors import AnnotationFormatError, RedCapsError
+from redcaps.validate import filter_block_problems, iso_date
 
-_BASE_INFO = set(ann.INFO_FIELDS)
+_OWN_INFO = {*ann.INFO_FIELDS, *ann.FILTER_BLOCKS}
 
 
 @dataclass
 class MergeResult:
+    """What ``merge_files`` did; ``duplicates`` counts records replaced by a later input's copy."""
+
     output: Path
     inputs: list[Path]
     records: int
@@ -32,91 +38,194 @@ class MergeResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def _listing(names: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def expand_inputs(patterns: Sequence[str]) -> list[Path]:
-    """Expand each argument with ``glob`` (like the original); sorted and de-duplicated."""
-    paths: set[Path] = set()
+    """Expand each argument with ``glob`` like the original; sorted, each file once.
+
+    An existing path is taken literally first, so a name containing ``[`` still works. An
+    argument that matches no file is an error rather than silently merging less.
+    """
+    found: dict[Path, Path] = {}  # resolved -> as spelled, so ./a.json and a.json count once
     for pattern in patterns:
-        matches = (
-            glob.glob(pattern) if glob.has_magic(pattern) else ([pattern] if Path(pattern).exists() else [])
-        )
-        if not matches:
-            raise RedCapsError(f"{pattern}: no such file")
-        paths.update(Path(m) for m in matches)
-    return sorted(paths)
+        matches = [pattern] if Path(pattern).exists() else sorted(glob.glob(pattern))
+        files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files:
+            reason = "is a directory, not an annotation file" if matches else "no such file"
+            raise RedCapsError(f"{pattern}: {reason}")
+        for path in files:
+            found.setdefault(path.resolve(), path)
+    return sorted(found.values())
 
 
-def _merge_filter_block(name: str, blocks: list[dict[str, Any] | None], warnings: list[str]) -> dict | None:
-    present = [b for b in blocks if b is not None]
-    if not present:
+def _date_range(files: Sequence[ann.AnnotationFile], names: Sequence[str]) -> tuple[str, str]:
+    """min start / max end; an input without valid dates cannot be placed, so it is an error."""
+    starts, ends = [], []
+    for af, name in zip(files, names, strict=True):
+        for key, into in (("start_date", starts), ("end_date", ends)):
+            date = iso_date(af.info.get(key))
+            if date is None:
+                raise AnnotationFormatError(f"{name}: info.{key}: missing or not a YYYY-MM-DD date")
+            into.append(date)
+    return min(starts).isoformat(), max(ends).isoformat()
+
+
+def _version_warnings(files: Sequence[ann.AnnotationFile], names: Sequence[str]) -> list[str]:
+    versions = {name: str(af.info.get("version", "missing")) for af, name in zip(files, names, strict=True)}
+    if len(set(versions.values())) <= 1:
+        return []
+    listing = _listing([f"{name}: {version}" for name, version in versions.items()], limit=6)
+    return [f"inputs have different versions ({listing}); the output says {FORMAT_VERSION}"]
+
+
+def _merge_url(files: Sequence[ann.AnnotationFile], warnings: list[str]) -> str:
+    urls = {af.info["url"] for af in files if isinstance(af.info.get("url"), str)}
+    if len(urls) > 1:
+        warnings.append(f"inputs have different info.url {sorted(urls)}; the output says {ann.DATASET_URL}")
+    return urls.pop() if len(urls) == 1 else ann.DATASET_URL
+
+
+def _filter_settings(block: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the count: model, threshold and whatever else pins what the filter did."""
+    return {key: value for key, value in block.items() if key != "num_removed"}
+
+
+def _merge_filter_block(
+    name: str, blocks: Sequence[Any], names: Sequence[str], warnings: list[str]
+) -> dict[str, Any] | None:
+    """The block for the merged file, or None (with a warning when inputs had it but disagree)."""
+    missing = [n for n, block in zip(names, blocks, strict=True) if block is None]
+    if len(missing) == len(blocks):
         return None
-    if len(present) < len(blocks):
+    if missing:
         warnings.append(
-            f"info.{name} is in only {len(present)} of {len(blocks)} inputs; dropped from the output"
+            f"info.{name} dropped: only {len(blocks) - len(missing)} of {len(blocks)} inputs have it"
+            f" (not {_listing(missing)}), so the merged file does not claim this filter"
         )
         return None
-    keys = {(b.get("model"), b.get("confidence_threshold")) for b in present}
-    if len(keys) > 1:
-        warnings.append(f"info.{name} differs between inputs (model or threshold); dropped from the output")
+    for block, source in zip(blocks, names, strict=True):
+        problems = filter_block_problems(name, block)
+        if problems:
+            raise AnnotationFormatError(f"{source}: {problems[0].where}: {problems[0].message}")
+    settings = [_filter_settings(block) for block in blocks]
+    if any(s != settings[0] for s in settings):
+        distinct = _listing(list(dict.fromkeys(map(repr, settings))))
+        warnings.append(f"info.{name} dropped: inputs used different settings ({distinct})")
         return None
-    merged = dict(present[-1])
-    merged["num_removed"] = sum(int(b.get("num_removed", 0)) for b in present)
+    return {**copy.deepcopy(blocks[0]), "num_removed": sum(block["num_removed"] for block in blocks)}
+
+
+def _merge_extra_info(files: Sequence[ann.AnnotationFile], warnings: list[str]) -> dict[str, Any]:
+    """Info keys beyond the format's own: kept when every input has the same value."""
+    merged = {}
+    for key in dict.fromkeys(k for af in files for k in af.info if k not in _OWN_INFO):
+        values = [af.info[key] for af in files if key in af.info]
+        if len(values) < len(files):
+            warnings.append(f"info.{key} dropped: only {len(values)} of {len(files)} inputs have it")
+        elif any(value != values[0] for value in values):
+            warnings.append(f"info.{key} dropped: it differs between inputs")
+        else:
+            merged[key] = copy.deepcopy(values[0])
     return merged
+
+
+def _merge_records(files: Sequence[ann.AnnotationFile]) -> list[ann.Record]:
+    """Last copy of each image_id wins; sorted by time, ties by id so the output is deterministic."""
+    by_id: dict[str, ann.Record] = {}
+    for af in files:
+        for record in af.annotations:
+            by_id[record["image_id"]] = record
+    return sorted((dict(r) for r in by_id.values()), key=lambda r: (r["created_utc"], r["image_id"]))
 
 
 def merge(
     files: Sequence[ann.AnnotationFile], names: Sequence[str] | None = None
 ) -> tuple[ann.AnnotationFile, list[str]]:
-    """Merge in the given order; returns the merged file and warnings (pure, writes nothing)."""
+    """Merge loaded files in the given order; returns (merged, warnings). Writes and mutates nothing.
+
+    ``names`` label the inputs in warnings and errors (default ``input 1``, ...). An input
+    without valid info dates or with a malformed filter block raises
+    :class:`AnnotationFormatError`.
+    """
     if not files:
         raise RedCapsError("nothing to merge")
-    names = list(names or [f"input {i}" for i in range(len(files))])
-    warnings: list[str] = []
-    versions = {str(f.info.get("version")) for f in files}
-    if len(versions) > 1:
-        warnings.append(f"inputs have different versions {sorted(versions)}")
-    by_id: dict[str, ann.Record] = {}
-    for af in files:
-        for record in af.annotations:
-            by_id.pop(record["image_id"], None)  # last wins
-            by_id[record["image_id"]] = record
-    records = sorted(by_id.values(), key=lambda r: (r["created_utc"], r["image_id"]))
+    names = list(names) if names is not None else [f"input {i}" for i in range(1, len(files) + 1)]
+    if len(names) != len(files):
+        raise ValueError(f"{len(names)} names for {len(files)} files")
+    start, end = _date_range(files, names)
+    warnings = _version_warnings(files, names)
     info: dict[str, Any] = {
-        "start_date": min(str(f.info.get("start_date")) for f in files),
-        "end_date": max(str(f.info.get("end_date")) for f in files),
-        "url": files[-1].info.get("url", ann.DATASET_URL),
+        "start_date": start,
+        "end_date": end,
+        "url": _merge_url(files, warnings),
         "version": FORMAT_VERSION,
     }
     for block in ann.FILTER_BLOCKS:
-        merged = _merge_filter_block(block, [f.info.get(block) for f in files], warnings)
-        if merged is not None:
-            info[block] = merged
-    extra_keys = sorted({k for f in files for k in f.info} - _BASE_INFO - set(ann.FILTER_BLOCKS))
-    for key in extra_keys:
-        values = [f.info.get(key) for f in files]
-        if all(v == values[0] for v in values):
-            info[key] = values[0]
-        else:
-            warnings.append(f"info.{key} differs between inputs; dropped from the output")
-    return ann.AnnotationFile(info, records), warnings
+        merged_block = _merge_filter_block(block, [af.info.get(block) for af in files], names, warnings)
+        if merged_block is not None:
+            info[block] = merged_block
+    info.update(_merge_extra_info(files, warnings))
+    return ann.AnnotationFile(info, _merge_records(files)), warnings
+
+
+def _load(path: Path) -> ann.AnnotationFile:
+    """``ann.load`` with every malformed-input failure as a one-line :class:`AnnotationFormatError`."""
+    try:
+        return ann.load(path)
+    except RedCapsError:
+        raise
+    except (ValueError, RecursionError) as exc:  # urlsplit on "http://[x", deeply nested JSON
+        raise AnnotationFormatError(f"{path}: {exc}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # Roses_2020.json is roses_2020.json on case-insensitive disks
+    except OSError:
+        return False
+
+
+def _delete_inputs(paths: Sequence[Path], output: Path, warnings: list[str]) -> list[Path]:
+    deleted = []
+    for path in paths:
+        if _same_file(path, output):
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            warnings.append(f"could not delete {path}: {exc.strerror or exc}")
+            continue
+        deleted.append(path)
+    return deleted
 
 
 def merge_files(inputs: Sequence[str | Path], output: str | Path, *, delete_old: bool = False) -> MergeResult:
-    """Load every input first (a bad one fails before anything is written), save, then delete."""
-    paths = sorted(Path(p) for p in inputs)
+    """Merge files into ``output``: load all (a bad one fails before anything is written),
+    write atomically, and only then, with ``delete_old``, delete the inputs other than ``output``.
+
+    Inputs are taken in sorted order whatever order they are given in, so "last wins" is
+    well defined (``roses_2020-02.json`` over ``roses_2020-01.json``). One input is fine.
+    """
     output = Path(output)
     if output.is_dir():
-        raise RedCapsError(f"{output}: is a directory; give the merged file's path")
-    files = [ann.load(p) for p in paths]
-    merged, warnings = merge(files, [str(p) for p in paths])
-    total = sum(len(f.annotations) for f in files)
-    ann.save(output, merged)
-    result = MergeResult(
-        output, paths, len(merged.annotations), total - len(merged.annotations), warnings=warnings
-    )
+        raise RedCapsError(f"{output}: is a directory; give the path of the merged .json file")
+    paths = sorted({Path(p).resolve(): Path(p) for p in inputs}.values())
+    files = [_load(path) for path in paths]
+    merged, warnings = merge(files, [str(path) for path in paths])
+    try:
+        ann.save(output, merged)
+    except OSError as exc:
+        raise RedCapsError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    records = len(merged.annotations)
+    duplicates = sum(len(af.annotations) for af in files) - records
+    result = MergeResult(output, paths, records, duplicates, warnings=warnings)
     if delete_old:
-        keep = output.resolve()
-        for path in paths:
-            if path.resolve() != keep:
-                path.unlink(missing_ok=True)
-                result.deleted.append(path)
+        result.deleted = _delete_inputs(paths, output, warnings)
     return result
