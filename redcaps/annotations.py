@@ -68,7 +68,7 @@ def _type_name(types: tuple[type | None, ...]) -> str:
     return " or ".join("null" if t is None else t.__name__ for t in types)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "object"}.get(
@@ -91,12 +91,16 @@ def field_problem(name: str, value: Any) -> str | None:
         else:
             ok = ok or isinstance(value, t)
     if not ok:
-        return f"expected {_type_name(types)}, got {_json_type(value)}"
+        return f"expected {_type_name(types)}, got {json_type(value)}"
     if name == "crosspost_parents" and value is not None and not all(isinstance(x, str) for x in value):
         return "expected a list of str"
     if name == "url":
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:  # e.g. "http://[x": an unbalanced IPv6 bracket
+            return f"not an http(s) URL: {value[:80]!r}"
+        if parts.scheme not in ("http", "https") or not host:
             return f"not an http(s) URL: {value[:80]!r}"
     if name == "image_id":
         try:
@@ -114,7 +118,7 @@ def field_problem(name: str, value: Any) -> str | None:
 def record_problems(record: Any) -> list[tuple[str, str]]:
     """Every (field, problem) of one record; empty when the record follows the schema."""
     if not isinstance(record, dict):
-        return [("<record>", f"expected object, got {_json_type(record)}")]
+        return [("<record>", f"expected object, got {json_type(record)}")]
     problems = []
     for name, (_, required) in FIELDS.items():
         if name not in record:
@@ -130,7 +134,7 @@ def record_problems(record: Any) -> list[tuple[str, str]]:
 def parse(obj: Any, source: str = "<memory>") -> AnnotationFile:
     """Check a decoded JSON document and wrap it; the first problem raises a one-line error."""
     if not isinstance(obj, dict):
-        raise AnnotationFormatError(f"{source}: top level must be an object, got {_json_type(obj)}")
+        raise AnnotationFormatError(f"{source}: top level must be an object, got {json_type(obj)}")
     for key, kind in (("info", dict), ("annotations", list)):
         if key not in obj:
             raise AnnotationFormatError(f"{source}: missing top-level key {key!r}")
@@ -141,8 +145,9 @@ def parse(obj: Any, source: str = "<memory>") -> AnnotationFile:
         if problems:
             name, problem = problems[0]
             raise AnnotationFormatError(f"{source}: record {index}: field {name!r}: {problem}")
-        if isinstance(record["created_utc"], float):
-            record["created_utc"] = int(record["created_utc"])
+        for name, (types, _) in FIELDS.items():  # integral floats (1558143401.0) are stored as int
+            if int in types and isinstance(record.get(name), float):
+                record[name] = int(record[name])
     return AnnotationFile(info=obj["info"], annotations=obj["annotations"])
 
 
@@ -157,6 +162,8 @@ def load(path: str | Path) -> AnnotationFile:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AnnotationFormatError(f"{path}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise AnnotationFormatError(f"{path}: invalid JSON: nested too deeply") from None
     return parse(obj, str(path))
 
 

@@ -86,10 +86,18 @@ def test_official_shape_round_trips_byte_for_byte(tmp_path):
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_float_created_utc_is_accepted_as_int(tmp_path):
-    af = annotation_file([record(created_utc=1577923200.0)])
+def test_integral_floats_are_stored_as_int(tmp_path):
+    af = annotation_file([record(created_utc=1577923200.0, score=72.0)])
     (tmp_path / "f.json").write_text(json.dumps(af.to_json()))
-    assert ann.load(tmp_path / "f.json").annotations[0]["created_utc"] == 1577923200
+    loaded = ann.load(tmp_path / "f.json").annotations[0]
+    assert (loaded["created_utc"], loaded["score"]) == (1577923200, 72)
+    assert isinstance(loaded["score"], int)
+
+
+def test_deeply_nested_json_is_a_format_error(tmp_path):
+    (tmp_path / "f.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(AnnotationFormatError, match="nested too deeply"):
+        ann.load(tmp_path / "f.json")
 
 
 @pytest.mark.parametrize(
@@ -102,6 +110,7 @@ def test_float_created_utc_is_accepted_as_int(tmp_path):
         (lambda r: r.update(created_utc=True), "field 'created_utc': expected int, got bool"),
         (lambda r: r.update(url="file:///etc/passwd"), "field 'url': not an http(s) URL"),
         (lambda r: r.update(url="https://"), "field 'url': not an http(s) URL"),
+        (lambda r: r.update(url="http://[x"), "field 'url': not an http(s) URL"),
     ],
 )
 def test_malformed_record_gets_one_line_error_naming_file_index_field(tmp_path, mutate, expected):
