@@ -5,6 +5,7 @@ wins), sorted by ``created_utc``, ``info`` dates min/max. It dropped filter bloc
 merged file of filtered months claimed no filtering; here a block every input has with the
 same settings is kept with ``num_removed`` summed, and any other block is dropped with a
 warning, so the merged file never claims a filter that was not applied to all of it.
+``info.collection`` (what ``download-anns`` considered, kept and dropped per rule) is summed.
 ``--delete-old`` deletes inputs only after the output is written, and never the output.
 """
 
@@ -23,7 +24,8 @@ from redcaps import annotations as ann
 from redcaps.errors import AnnotationFormatError, RedCapsError
 from redcaps.validate import filter_block_problems, iso_date
 
-_OWN_INFO = {*ann.INFO_FIELDS, *ann.FILTER_BLOCKS}
+_OWN_INFO = {*ann.INFO_FIELDS, *ann.FILTER_BLOCKS, "collection"}
+_COUNTS = ("considered", "kept")
 
 
 @dataclass
@@ -118,6 +120,48 @@ def _merge_filter_block(
     return {**copy.deepcopy(blocks[0]), "num_removed": sum(block["num_removed"] for block in blocks)}
 
 
+def _merge_collection(blocks: Sequence[Any], warnings: list[str]) -> dict[str, Any] | None:
+    """``info.collection`` of months summed into their year: considered, kept and every drop
+    reason added up, so a year can still say how many posts each rule dropped. ``refreshed``
+    holds only if every month was refreshed; ``source`` lists each source used."""
+    present = [b for b in blocks if b is not None]
+    if not present:
+        return None
+    malformed = [
+        b
+        for b in present
+        if not isinstance(b, dict)
+        or not all(isinstance(b.get(k), int) and not isinstance(b.get(k), bool) for k in _COUNTS)
+        or not isinstance(b.get("dropped", {}), dict)
+        or not all(isinstance(v, int) for v in b.get("dropped", {}).values())
+    ]
+    if len(present) < len(blocks) or malformed:
+        why = (
+            "malformed in some inputs"
+            if malformed
+            else f"only {len(present)} of {len(blocks)} inputs have it"
+        )
+        warnings.append(f"info.collection dropped: {why}")
+        return None
+    dropped: dict[str, int] = {}
+    for block in present:
+        for reason, count in block.get("dropped", {}).items():
+            dropped[reason] = dropped.get(reason, 0) + count
+    sources = sorted({str(b.get("source")) for b in present})
+    refreshed = all(b.get("refreshed") is True for b in present)
+    merged: dict[str, Any] = {
+        "source": sources[0] if len(sources) == 1 else ",".join(sources),
+        "refreshed": refreshed,
+    }
+    notes = list(dict.fromkeys(str(b["note"]) for b in present if "note" in b))
+    if notes:
+        merged["note"] = notes[0] if len(notes) == 1 else "; ".join(notes)
+    merged.update({k: sum(b[k] for b in present) for k in _COUNTS})
+    merged["dropped"] = dict(sorted(dropped.items()))
+    merged["months"] = sum(b["months"] if isinstance(b.get("months"), int) else 1 for b in present)
+    return merged
+
+
 def _merge_extra_info(files: Sequence[ann.AnnotationFile], warnings: list[str]) -> dict[str, Any]:
     """Info keys beyond the format's own: kept when every input has the same value."""
     merged = {}
@@ -167,6 +211,9 @@ def merge(
         merged_block = _merge_filter_block(block, [af.info.get(block) for af in files], names, warnings)
         if merged_block is not None:
             info[block] = merged_block
+    collection = _merge_collection([af.info.get("collection") for af in files], warnings)
+    if collection is not None:
+        info["collection"] = collection
     info.update(_merge_extra_info(files, warnings))
     return ann.AnnotationFile(info, _merge_records(files)), warnings
 

@@ -241,3 +241,49 @@ def test_argument_matching_no_file_is_an_error(tmp_path, arg, reason):
     (tmp_path / "sub").mkdir()
     with pytest.raises(RedCapsError, match=reason):
         expand_inputs([str(tmp_path / "roses_*"), str(tmp_path / arg)])
+
+
+def _collected(considered: int, kept: int, dropped: dict, source: str = "arctic-shift", refreshed=False):
+    return {
+        "source": source,
+        "refreshed": refreshed,
+        "considered": considered,
+        "kept": kept,
+        "dropped": dropped,
+    }
+
+
+def test_collection_blocks_of_months_are_summed():
+    jan = annotation_file([record("a1")], "2020-01-01", "2020-01-31")
+    feb = annotation_file([record("b1", created_utc=1580600000)], "2020-02-01", "2020-02-29")
+    jan.info["collection"] = _collected(10, 6, {"nsfw": 1, "video": 3}, refreshed=True)
+    feb.info["collection"] = _collected(8, 5, {"video": 2, "removed": 1}, refreshed=False)
+    merged, warnings = merge([jan, feb])
+    assert warnings == []
+    assert merged.info["collection"] == {
+        "source": "arctic-shift",
+        "refreshed": False,  # not every month was refreshed
+        "considered": 18,
+        "kept": 11,
+        "dropped": {"nsfw": 1, "removed": 1, "video": 5},
+        "months": 2,
+    }
+    feb.info["collection"]["source"] = "dump"
+    feb.info["collection"]["refreshed"] = True
+    merged, _ = merge([jan, feb])
+    assert merged.info["collection"]["source"] == "arctic-shift,dump"
+    assert merged.info["collection"]["refreshed"] is True
+
+
+@pytest.mark.parametrize(
+    "bad", [None, {"considered": "10", "kept": 1}, {"considered": 1, "kept": 1, "dropped": []}]
+)
+def test_partial_or_malformed_collection_block_is_dropped_with_warning(bad):
+    jan = annotation_file([record("a1")], "2020-01-01", "2020-01-31")
+    feb = annotation_file([record("b1", created_utc=1580600000)], "2020-02-01", "2020-02-29")
+    jan.info["collection"] = _collected(10, 6, {"nsfw": 1})
+    if bad is not None:
+        feb.info["collection"] = bad
+    merged, warnings = merge([jan, feb])
+    assert "collection" not in merged.info
+    assert any("info.collection dropped" in w for w in warnings)
