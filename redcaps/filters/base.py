@@ -222,7 +222,7 @@ def score_images(
     def prepare(path: Path) -> Any:
         return scorer.prepare(path)
 
-    window = 2 * batch_size + workers
+    window = batch_size + workers  # futures in flight: the next batch decodes while this one scores
     pending: deque[tuple[str, Future[Any]]] = deque()
     items = _present(annotations, Path(image_dir))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="filter-decode") as pool:

@@ -1,0 +1,207 @@
+"""The filter framework: the info block, the commit order, and the threaded batched scoring loop."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from redcaps import annotations as ann
+from redcaps.filters import base
+from tests.helpers import annotation_file, record, write_images
+
+
+def _file(n: int = 5) -> ann.AnnotationFile:
+    # created_utc deliberately out of order: the filtered file is re-sorted like the original
+    return annotation_file([record(f"id{i}", created_utc=100 - i) for i in range(n)])
+
+
+# --- apply_removals / already_applied ---------------------------------------------------------
+
+
+def test_apply_removals_builds_the_filtered_file_without_mutating_the_input() -> None:
+    source = _file()
+    source.annotations.append(record("id1", subreddit="pics", created_utc=50))  # same image, twice
+    before = copy.deepcopy(source.to_json())
+    removal = base.Removal("id1", "roses", "face", 0.97)
+    outcome = base.apply_removals(
+        source, "faces", [removal], [("id3", "unreadable: x")], model="m", confidence_threshold=0.9
+    )
+    assert source.to_json() == before
+    assert [r["image_id"] for r in outcome.kept.annotations] == ["id4", "id3", "id2", "id0"]
+    assert outcome.kept.info["face_filter"] == {"num_removed": 2, "model": "m", "confidence_threshold": 0.9}
+    assert outcome.kept.info["start_date"] == "2020-01-01"
+    assert outcome.removals == [removal] and not outcome.already_applied
+    assert outcome.skipped == [("id3", "unreadable: x")]
+    assert outcome.skipped[0].image_id == "id3"
+
+
+def test_info_block_without_threshold_and_already_applied() -> None:
+    outcome = base.apply_removals(_file(), "words", [], model="list")
+    assert outcome.kept.info["word_filter"] == {"num_removed": 0, "model": "list"}
+    assert base.already_applied(outcome.kept, "words")
+    assert not base.already_applied(outcome.kept, "nsfw")
+    with pytest.raises(ValueError, match="unknown filter kind"):
+        base.already_applied(outcome.kept, "colour")
+    assert base.FILTER_KEYS == {"words": "word_filter", "nsfw": "nsfw_filter", "faces": "face_filter"}
+
+
+# --- commit -----------------------------------------------------------------------------------
+
+
+def _committed_setup(tmp_path: Path) -> tuple[base.FilterOutcome, Path]:
+    source = _file()
+    image_dir = tmp_path / "images"
+    write_images(image_dir, source.annotations)
+    removals = [base.Removal("id1", "roses", "nsfw", 0.95), base.Removal("id3", "roses", "nsfw", 0.99)]
+    return base.apply_removals(source, "nsfw", removals, model="m", confidence_threshold=0.9), image_dir
+
+
+def test_commit_writes_file_and_record_then_deletes_only_removed_images(tmp_path: Path) -> None:
+    outcome, image_dir = _committed_setup(tmp_path)
+    output, record_path = tmp_path / "out" / "roses_2020.json", tmp_path / "out" / "r.jsonl"
+    base.commit(outcome, output, image_dir, removals_path=record_path)
+    assert ann.load(output).to_json() == outcome.kept.to_json()
+    lines = [json.loads(line) for line in record_path.read_text().splitlines()]
+    assert lines == [
+        {"image_id": "id1", "subreddit": "roses", "reason": "nsfw", "score": 0.95},
+        {"image_id": "id3", "subreddit": "roses", "reason": "nsfw", "score": 0.99},
+    ]
+    assert sorted(p.stem for p in image_dir.rglob("*.jpg")) == ["id0", "id2", "id4"]
+    base.commit(outcome, output, image_dir, removals_path=record_path)  # rerun: harmless
+    assert sorted(p.stem for p in image_dir.rglob("*.jpg")) == ["id0", "id2", "id4"]
+
+
+def test_no_image_is_deleted_when_the_file_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcome, image_dir = _committed_setup(tmp_path)
+
+    def fail(path: Any, annotations: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(base.ann, "save", fail)
+    with pytest.raises(OSError, match="No space"):
+        base.commit(outcome, tmp_path / "o.json", image_dir, removals_path=tmp_path / "r.jsonl")
+    assert len(list(image_dir.rglob("*.jpg"))) == 5
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_commit_of_already_applied_outcome_touches_nothing(tmp_path: Path) -> None:
+    outcome, image_dir = _committed_setup(tmp_path)
+    noop = base.FilterOutcome(outcome.kept, already_applied=True)
+    existing = tmp_path / "in_place.json"
+    existing.write_text("sentinel")
+    base.commit(noop, existing, image_dir, removals_path=tmp_path / "r.jsonl")
+    assert existing.read_text() == "sentinel" and len(list(image_dir.rglob("*.jpg"))) == 5
+    fresh = tmp_path / "stage" / "copy.json"
+    base.commit(noop, fresh, image_dir, removals_path=tmp_path / "r.jsonl")
+    assert ann.load(fresh).to_json() == outcome.kept.to_json()
+
+
+# --- score_images -----------------------------------------------------------------------------
+
+
+class MeanScorer(base.ImageScorer):
+    """Scores an image by its mean pixel / 255; records every model call and what was in flight."""
+
+    model_name = "mean"
+
+    def __init__(self, block_first_batch: threading.Event | None = None) -> None:
+        self.calls: list[int] = []
+        self.prepared = 0
+        self.lock = threading.Lock()
+        self.max_in_flight = 0
+        self.block_first_batch = block_first_batch
+        self.prepared_during_first_batch = 0
+
+    def prepare(self, path: Path) -> np.ndarray:
+        if self.block_first_batch is not None:
+            time.sleep(0.02)  # decoding slower than submitting, as with real photos
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("L"), dtype=np.float32)
+        with self.lock:
+            self.prepared += 1
+            self.max_in_flight = max(self.max_in_flight, self.prepared - sum(self.calls))
+        return array
+
+    def score(self, batch: list[Any]) -> list[float]:
+        if self.block_first_batch is not None and not self.calls:
+            before = self.prepared
+            self.block_first_batch.wait(timeout=5)
+            self.prepared_during_first_batch = self.prepared - before
+        self.calls.append(len(batch))
+        return [float(x.mean() / 255) for x in batch]
+
+
+def _images(tmp_path: Path, n: int) -> tuple[ann.AnnotationFile, Path]:
+    source = annotation_file([record(f"im{i}", created_utc=i) for i in range(n)])
+    image_dir = tmp_path / "images"
+    (image_dir / "roses").mkdir(parents=True)
+    for i in range(n):
+        Image.new("L", (16, 12), i * 10).save(image_dir / "roses" / f"im{i}.jpg", quality=95)
+    return source, image_dir
+
+
+def test_one_model_call_per_batch_and_scores_by_id(tmp_path: Path) -> None:
+    source, image_dir = _images(tmp_path, 10)
+    scorer, seen = MeanScorer(), []
+    scores, skipped = base.score_images(
+        source, image_dir, scorer, batch_size=4, workers=2, progress=seen.append
+    )
+    assert scorer.calls == [4, 4, 2] and sum(seen) == 10 and skipped == []
+    assert list(scores) == [f"im{i}" for i in range(10)]
+    for i in range(10):
+        assert scores[f"im{i}"] == pytest.approx(i * 10 / 255, abs=0.02)
+
+
+def test_corrupt_image_inside_a_batch_is_skipped_and_missing_ones_not_judged(tmp_path: Path) -> None:
+    source, image_dir = _images(tmp_path, 6)
+    source.annotations.append(record("im2", created_utc=99))  # duplicate id: scored once
+    (image_dir / "roses" / "im2.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (image_dir / "roses" / "im4.jpg").unlink()
+    scorer, seen = MeanScorer(), []
+    scores, skipped = base.score_images(
+        source, image_dir, scorer, batch_size=3, workers=2, progress=seen.append
+    )
+    assert sorted(scores) == ["im0", "im1", "im3", "im5"]
+    assert [s.image_id for s in skipped] == ["im2"]
+    assert (
+        skipped[0].reason.startswith("unreadable: OSError") and "\n" not in skipped[0].reason
+    )
+    assert sum(scorer.calls) == 4 and max(scorer.calls) <= 3 and sum(seen) == 5
+
+
+def test_decoding_overlaps_inference_with_bounded_prefetch(tmp_path: Path) -> None:
+    source, image_dir = _images(tmp_path, 40)
+    release = threading.Event()
+    scorer = MeanScorer(block_first_batch=release)
+    timer = threading.Timer(0.5, release.set)  # the first model call lasts 0.5 s
+    timer.start()
+    try:
+        scores, _ = base.score_images(source, image_dir, scorer, batch_size=4, workers=2)
+    finally:
+        timer.cancel()
+    assert len(scores) == 40
+    assert scorer.prepared_during_first_batch > 0  # workers kept decoding while the model ran
+    assert scorer.max_in_flight <= 2 * 4 + 2  # never more than the prefetch window decoded
+
+
+def test_scorer_returning_wrong_count_and_bad_sizes_fail_loudly(tmp_path: Path) -> None:
+    source, image_dir = _images(tmp_path, 3)
+
+    class Broken(MeanScorer):
+        def score(self, batch: list[Any]) -> list[float]:
+            return [0.0]
+
+    with pytest.raises(base.FilterError, match="1 scores for 3 images"):
+        base.score_images(source, image_dir, Broken(), batch_size=8, workers=1)
+    with pytest.raises(base.FilterError, match=">= 1"):
+        base.score_images(source, image_dir, MeanScorer(), batch_size=0, workers=1)
