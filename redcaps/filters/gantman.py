@@ -103,7 +103,9 @@ def read_tfjs(model_source: str, shard_sources: list[str]) -> tuple[dict[str, An
         (group,) = model["weightsManifest"]
         specs = group["weights"]
     except (KeyError, TypeError, ValueError):
-        raise TfjsError("model.min.js lacks modelTopology.model_config or one weightsManifest group") from None
+        raise TfjsError(
+            "model.min.js lacks modelTopology.model_config or one weightsManifest group"
+        ) from None
     if len(group["paths"]) != len(shard_sources):
         raise TfjsError(f"manifest names {len(group['paths'])} shards, got {len(shard_sources)}")
     blob = b"".join(base64.b64decode(module_export(s), validate=True) for s in shard_sources)
@@ -154,8 +156,6 @@ def layer_weights(layer: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -
 
 def keras_model(config: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> Any:
     """The original Keras model rebuilt from its own config, with the dequantized weights."""
-    import keras
-
     from keras.src.legacy.saving import saving_utils  # the loader Keras uses for Keras 2 .h5 configs
 
     model = saving_utils.model_from_config(copy.deepcopy(dict(config)))  # it mutates its argument
@@ -207,7 +207,9 @@ def _activation(graph: _OnnxGraph, name: str, tensor: str, activation: str) -> s
     raise TfjsError(f"{name}: unsupported activation {activation!r}")
 
 
-def _convert_layer(graph: _OnnxGraph, layer: Mapping[str, Any], inputs: list[str], values: list[np.ndarray]) -> str:
+def _convert_layer(
+    graph: _OnnxGraph, layer: Mapping[str, Any], inputs: list[str], values: list[np.ndarray]
+) -> str:
     """One Keras 2.2.4 layer as ONNX nodes; returns the output tensor name."""
     name, kind, cfg = layer["name"], layer["class_name"], layer["config"]
     x = inputs[0]
@@ -243,7 +245,10 @@ def _convert_layer(graph: _OnnxGraph, layer: Mapping[str, Any], inputs: list[str
         mean, var = next(it), next(it)
         gamma = np.ones_like(mean) if gamma is None else gamma
         beta = np.zeros_like(mean) if beta is None else beta
-        params = [graph.const(f"{name}/{p}", v) for p, v in zip(("gamma", "beta", "mean", "var"), (gamma, beta, mean, var))]
+        params = [
+            graph.const(f"{name}/{p}", v)
+            for p, v in zip(("gamma", "beta", "mean", "var"), (gamma, beta, mean, var), strict=True)
+        ]
         return graph.node("BatchNormalization", [x, *params], f"{name}/bn", epsilon=float(cfg["epsilon"]))
     if kind == "ReLU":
         if cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
@@ -273,7 +278,11 @@ def _convert_layer(graph: _OnnxGraph, layer: Mapping[str, Any], inputs: list[str
         nhwc = graph.node("Transpose", [x], f"{name}/nhwc", perm=[0, 2, 3, 1])
         return graph.node("Flatten", [nhwc], f"{name}/flatten", axis=1)
     if kind == "Dense":
-        y = graph.node("Gemm", [x, graph.const(f"{name}/kernel", values[0]), graph.const(f"{name}/bias", values[1])], f"{name}/dense")
+        y = graph.node(
+            "Gemm",
+            [x, graph.const(f"{name}/kernel", values[0]), graph.const(f"{name}/bias", values[1])],
+            f"{name}/dense",
+        )
         return _activation(graph, name, y, cfg["activation"])
     raise TfjsError(f"{name}: unsupported layer {kind}")
 
@@ -293,7 +302,7 @@ def onnx_model(config: Mapping[str, Any], weights: Mapping[str, np.ndarray], *, 
         (inbound,) = layer["inbound_nodes"]  # every layer is called once in these models
         inputs = [tensors[src] for src, *_ in inbound]
         tensors[layer["name"]] = _convert_layer(graph, layer, inputs, layer_weights(layer, weights))
-    (output_layer, _, _), = body["output_layers"]
+    ((output_layer, _, _),) = body["output_layers"]
     graph.node("Identity", [tensors[output_layer]], ONNX_OUTPUT)
     onnx_graph = helper.make_graph(
         graph.nodes,
