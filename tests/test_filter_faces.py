@@ -7,12 +7,9 @@ PyPI, or reused from ``$REDCAPS_MODELS_DIR`` when that already holds it.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,33 +28,20 @@ from redcaps.filters.faces import (
     valid_anchors,
 )
 from redcaps.models import FACES_MODEL_NAME, ModelError
+from tests import models_fixture
 from tests.helpers import annotation_file, record
+from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
+
+# session fixtures shared with the task and CLI tests
+face_model_dir = models_fixture.face_model_dir
+default_model = models_fixture.default_model
+photo_dir = models_fixture.photo_dir
 
 pytest.importorskip("onnxruntime")
 
-FACES = ("astronaut", "camera")
-NO_FACES = ("coffee", "chelsea", "rocket")
-SOURCES = {
-    "astronaut": "astronaut.png",
-    "camera": "camera.png",
-    "coffee": "coffee.png",
-    "chelsea": "chelsea.png",
-    "rocket": "rocket.jpg",
-}
 
-
-@pytest.fixture(scope="session")
-def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get(models.ENV_VAR)
-    if configured and models.model_path("faces", configured).is_file():
-        return Path(configured)
-    return models.install_default_face_model(tmp_path_factory.mktemp("models")).parent
-
-
-@pytest.fixture()
-def default_model(face_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(models.ENV_VAR, str(face_model_dir))
-    return face_model_dir / models.FACES_FILENAME
+def _file(ids: tuple[str, ...] = tuple(SOURCES)) -> ann.AnnotationFile:
+    return annotation_file([record(i, subreddit="pics", created_utc=n) for n, i in enumerate(ids)])
 
 
 @pytest.fixture(scope="session")
@@ -65,35 +49,10 @@ def scorer(face_model_dir: Path) -> FaceScorer:
     return FaceScorer(face_model_dir / models.FACES_FILENAME, device="cpu")
 
 
-@pytest.fixture(scope="session")
-def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The five photos as ≤512 px JPEGs in the seed layout ``<dir>/pics/<id>.jpg``."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-image (fixture photos) is not installed")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    out = tmp_path_factory.mktemp("photos") / "pics"
-    out.mkdir()
-    for image_id, name in SOURCES.items():
-        with Image.open(data / name) as image:
-            rgb = image.convert("RGB")
-        rgb.thumbnail((512, 512))
-        rgb.save(out / f"{image_id}.jpg", quality=90)
-    return out.parent
-
-
-def _file(ids: tuple[str, ...] = tuple(SOURCES)) -> ann.AnnotationFile:
-    return annotation_file([record(i, subreddit="pics", created_utc=n) for n, i in enumerate(ids)])
-
-
 @pytest.fixture()
-def image_dir(photo_dir: Path, tmp_path: Path) -> Iterator[Path]:
+def image_dir(photo_dir: Path, tmp_path: Path) -> Path:
     """A private copy (commit deletes files)."""
-    target = tmp_path / "images" / "pics"
-    target.mkdir(parents=True)
-    for src in (photo_dir / "pics").iterdir():
-        (target / src.name).write_bytes(src.read_bytes())
-    yield target.parent
+    return copy_photos(photo_dir, tmp_path / "images")
 
 
 # --- decoding ---------------------------------------------------------------------------------

@@ -108,6 +108,12 @@ def write_removals(path: str | Path, removals: Iterable[Removal]) -> None:
             fh.write(json.dumps(asdict(removal)) + "\n")
 
 
+def read_removals(path: str | Path) -> list[Removal]:
+    """The removals a :func:`write_removals` file records (to finish an interrupted commit)."""
+    with open(path, encoding="utf-8") as fh:
+        return [Removal(**json.loads(line)) for line in fh if line.strip()]
+
+
 def delete_images(image_dir: str | Path, removals: Iterable[Removal]) -> int:
     """Delete the removed instances' images; missing ones are fine (rerun). Returns how many went."""
     deleted = 0
