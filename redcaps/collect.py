@@ -1,8 +1,17 @@
 """Collect one subreddit-month of image posts as an annotation file (``download-anns``).
 
-Posts come from a :class:`~redcaps.sources.PostSource`; :mod:`redcaps.rules` decides what is
-kept and with which URL; captions are cleaned as the original did. ``info.collection``
-records the source and every drop reason with its count.
+Posts come from a :class:`~redcaps.sources.PostSource`; an optional Reddit refresh updates
+score and status (the original always did this; without credentials the source's fields
+are used and ``info.collection`` says so); :mod:`redcaps.rules` decides what is kept and
+with which URL; captions are cleaned as the original did. ``info.collection`` records the
+source and every drop reason with its count.
+
+Typical use (what ``FetchMonth`` does)::
+
+    creds = load_credentials(path)
+    result = collect_month("roses", 2020, 5, source=build_source("arctic-shift"),
+                           refresher=build_refresher(creds), imgur=build_imgur(creds))
+    annotations.save(out_path, result)
 """
 
 from __future__ import annotations
@@ -12,43 +21,77 @@ import datetime as dt
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redcaps import annotations as ann
 from redcaps.captions import sanitize_caption
+from redcaps.credentials import Credentials
 from redcaps.errors import RedCapsError
-from redcaps.names import check_subreddit
+from redcaps.names import check_image_id, check_subreddit
 from redcaps.rules import Dropped, ImgurResolver, classify
 from redcaps.sources import PostSource
 
 SOURCES = ("arctic-shift", "pushshift", "dump")
+NOT_REFRESHED = "source fields used, no Reddit credentials"
+REFRESHED = "score, removal, NSFW and author refreshed from Reddit"
+
+
+class Refresher(Protocol):
+    """Returns copies of the posts with Reddit's current status (see ``reddit_refresh``)."""
+
+    def refresh(self, posts: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
 
 
 def build_source(name: str, **options: Any) -> PostSource:
-    """The source called ``name`` (``arctic-shift``, ``pushshift`` or ``dump``)."""
+    """The source called ``name``; options that belong to other sources are ignored, so a
+    caller can pass its whole configuration.
+
+    * ``arctic-shift``: ``base_url`` (or ``arctic_shift_url``)
+    * ``pushshift``: ``pushshift_url``, ``pushshift_flavour`` (``pushshift``/``pullpush``),
+      ``token`` (default ``$PUSHSHIFT_TOKEN``: a secret, so never a task parameter)
+    * ``dump``: ``dump_dir``
+    """
     if name == "arctic-shift":
         from redcaps.sources.arctic_shift import ArcticShiftSource
 
-        return ArcticShiftSource(**{k: v for k, v in options.items() if k in ("base_url",)})
+        return ArcticShiftSource(options.get("arctic_shift_url") or options.get("base_url") or "")
     if name == "pushshift":
         from redcaps.sources.pushshift import PUSHSHIFT_URL, PushshiftSource
 
-        # the token is a secret: from the environment, never a task parameter
         return PushshiftSource(
             options.get("pushshift_url") or PUSHSHIFT_URL,
-            token=os.environ.get("PUSHSHIFT_TOKEN"),
-            flavour=options.get("pushshift_flavour") or "pushshift",
+            token=options.get("token") or os.environ.get("PUSHSHIFT_TOKEN"),
+            flavour=options.get("pushshift_flavour") or None,
         )
     if name == "dump":
         from redcaps.sources.dump import DumpSource
 
         if not options.get("dump_dir"):
-            raise RedCapsError("the dump source needs a dump directory (--dump-dir)")
+            raise RedCapsError(
+                "the dump source needs a dump file or directory (--dump-file, --dump-dir or dump_dir)"
+            )
         return DumpSource(Path(options["dump_dir"]))
     raise RedCapsError(f"unknown source {name!r} (choose from {', '.join(SOURCES)})")
 
 
+def build_imgur(credentials: Credentials, **options: Any) -> ImgurResolver | None:
+    """An Imgur album resolver when an Imgur client id is configured, else None."""
+    if credentials.imgur is None and "imgur" not in credentials.problems:
+        return None
+    from redcaps.sources.imgur import ImgurResolver as Resolver
+
+    return Resolver(credentials.require_imgur().client_id, **options)
+
+
+def build_refresher(credentials: Credentials, **options: Any) -> Refresher | None:
+    """A Reddit refresher when Reddit credentials are configured, else None."""
+    from redcaps.sources.reddit_refresh import build_refresher as build
+
+    return build(credentials, **options)
+
+
 def month_bounds(year: int, month: int) -> tuple[dt.date, dt.date, int, int]:
+    """First and last day, and ``[start, end)`` in epoch seconds, of a UTC month."""
     first = dt.date(year, month, 1)
     last = dt.date(year, month, calendar.monthrange(year, month)[1])
     start = int(dt.datetime(year, month, 1, tzinfo=dt.timezone.utc).timestamp())
@@ -57,18 +100,32 @@ def month_bounds(year: int, month: int) -> tuple[dt.date, dt.date, int, int]:
 
 
 def to_record(post: dict[str, Any], url: str) -> ann.Record:
+    """The official record shape. A deleted author is null (the original wrote "None")."""
     author = post.get("author")
+    title = str(post.get("title") or "")
+    subreddit = str(post["subreddit"])
     return {
         "image_id": post["id"],
-        "author": None if author in (None, "[deleted]", "None") else str(author),
+        "author": None if author in (None, "", "[deleted]", "None") else str(author),
         "url": url,
-        "raw_caption": post.get("title") or "",
-        "caption": sanitize_caption(post.get("title") or ""),
-        "subreddit": str(post["subreddit"]).lower(),
-        "score": post.get("score"),
-        "created_utc": int(post["created_utc"]),
-        "permalink": post.get("permalink") or f"/r/{post['subreddit']}/comments/{post['id']}/",
+        "raw_caption": title,
+        "caption": sanitize_caption(title),
+        "subreddit": subreddit.lower(),
+        "score": int(post["score"]) if post.get("score") is not None else None,
+        "created_utc": int(float(post["created_utc"])),
+        "permalink": post.get("permalink") or f"/r/{subreddit}/comments/{post['id']}/",
     }
+
+
+def _usable(post: Any, subreddit: str) -> bool:
+    """A post with a safe id in the asked subreddit (sources filter, this double-checks)."""
+    if not isinstance(post, dict) or "created_utc" not in post:
+        return False
+    try:
+        check_image_id(post.get("id"))
+    except RedCapsError:
+        return False
+    return str(post.get("subreddit", "")).lower() == subreddit.lower()
 
 
 def collect_month(
@@ -77,32 +134,39 @@ def collect_month(
     month: int,
     *,
     source: PostSource,
+    refresher: Refresher | None = None,
     imgur: ImgurResolver | None = None,
     min_score: int = 2,
 ) -> ann.AnnotationFile:
-    """Image posts of ``r/subreddit`` in one UTC month, sorted by time, one per id."""
+    """Image posts of ``r/subreddit`` created in one UTC month, sorted by (time, id), one
+    record per post id."""
     check_subreddit(subreddit)
     first, last, start, end = month_bounds(year, month)
-    dropped: Counter[str] = Counter()
-    records: dict[str, ann.Record] = {}
-    considered = 0
+    posts: dict[str, dict[str, Any]] = {}
     for post in source.iter_posts(subreddit, start, end):
-        considered += 1
-        verdict = classify(post, min_score=min_score, resolver=imgur)
+        if _usable(post, subreddit) and start <= int(float(post["created_utc"])) < end:
+            posts.setdefault(post["id"], post)
+    candidates = list(posts.values())
+    if refresher is not None:
+        candidates = refresher.refresh(candidates)
+    dropped: Counter[str] = Counter()
+    records = []
+    for post in candidates:
+        verdict = classify(post, min_score=min_score, imgur=imgur)
         if isinstance(verdict, Dropped):
             dropped[verdict.reason] += 1
         else:
-            records[post["id"]] = to_record(post, verdict.url)
+            records.append(to_record(post, verdict.url))
     info = ann.new_info(first, last)
     info["collection"] = {
         "source": source.name,
-        "refreshed": False,
-        "note": "scores and removals as the source reports them (no Reddit credentials used)",
-        "considered": considered,
+        "refreshed": refresher is not None,
+        "note": REFRESHED if refresher is not None else NOT_REFRESHED,
+        "considered": len(candidates),
         "kept": len(records),
         "dropped": dict(sorted(dropped.items())),
     }
-    annotations = sorted(records.values(), key=lambda r: (r["created_utc"], r["image_id"]))
-    result = ann.AnnotationFile(info, annotations)
+    records.sort(key=lambda r: (r["created_utc"], r["image_id"]))
+    result = ann.AnnotationFile(info, records)
     ann.parse(result.to_json(), f"r/{subreddit} {year}-{month:02d}")  # never save what would not load
     return result

@@ -1,42 +1,54 @@
 """API credentials from ``credentials.json`` (the seed's format) or environment variables.
 
-Nothing here ever prints a secret: ``repr`` masks them and errors name the field, not the
-value. A missing or malformed file is an error only when a stage actually needs the
-section (``require_reddit`` / ``require_imgur``), so runs that need no API never fail on it.
+Both sections are optional: Arctic Shift and the dumps need no key, Reddit credentials only
+refresh scores and deletions, and Imgur no longer issues client ids. So a missing or
+malformed file is an error only when a stage actually needs the section
+(``require_reddit`` / ``require_imgur``). Nothing here ever shows a secret: ``repr`` masks
+them and error messages name fields, never values. The template's placeholder values
+(``"Your client ID here"``) count as absent, so a copied template is not an error.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from redcaps.errors import RedCapsError
 
+#: Environment variables, which override the file.
 ENV = {
     ("reddit", "client_id"): "REDDIT_CLIENT_ID",
     ("reddit", "client_secret"): "REDDIT_CLIENT_SECRET",
     ("reddit", "user_agent"): "REDDIT_USER_AGENT",
+    ("reddit", "username"): "REDDIT_USERNAME",
+    ("reddit", "password"): "REDDIT_PASSWORD",
     ("imgur", "client_id"): "IMGUR_CLIENT_ID",
+    ("imgur", "client_secret"): "IMGUR_CLIENT_SECRET",
 }
-_SECRET = {"client_secret", "password"}
+_MASKED = {"client_id", "client_secret", "password"}
+_PLACEHOLDER = re.compile(r"Your .* here\b.*|<username>: <device name>")
 
 
-def _masked(obj: object) -> str:
+def _masked(obj: Any) -> str:
     parts = []
-    for f in fields(obj):  # type: ignore[arg-type]
+    for f in fields(obj):
         value = getattr(obj, f.name)
-        shown = "***" if value and (f.name in _SECRET or f.name == "client_id") else repr(value)
-        parts.append(f"{f.name}={shown}")
+        parts.append(f"{f.name}={'***' if value and f.name in _MASKED else repr(value)}")
     return f"{type(obj).__name__}({', '.join(parts)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RedditCredentials:
+    """A Reddit "script" or "web" app. Without username/password PRAW runs read-only
+    (client-credentials grant), which is all a refresh needs."""
+
     client_id: str
     client_secret: str
-    user_agent: str
+    user_agent: str | None = None  # None: redcaps' descriptive default
     username: str | None = None
     password: str | None = None
 
@@ -44,7 +56,7 @@ class RedditCredentials:
         return _masked(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ImgurCredentials:
     client_id: str
     client_secret: str | None = None
@@ -53,66 +65,89 @@ class ImgurCredentials:
         return _masked(self)
 
 
+_SECTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "reddit": (RedditCredentials, ("client_id", "client_secret")),
+    "imgur": (ImgurCredentials, ("client_id",)),
+}
+
+
 @dataclass
 class Credentials:
+    """What was found; ``problems`` says, per section, why it is unusable (no values)."""
+
     reddit: RedditCredentials | None = None
     imgur: ImgurCredentials | None = None
-    problems: dict[str, str] = field(default_factory=dict)  # section -> why it is unusable
-    source: str = "none"
+    problems: dict[str, str] = field(default_factory=dict)
+    source: str = "environment"
 
     def require_reddit(self) -> RedditCredentials:
         if self.reddit is None:
-            raise RedCapsError(
-                self.problems.get("reddit", f"no Reddit credentials ({self.source}); see README")
-            )
+            raise RedCapsError(self.problems.get("reddit") or _absent("Reddit", "REDDIT", self.source))
         return self.reddit
 
     def require_imgur(self) -> ImgurCredentials:
         if self.imgur is None:
-            raise RedCapsError(
-                self.problems.get("imgur", f"no Imgur credentials ({self.source}); see README")
-            )
+            raise RedCapsError(self.problems.get("imgur") or _absent("Imgur", "IMGUR", self.source))
         return self.imgur
 
 
-def _section(data: dict, name: str, where: str) -> dict[str, str]:
-    section = data.get(name) or {}
-    if not isinstance(section, dict):
-        raise RedCapsError(f"{where}: section {name!r} must be an object")
-    values = {k: v for k, v in section.items() if isinstance(v, str) and v and "here" not in v}
-    for (sec, key), var in ENV.items():
-        if sec == name and os.environ.get(var):
-            values[key] = os.environ[var]
-    return values
+def _absent(service: str, prefix: str, source: str) -> str:
+    return (
+        f"no {service} credentials (looked in {source}): add a {service.lower()!r} section to "
+        f"credentials.json or set {prefix}_CLIENT_ID"
+    )
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The decoded file, or why it cannot be used (the reason never quotes the content)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return {}, f"{path}: cannot read credentials file ({type(exc).__name__})"
+    except ValueError as exc:
+        line = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return {}, f"{path}: malformed credentials file (invalid JSON{line})"
+    if not isinstance(data, dict):
+        return {}, f"{path}: malformed credentials file (top level must be an object)"
+    return data, None
+
+
+def _section_values(data: dict[str, Any], name: str, where: str) -> tuple[dict[str, str], str | None]:
+    raw = data.get(name)
+    problem = None
+    if raw is not None and not isinstance(raw, dict):
+        raw, problem = {}, f"{where}: malformed credentials file (section {name!r} must be an object)"
+    values: dict[str, str] = {}
+    for key, value in (raw or {}).items():
+        if value is None or (isinstance(value, str) and (not value.strip() or _PLACEHOLDER.fullmatch(value))):
+            continue
+        if not isinstance(value, str):
+            problem = f"{where}: malformed credentials file ({name}.{key} must be a string)"
+            continue
+        values[key] = value.strip()
+    for (section, key), var in ENV.items():
+        if section == name and os.environ.get(var, "").strip():
+            values[key] = os.environ[var].strip()
+    return values, problem
 
 
 def load_credentials(path: str | Path | None) -> Credentials:
-    """Read ``path`` (if it exists) and the environment; never raises, records problems."""
-    data: dict = {}
-    creds = Credentials(source="environment")
+    """Read ``path`` (when given and present) and the environment. Never raises: problems
+    are recorded and raised by ``require_*`` only when a stage needs that section."""
+    creds = Credentials()
+    data: dict[str, Any] = {}
+    file_problem = None
     if path is not None and Path(path).exists():
-        creds.source = str(path)
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("top level must be an object")
-        except (OSError, ValueError) as exc:
-            message = f"{path}: malformed credentials file ({type(exc).__name__})"
-            creds.problems = {"reddit": message, "imgur": message}
-            data = {}
-    for name, build, required in (
-        ("reddit", RedditCredentials, ("client_id", "client_secret", "user_agent")),
-        ("imgur", ImgurCredentials, ("client_id",)),
-    ):
-        try:
-            values = _section(data, name, creds.source)
-        except RedCapsError as exc:
-            creds.problems[name] = str(exc)
-            continue
-        missing = [k for k in required if k not in values]
-        if not missing:
-            known = {f.name for f in fields(build)}
+        creds.source = f"{path} and the environment"
+        data, file_problem = _read_file(Path(path))
+    for name, (build, required) in _SECTIONS.items():
+        values, problem = _section_values(data, name, str(path))
+        missing = [key for key in required if key not in values]
+        known = {f.name for f in fields(build)}
+        if not missing:  # the environment can complete or replace a broken file
             setattr(creds, name, build(**{k: v for k, v in values.items() if k in known}))
-        elif values and name not in creds.problems:
-            creds.problems[name] = f"{creds.source}: {name} credentials lack {missing}"
+        elif file_problem or problem:
+            creds.problems[name] = file_problem or problem or ""
+        elif values:
+            creds.problems[name] = f"{creds.source}: {name} credentials lack {', '.join(missing)}"
     return creds

@@ -1,8 +1,20 @@
 """Which Reddit posts become RedCaps instances, and with which image URL.
 
-Each rule is a small named function; :func:`classify` applies them in the original's order
-(removed, NSFW, score, then media) plus the checks the original lacked (self posts, videos,
-crossposts' media, unsupported hosts). Every drop has a reason, counted in ``info``.
+Each rule is a small named function returning a :class:`Dropped` (or None to pass);
+:func:`classify` applies them in the original's order (removed, NSFW, score) and then the
+checks the original lacked (self posts, videos, crossposts' media, unsupported hosts).
+Every drop has a reason, and ``collect_month`` counts them in ``info.collection``.
+
+Deliberate differences from the original tool (it had bugs here):
+
+* gallery items get the extension of their mime type (the original always wrote ``.jpg``),
+  and items that are not ``valid`` images are skipped instead of taking ``items[0]``;
+* imgur page URLs on ``www.``/``m.`` hosts, with query strings or ``.png`` become
+  ``https://i.imgur.com/<id>.jpg`` (the original's string replaces broke on those);
+* ``.gifv``/``.mp4``, self posts and videos are dropped up front instead of failing later
+  at image download; a crosspost takes its parent's media (``crosspost_parent_list[-1]``);
+* an imgur album that cannot be resolved is dropped with a reason; the original kept it
+  with ``url = https://i.imgur.com/removed.png``.
 """
 
 from __future__ import annotations
@@ -15,8 +27,31 @@ from urllib.parse import urlsplit
 
 Post = dict[str, Any]
 
+#: Every reason a post can be dropped for, with what it means (for reports and docs).
+REASONS = {
+    "removed": "removed_by_category is set (moderator, author, deleted, ...)",
+    "nsfw": "over_18 (the post or its crosspost parent)",
+    "low_score": "score below min_score (votes not in favour, or unknown)",
+    "self_post": "a text post: no image",
+    "video": "a video, .gifv or .mp4",
+    "gallery_empty": "a Reddit gallery without a valid image item (e.g. deleted)",
+    "crosspost_unresolved": "a crosspost whose parent's media is not in the data",
+    "imgur_bad_url": "an imgur URL without a recognisable image id",
+    "imgur_album_no_api": "an imgur album, and no Imgur client id to resolve it",
+    "imgur_album_gone": "the Imgur API says the album no longer exists",
+    "imgur_album_empty": "the imgur album has no still image",
+    "imgur_quota": "the Imgur API quota ran low, so albums were no longer resolved",
+    "imgur_error": "the Imgur API kept failing for this album",
+    "unsupported_host": "not on i.redd.it, imgur or a Flickr static host",
+}
+
+_IMGUR_HOSTS = frozenset({"imgur.com", "www.imgur.com", "m.imgur.com", "i.imgur.com"})
+#: 5 or 7 characters, optionally a size letter: kept as given (imgur serves ``<id>h`` too).
 _IMGUR_ID = re.compile(r"[A-Za-z0-9]{5,7}[sbtmlh]?")
-_IMGUR_ALBUM = re.compile(r"/(?:a|gallery)/(?:[\w-]*-)?([A-Za-z0-9]{5,7})/?$")
+_IMGUR_ALBUM_ID = re.compile(r"[A-Za-z0-9]{5,7}")
+_FLICKR_HOSTS = re.compile(
+    r"farm\d+\.staticflickr\.com|farm\d+\.static\.flickr\.com|live\.staticflickr\.com|c\d+\.staticflickr\.com"
+)
 _GALLERY_EXT = {
     "image/jpg": "jpg",
     "image/jpeg": "jpg",
@@ -24,7 +59,8 @@ _GALLERY_EXT = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
-FLICKR_HOSTS = re.compile(r"(farm\d+\.static\.?flickr\.com|live\.staticflickr\.com|c\d+\.staticflickr\.com)")
+_VIDEO_HINTS = frozenset({"hosted:video", "rich:video", "video"})
+_VIDEO_EXTS = (".gifv", ".mp4", ".webm")
 
 
 @dataclass(frozen=True)
@@ -37,10 +73,16 @@ class Dropped:
     reason: str
 
 
+Verdict = Kept | Dropped
+
+
 class ImgurResolver(Protocol):
-    """Resolves an imgur album or gallery id to its first image URL (the Imgur API)."""
+    """Resolves an imgur album or gallery id to its first image (the Imgur API)."""
 
     def first_image(self, album_id: str) -> Kept | Dropped: ...
+
+
+# -- status rules: decided by the post itself (refreshed from Reddit when possible) --------
 
 
 def removed(post: Post) -> Dropped | None:
@@ -48,91 +90,125 @@ def removed(post: Post) -> Dropped | None:
 
 
 def nsfw(post: Post) -> Dropped | None:
-    return Dropped("nsfw") if post.get("over_18") else None
+    """NSFW if the post is marked, or the crosspost parent whose image it shows is."""
+    marked = post.get("over_18") or media_source(post).get("over_18")
+    return Dropped("nsfw") if marked else None
 
 
-def low_score(post: Post, min_score: int) -> Dropped | None:
+def low_score(post: Post, min_score: int = 2) -> Dropped | None:
+    """An unknown score counts as too low: the rule is there to keep only upvoted posts."""
     score = post.get("score")
-    return Dropped("low_score") if score is None or score < min_score else None
+    return Dropped("low_score") if not isinstance(score, int | float) or score < min_score else None
 
 
 def self_post(post: Post) -> Dropped | None:
-    return Dropped("self_post") if post.get("is_self") else None
+    source = media_source(post)
+    return Dropped("self_post") if post.get("is_self") or source.get("is_self") else None
+
+
+# -- media rules: where the image is -------------------------------------------------------
+
+
+def media_source(post: Post) -> Post:
+    """A crosspost's media is its parent's: the last of ``crosspost_parent_list``."""
+    parents = post.get("crosspost_parent_list") or []
+    return parents[-1] if parents and isinstance(parents[-1], dict) else post
+
+
+def post_url(post: Post) -> str:
+    """The link of a post, HTML-unescaped (Pushshift-era dumps store ``&amp;``)."""
+    url = post.get("url_overridden_by_dest") or post.get("url") or ""
+    return html.unescape(str(url)).strip()
 
 
 def video(post: Post, url: str) -> Dropped | None:
     hint = post.get("post_hint") or ""
     path = urlsplit(url).path.lower()
-    if post.get("is_video") or "video" in hint or path.endswith((".gifv", ".mp4")):
+    host = (urlsplit(url).hostname or "").lower()
+    if post.get("is_video") or hint in _VIDEO_HINTS or host == "v.redd.it" or path.endswith(_VIDEO_EXTS):
         return Dropped("video")
     return None
 
 
-def media_source(post: Post) -> Post:
-    """A crosspost's media is its parent's (the last of ``crosspost_parent_list``)."""
-    parents = post.get("crosspost_parent_list") or []
-    return parents[-1] if parents else post
-
-
 def is_gallery(post: Post) -> bool:
-    url = post.get("url") or ""
-    host = urlsplit(url).hostname or ""
-    return bool(post.get("is_gallery")) or (host.endswith("reddit.com") and "/gallery/" in url)
+    url = post_url(post)
+    host = (urlsplit(url).hostname or "").lower()
+    on_reddit = host == "reddit.com" or host.endswith(".reddit.com")
+    return bool(post.get("is_gallery")) or (on_reddit and "/gallery/" in url)
 
 
 def gallery_url(post: Post) -> Kept | Dropped:
-    """First valid image of a gallery, with the extension its mime type gives.
+    """The first item that is a ``valid`` still ``Image``, with its mime type's extension.
 
-    The original always wrote ``.jpg``, which is wrong for PNG/GIF items."""
+    The original always took ``items[0]`` and wrote ``.jpg``: wrong for PNG items, and a
+    dead link when the first item had failed processing."""
     items = (post.get("gallery_data") or {}).get("items") or []
     metadata = post.get("media_metadata") or {}
     for item in items:
-        meta = metadata.get(item.get("media_id"), {})
-        ext = _GALLERY_EXT.get(meta.get("m", ""))
-        if meta.get("status") == "valid" and meta.get("e") == "Image" and ext:
-            return Kept(f"https://i.redd.it/{item['media_id']}.{ext}")
+        media_id = str(item.get("media_id") or "")
+        meta = metadata.get(media_id) or {}
+        ext = _GALLERY_EXT.get(str(meta.get("m", "")).lower())
+        if media_id.isalnum() and meta.get("status") == "valid" and meta.get("e") == "Image" and ext:
+            return Kept(f"https://i.redd.it/{media_id}.{ext}")
     return Dropped("gallery_empty")
 
 
-def imgur_url(url: str, resolver: ImgurResolver | None) -> Kept | Dropped:
-    """Direct ids -> ``https://i.imgur.com/<id>.jpg``; albums and galleries via the API.
+def imgur_album_id(url: str) -> str | None:
+    """The id of ``/a/<id>``, ``/gallery/<id>`` or ``/a/some-title-<id>``; None when the URL
+    is not an album's, ``""`` when it is but the id is malformed."""
+    segments = [s for s in urlsplit(url).path.split("/") if s]
+    if len(segments) < 2 or segments[0] not in ("a", "gallery"):
+        return None
+    candidate = segments[1].rsplit("-", 1)[-1]
+    return candidate if _IMGUR_ALBUM_ID.fullmatch(candidate) else ""
 
-    Comma-joined ids (seen in RedCaps ``url`` values) keep the first id."""
-    parts = urlsplit(url)
-    album = _IMGUR_ALBUM.search(parts.path)
-    if album:
-        return resolver.first_image(album.group(1)) if resolver else Dropped("imgur_album_no_api")
-    name = parts.path.strip("/").split("/")[-1].split(",")[0]
+
+def imgur_url(url: str, resolver: ImgurResolver | None = None) -> Kept | Dropped:
+    """Direct ids become ``https://i.imgur.com/<id>.jpg`` (imgur serves an id whatever the
+    extension); albums go to ``resolver`` when there is one.
+
+    Comma-joined ids (``imgur.com/AbCdE12,XyZ9876``, seen in RedCaps ``url`` values) keep
+    only the first, as RedCaps keeps one image per post."""
+    album = imgur_album_id(url)
+    if album is not None:
+        if not album:
+            return Dropped("imgur_bad_url")
+        return resolver.first_image(album) if resolver else Dropped("imgur_album_no_api")
+    segments = [s for s in urlsplit(url).path.split("/") if s]
+    name = segments[-1].split(",")[0] if segments else ""
     image_id = name.split(".")[0]
     if not _IMGUR_ID.fullmatch(image_id):
         return Dropped("imgur_bad_url")
     return Kept(f"https://i.imgur.com/{image_id}.jpg")
 
 
-def image_url(post: Post, resolver: ImgurResolver | None = None) -> Kept | Dropped:
-    """Where the post's image is, on a host RedCaps takes (i.redd.it, imgur, flickr)."""
+def image_url(post: Post, imgur: ImgurResolver | None = None) -> Kept | Dropped:
+    """Where the post's image is, on a host RedCaps takes (i.redd.it, imgur, Flickr)."""
+    if post.get("crosspost_parent") and media_source(post) is post:
+        return Dropped("crosspost_unresolved")
     source = media_source(post)
     if is_gallery(source):
         return gallery_url(source)
-    url = html.unescape(source.get("url_overridden_by_dest") or source.get("url") or "")
-    host = (urlsplit(url).hostname or "").lower()
+    url = post_url(source)
     dropped = video(source, url)
     if dropped:
         return dropped
+    host = (urlsplit(url).hostname or "").lower()
     if host == "i.redd.it":
         return Kept(url)
-    if host in ("imgur.com", "www.imgur.com", "m.imgur.com", "i.imgur.com"):
-        return imgur_url(url, resolver)
-    if FLICKR_HOSTS.fullmatch(host):
+    if host in _IMGUR_HOSTS:
+        return imgur_url(url, imgur)
+    if _FLICKR_HOSTS.fullmatch(host):
         return Kept(url)
     return Dropped("unsupported_host")
 
 
-def classify(post: Post, *, min_score: int = 2, resolver: ImgurResolver | None = None) -> Kept | Dropped:
-    """Apply every rule in order; the first drop wins."""
-    for rule in (removed, nsfw, self_post):
+def classify(post: Post, *, min_score: int = 2, imgur: ImgurResolver | None = None) -> Kept | Dropped:
+    """Apply every rule in order; the first drop wins. Albums are resolved last, so the
+    Imgur quota is only spent on posts that pass every other rule."""
+    for rule in (removed, nsfw):
         dropped = rule(post)
         if dropped:
             return dropped
-    dropped = low_score(post, min_score)
-    return dropped or image_url(post, resolver)
+    dropped = low_score(post, min_score) or self_post(post)
+    return dropped or image_url(post, imgur)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +50,29 @@ def write_images(image_dir: Path, records: list[dict[str, Any]]) -> None:
         path = image_dir / rec["subreddit"] / f"{rec['image_id']}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(jpeg_bytes(color=(i * 7 % 256, 100, 50)))
+
+
+@contextlib.contextmanager
+def luigi_settings(settings: dict[str, dict[str, str]]) -> Iterator[None]:
+    """Set luigi config values for a block and restore the previous ones after."""
+    import luigi
+
+    config = luigi.configuration.get_config()
+    saved = {
+        (s, k): config.get(s, k) if config.has_option(s, k) else None for s in settings for k in settings[s]
+    }
+    for section, values in settings.items():
+        if not config.has_section(section):
+            config.add_section(section)
+        for key, value in values.items():
+            config.set(section, key, value)
+    luigi.task_register.Register.clear_instance_cache()
+    try:
+        yield
+    finally:
+        for (section, key), value in saved.items():
+            if value is None:
+                config.remove_option(section, key)
+            else:
+                config.set(section, key, value)
+        luigi.task_register.Register.clear_instance_cache()

@@ -1,114 +1,210 @@
-"""Collecting a month from Arctic Shift (through the sandbox) and from dump files."""
+"""Collecting a month from each source against the sandbox: the rules' counts, the sources'
+agreement, and Arctic Shift's and Pushshift's failure handling."""
 
 from __future__ import annotations
+
+import datetime as dt
+import html
+import json
 
 import pytest
 import zstandard
 
-from redcaps.collect import build_source, collect_month
+from redcaps.collect import NOT_REFRESHED, build_source, collect_month
 from redcaps.errors import RedCapsError
-from redcaps.sandbox.posts import population
+from redcaps.sandbox import reddit_apis
+from redcaps.sandbox.posts import CASES, month_posts, population
+from redcaps.sandbox.posts import expected as expected_counts
 from redcaps.sources.arctic_shift import ArcticShiftSource
 from redcaps.sources.dump import DumpSource, read_lines, write_dump
+from redcaps.sources.pushshift import PushshiftSource
 from redcaps.validate import validate
+
+JAN_2020, JAN_2021 = 1577836800, 1609459200
+
+
+@pytest.fixture()
+def apis(sandbox_env):
+    """The sandbox APIs' state, fresh for this test (faults re-armed, logs empty)."""
+    api = reddit_apis.state(sandbox_env.world)
+    api.reset()
+    yield api
+    api.reset()
 
 
 def arctic(**kw) -> ArcticShiftSource:
+    kw.setdefault("limiter", None)
     return ArcticShiftSource(backoff_base=0.01, **kw)
 
 
-def test_arctic_shift_month_is_complete_and_valid(sandbox_env):
+def month_of(post) -> str:
+    return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).strftime("%Y-%m")
+
+
+def comparable(result) -> dict:
+    """The parsed file without the one field that names the source."""
+    data = json.loads(json.dumps(result.to_json()))
+    data["info"]["collection"].pop("source")
+    return data
+
+
+def test_arctic_shift_month_follows_every_rule(apis):
     result = collect_month("sandboxcats", 2020, 3, source=arctic())
     info = result.info["collection"]
-    assert info["considered"] == 24 and info["source"] == "arctic-shift" and info["refreshed"] is False
-    assert info["dropped"] == {
-        "gallery_empty": 1,
-        "imgur_album_no_api": 1,
-        "low_score": 1,
-        "nsfw": 1,
-        "removed": 1,
-        "self_post": 1,
-        "video": 2,
-    }
+    kept, dropped = expected_counts("sandboxcats", 2020, 3)
+    assert (info["kept"], info["dropped"]) == (kept, dict(dropped))
+    assert info["considered"] == len(month_posts("sandboxcats", 2020, 3)) > len(CASES)
+    assert info["source"] == "arctic-shift" and info["refreshed"] is False and info["note"] == NOT_REFRESHED
     assert [p for p in validate(result, "sandboxcats_2020-03.json") if p.severity == "error"] == []
     urls = {r["url"] for r in result.annotations}
-    assert any(u.endswith(".png") and "i.redd.it" in u for u in urls)  # gallery PNG and the crosspost's
-    assert any("?zz=1&yy=2" in u for u in urls)  # unescaped
-    deleted = [r for r in result.annotations if r["author"] is None]
-    assert deleted and all(r["subreddit"] == "sandboxcats" for r in result.annotations)
+    assert any(u.startswith("https://i.redd.it/") and u.endswith(".png") for u in urls)  # gallery, crosspost
+    assert any(u.endswith("?zz=1&yy=2") for u in urls)  # dumps' &amp; unescaped
+    assert any("static.flickr.com" in u for u in urls)
+    assert all(r["subreddit"] == "sandboxcats" for r in result.annotations)
+    assert any(r["author"] is None for r in result.annotations)  # "[deleted]" is null, not "None"
+    times = [(r["created_utc"], r["image_id"]) for r in result.annotations]
+    assert times == sorted(times)
 
 
-def test_small_pages_and_same_second_posts_lose_nothing(sandbox_env):
+def test_small_pages_and_same_second_posts_lose_nothing(apis):
     source = arctic()
     source.page_size = 25
-    every = list(source.iter_posts("SANDBOXROSES", 1577836800, 1609459200))  # case-insensitive, all 2020
-    expected = [p["id"] for p in population() if p["subreddit"] == "sandboxroses"]
-    assert sorted(p["id"] for p in every) == sorted(expected) and len(every) == len(
-        set(p["id"] for p in every)
-    )
+    every = list(source.iter_posts("SANDBOXROSES", JAN_2020, JAN_2021))  # case-insensitive
+    wanted = [p["id"] for p in population() if p["subreddit"] == "sandboxroses" and month_of(p) >= "2020"]
+    assert sorted(p["id"] for p in every) == sorted(wanted) and len(every) == len(set(wanted))
 
 
-def test_422_shrinks_the_page_and_retries(sandbox_env):
+def test_422_slow_down_shrinks_the_page_and_retries_the_same_cursor(apis):
     source = arctic()
-    for month in range(1, 13):  # the sandbox times out on some full pages
-        collect_month("sandboxcats", 2020, month, source=source)
-    assert source.page_size < 100
-    statuses = [r.status for r in sandbox_env.log.for_host("arctic-shift.photon-reddit.com")]
-    assert 422 in statuses
+    result = collect_month("sandboxcats", 2020, 7, source=source)  # the sandbox times out once here
+    statuses = [(q["status"], q["limit"], q["after"]) for q in apis.arctic_queries]
+    start = str(reddit_apis.CHOSEN_422_AFTER)
+    assert statuses[0] == (422, "100", start) and statuses[1] == (200, "50", start)
+    assert source.page_size == 50
+    assert result.info["collection"]["kept"] == expected_counts("sandboxcats", 2020, 7)[0]
 
 
-def test_dump_source_matches_arctic_shift(sandbox_env, tmp_path):
-    write_dump(tmp_path / "RS_2020-05.zst", [p for p in population() if "2020-05" in _month(p)])
-    from_dump = collect_month("sandboxcats", 2020, 5, source=DumpSource(tmp_path))
-    from_api = collect_month("sandboxcats", 2020, 5, source=arctic())
-    from_dump.info["collection"].pop("source"), from_api.info["collection"].pop("source")
-    assert from_dump.to_json() == from_api.to_json()
+def test_429_waits_at_least_retry_after(apis):
+    apis.arctic_429_call, apis.arctic_retry_after = 1, 7
+    slept: list[float] = []
+    source = arctic(sleep=slept.append)
+    result = collect_month("sandboxcats", 2020, 4, source=source)
+    assert [q["status"] for q in apis.arctic_queries][:2] == [429, 200]
+    assert slept and slept[0] >= 7
+    assert result.info["collection"]["kept"] == expected_counts("sandboxcats", 2020, 4)[0]
+
+
+def test_rate_limit_headers_pause_before_the_api_refuses(apis):
+    apis.arctic_limit, apis.arctic_window = 2, 1.0  # 2 requests a second
+    source = arctic()
+    source.page_size = 25
+    posts = list(source.iter_posts("sandboxroses", JAN_2020, JAN_2020 + 100 * 86400))
+    assert len(posts) == sum(len(month_posts("sandboxroses", 2020, m)) for m in (1, 2, 3)) + len(
+        [p for p in month_posts("sandboxroses", 2020, 4) if p["created_utc"] < JAN_2020 + 100 * 86400]
+    )
+    assert source.rate_limit_waits and 429 not in [q["status"] for q in apis.arctic_queries]
+
+
+def test_a_source_failing_halfway_raises_and_returns_nothing(apis):
+    apis.arctic_fail_from = 2
+    source = arctic()
+    source.page_size = 25
+    with pytest.raises(RedCapsError, match="HTTP 400"):
+        collect_month("sandboxcats", 2020, 5, source=source)
+
+
+def test_the_three_sources_give_identical_files(apis, tmp_path, monkeypatch):
+    may = [p for p in population() if month_of(p) == "2020-05"]
+    write_dump(tmp_path / "RS_2020-05.zst", may)
+    monkeypatch.setenv("PUSHSHIFT_TOKEN", reddit_apis.PUSHSHIFT_TOKEN)
+    results = {
+        "arctic-shift": collect_month("SandboxCats", 2020, 5, source=arctic()),
+        "pushshift": collect_month("sandboxcats", 2020, 5, source=build_source("pushshift")),
+        "dump": collect_month("sandboxcats", 2020, 5, source=DumpSource(tmp_path)),
+    }
+    assert {name: r.info["collection"]["source"] for name, r in results.items()} == {
+        name: name for name in results
+    }
+    files = [comparable(r) for r in results.values()]
+    assert files[0] == files[1] == files[2]
+    assert len(files[0]["annotations"]) == expected_counts("sandboxcats", 2020, 5)[0]
+
+
+def test_per_subreddit_dump_file_filters_the_month(tmp_path):
+    cats = [p for p in population() if p["subreddit"] == "SandboxCats"]
+    write_dump(tmp_path / "SandboxCats_submissions.zst", cats)
+    write_dump(tmp_path / "RS_2020-05.zst", [p for p in population() if month_of(p) == "2020-05"])
+    from_file = collect_month(
+        "sandboxcats", 2020, 5, source=DumpSource(tmp_path / "SandboxCats_submissions.zst")
+    )
+    from_dir = collect_month("sandboxcats", 2020, 5, source=DumpSource(tmp_path))  # prefers the per-sub file
+    from_month = collect_month("sandboxcats", 2020, 5, source=DumpSource(tmp_path / "RS_2020-05.zst"))
+    assert from_file.to_json() == from_dir.to_json() == from_month.to_json()
 
 
 def test_dump_needs_the_long_window_decoder(tmp_path):
     write_dump(tmp_path / "RS_2020-01.zst", population()[:50])
     raw = (tmp_path / "RS_2020-01.zst").read_bytes()
-    with pytest.raises(zstandard.ZstdError):
+    with pytest.raises(zstandard.ZstdError, match="too much memory"):
         zstandard.ZstdDecompressor().decompressobj().decompress(raw)
     assert len(list(read_lines(tmp_path / "RS_2020-01.zst"))) == 50
 
 
-def test_missing_dump_and_unknown_source(tmp_path):
-    with pytest.raises(RedCapsError, match="missing"):
+def test_truncated_dump_is_an_error_not_a_short_month(tmp_path):
+    write_dump(tmp_path / "RS_2020-02.zst", [p for p in population() if month_of(p) == "2020-02"])
+    raw = (tmp_path / "RS_2020-02.zst").read_bytes()
+    (tmp_path / "RS_2020-02.zst").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(RedCapsError, match="truncated"):
         collect_month("sandboxcats", 2020, 2, source=DumpSource(tmp_path))
+
+
+def test_html_escaped_urls_in_dumps_are_unescaped(tmp_path):
+    may = [dict(p) for p in population() if month_of(p) == "2020-05"]
+    for post in may:
+        post["url"] = html.escape(html.unescape(post["url"]), quote=False)  # as Pushshift-era dumps
+    write_dump(tmp_path / "RS_2020-05.zst", may)
+    escaped = collect_month("sandboxcats", 2020, 5, source=DumpSource(tmp_path))
+    assert not any("&amp;" in r["url"] for r in escaped.annotations)
+    assert any("&yy=2" in r["url"] for r in escaped.annotations)
+
+
+def test_missing_dump_and_unknown_source(tmp_path):
+    with pytest.raises(RedCapsError, match="RS_2020-02.zst"):
+        collect_month("sandboxcats", 2020, 2, source=DumpSource(tmp_path))
+    with pytest.raises(RedCapsError, match="does not exist"):
+        collect_month("sandboxcats", 2020, 2, source=DumpSource(tmp_path / "nope"))
     with pytest.raises(RedCapsError, match="unknown source"):
         build_source("pushshift-public")
+    with pytest.raises(RedCapsError, match="needs a dump file or directory"):
+        build_source("dump")
 
 
-def _month(post) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).strftime("%Y-%m")
-
-
-def test_pushshift_with_token_and_window_splitting(sandbox_env, monkeypatch):
-    from redcaps.sandbox.reddit_apis import PUSHSHIFT_TOKEN
-    from redcaps.sources import pushshift
-
-    monkeypatch.setattr(pushshift, "SIZE", 10)  # force full windows so they split
-    monkeypatch.setenv("PUSHSHIFT_TOKEN", PUSHSHIFT_TOKEN)
-    from_pushshift = collect_month("sandboxcats", 2020, 6, source=build_source("pushshift"))
+def test_pushshift_splits_full_windows(apis, monkeypatch):
+    monkeypatch.setenv("PUSHSHIFT_TOKEN", reddit_apis.PUSHSHIFT_TOKEN)
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=10)
+    from_pushshift = collect_month("sandboxcats", 2020, 6, source=source)
     from_arctic = collect_month("sandboxcats", 2020, 6, source=arctic())
-    for result in (from_pushshift, from_arctic):
-        result.info["collection"].pop("source")
-    assert from_pushshift.to_json() == from_arctic.to_json()
-    queries = sandbox_env.log.for_host("api.pushshift.io")
-    assert len(queries) > 3  # the month was split into smaller windows
+    assert comparable(from_pushshift) == comparable(from_arctic)
+    assert source.requests > 2 * len(month_posts("sandboxcats", 2020, 6)) / 10  # split, not paged
 
 
-def test_pushshift_without_token_explains(sandbox_env, monkeypatch):
+def test_pushshift_pages_a_window_it_may_not_split(apis):
+    # min_window larger than the month: the full window is paged oldest-first by created_utc
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400)
+    may = month_posts("sandboxroses", 2020, 9)
+    start = int(dt.datetime(2020, 9, 1, tzinfo=dt.timezone.utc).timestamp())
+    got = list(source.iter_posts("sandboxroses", start, start + 30 * 86400))
+    assert sorted(p["id"] for p in got) == sorted(p["id"] for p in may)
+    assert source.requests >= len(may) / 5
+
+
+def test_pushshift_without_token_explains(apis, monkeypatch):
     monkeypatch.delenv("PUSHSHIFT_TOKEN", raising=False)
     with pytest.raises(RedCapsError, match="needs a valid token"):
         collect_month("sandboxcats", 2020, 6, source=build_source("pushshift"))
 
 
-def test_pullpush_style_mirror(sandbox_env):
-    from redcaps.sources.pushshift import PushshiftSource
-
-    source = PushshiftSource("https://api.pullpush.io", flavour="pullpush")
-    assert collect_month("sandboxroses", 2020, 8, source=source).info["collection"]["kept"] == 16
+def test_pullpush_style_mirror(apis):
+    source = build_source("pushshift", pushshift_url="https://api.pullpush.io")
+    result = collect_month("sandboxroses", 2020, 8, source=source)
+    assert result.info["collection"]["kept"] == expected_counts("sandboxroses", 2020, 8)[0]

@@ -1,76 +1,300 @@
-"""Arctic Shift's search API over the synthetic population, with its real behaviours:
-``after`` inclusive, ``before`` exclusive, ``limit`` 1-100, ``X-RateLimit-*`` headers, and a
-422 "Timeout. Maybe slow down a bit" on a full page now and then."""
+"""The Reddit-data APIs over the synthetic population (:mod:`redcaps.sandbox.posts`), with
+the behaviours clients must cope with:
+
+* Arctic Shift ``/api/posts/search``: ``after`` inclusive, ``before`` exclusive, ``limit``
+  1-100, ``sort``; ``X-RateLimit-Remaining/Reset`` over a short window (429 for a client
+  that ignores them); a 422 "Timeout. Maybe slow down a bit" the first time a full page
+  (``limit=100``) starting at :data:`CHOSEN_422_AFTER` is asked for.
+* Pushshift (``api.pushshift.io``: bearer token, 403 without) and PullPush
+  (``api.pullpush.io``): exclusive bounds, ``size`` up to 100, newest first unless
+  ``sort=asc``.
+* Reddit OAuth: ``POST www.reddit.com/api/v1/access_token`` (Basic auth) and
+  ``GET oauth.reddit.com/api/info/`` with ``x-ratelimit-*`` headers, one 429 with
+  ``Retry-After`` on the :attr:`ApiState.reddit_429_call`-th info call.
+* Imgur ``GET api.imgur.com/3/album/{id}`` (``Client-ID``) with its rate-limit headers and
+  one 429 on the :attr:`ApiState.imgur_429_call`-th call.
+
+Tests read and tune the per-world :class:`ApiState` with :func:`state`.
+"""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
+import math
 import threading
+import time
+import weakref
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from redcaps.sandbox.app import Request, Response, Router
-from redcaps.sandbox.posts import population
+from redcaps.sandbox.posts import imgur_albums, population, reddit_view
 from redcaps.sandbox.world import World
 
-RATE_LIMIT = 1000
 PUSHSHIFT_TOKEN = "sandbox-moderator-token"
+REDDIT_CLIENT_ID = "sandbox-reddit-client"
+REDDIT_CLIENT_SECRET = "sandbox-reddit-secret"
+IMGUR_CLIENT_ID = "sandbox-imgur-client"
+#: A full page at the start of July 2020 times out once per subreddit.
+CHOSEN_422_AFTER = int(dt.datetime(2020, 7, 1, tzinfo=dt.timezone.utc).timestamp())
+REDDIT_WINDOW = 600  # seconds, as Reddit reports x-ratelimit-reset
+
+
+@dataclass
+class ApiState:
+    """Knobs (first block) and what the APIs saw (second block)."""
+
+    arctic_limit: int = 1000  # requests per window before X-RateLimit-Remaining is 0
+    arctic_window: float = 60.0  # seconds
+    arctic_429_call: int = 0  # the n-th search answers 429 with Retry-After once (0: never)
+    arctic_retry_after: int = 1
+    arctic_fail_from: int = 0  # from the n-th search on, answer HTTP 400 (0: never): a dying API
+    reddit_429_call: int = 2  # the n-th /api/info call answers 429 once (0: never)
+    reddit_limit: int = 1000
+    imgur_429_call: int = 1  # the n-th album call answers 429 once (0: never)
+    imgur_client_remaining: int = 12_500
+    imgur_user_remaining: int = 500
+
+    arctic_queries: list[dict[str, Any]] = field(default_factory=list)  # params and status
+    arctic_window_start: float = 0.0
+    arctic_used: int = 0
+    reddit_tokens: list[str] = field(default_factory=list)
+    reddit_info_calls: list[list[str]] = field(default_factory=list)  # fullnames per call
+    reddit_window_start: float = field(default_factory=lambda: time.time() - REDDIT_WINDOW / 2)
+    imgur_calls: list[str] = field(default_factory=list)
+    injected: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def reset(self) -> None:
+        """Back to a fresh world: defaults, empty logs, faults armed again."""
+        fresh = ApiState()
+        with self.lock:
+            for f in fields(self):
+                if f.name != "lock":
+                    setattr(self, f.name, getattr(fresh, f.name))
+
+
+_STATES: weakref.WeakKeyDictionary[World, ApiState] = weakref.WeakKeyDictionary()
+
+
+def state(world: World) -> ApiState:
+    """The APIs' state for ``world`` (one per world, shared by its sandboxes)."""
+    if world not in _STATES:
+        _STATES[world] = ApiState()
+    return _STATES[world]
 
 
 def _json(status: int, data: object, **headers: str) -> Response:
-    return Response(status, {"Content-Type": "application/json", **headers}, json.dumps(data).encode())
+    return Response(
+        status, {"Content-Type": "application/json; charset=utf-8", **headers}, json.dumps(data).encode()
+    )
 
 
-def _int(query: dict[str, list[str]], name: str, default: int | None = None) -> int | None:
-    value = query.get(name, [None])[0]
-    return int(value) if value not in (None, "") else default
+def _int(query: dict[str, list[str]], name: str, default: int) -> int:
+    value = (query.get(name) or [""])[0]
+    if not value:
+        return default
+    number = int(float(value))
+    return number // 1000 if number > 10**11 else number  # epoch milliseconds are accepted
+
+
+def _matches(world: World, query: dict[str, list[str]], after: int, before: int) -> list[dict[str, Any]]:
+    subreddit = (query.get("subreddit") or [""])[0].lower()
+    return [
+        p
+        for p in population(world.seed)
+        if p["subreddit"].lower() == subreddit and after <= p["created_utc"] < before
+    ]
+
+
+# -- Arctic Shift -----------------------------------------------------------------------------
+def _arctic_headers(api: ApiState) -> tuple[dict[str, str], bool]:
+    """Rate-limit headers for one more request, and whether it is over the limit."""
+    now = time.monotonic()
+    with api.lock:
+        if now - api.arctic_window_start >= api.arctic_window:
+            api.arctic_window_start, api.arctic_used = now, 0
+        api.arctic_used += 1
+        over = api.arctic_used > api.arctic_limit
+        remaining = max(0, api.arctic_limit - api.arctic_used)
+        reset = max(1, math.ceil(api.arctic_window_start + api.arctic_window - now))
+    return {
+        "X-RateLimit-Limit": str(api.arctic_limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(reset),
+    }, over
+
+
+def arctic_shift(world: World, request: Request) -> Response:
+    api = state(world)
+    if request.path != "/api/posts/search":
+        return _json(404, {"data": None, "error": "Not found"})
+    headers, over = _arctic_headers(api)
+    query = request.query
+    record: dict[str, Any] = {k: v[0] for k, v in query.items()}
+    api.arctic_queries.append(record)
+    calls = len(api.arctic_queries)
+    if api.arctic_fail_from and calls >= api.arctic_fail_from:
+        record["status"] = 400
+        return _json(400, {"data": None, "error": "Internal error"}, **headers)
+    if calls == api.arctic_429_call and "arctic429" not in api.injected:
+        api.injected.add("arctic429")
+        record["status"] = 429
+        return _json(
+            429,
+            {"data": None, "error": "Too many requests"},
+            **headers,
+            **{"Retry-After": str(api.arctic_retry_after)},
+        )
+    if over:
+        record["status"] = 429
+        return _json(
+            429,
+            {"data": None, "error": "Too many requests"},
+            **headers,
+            **{"Retry-After": headers["X-RateLimit-Reset"]},
+        )
+    try:
+        limit = _int(query, "limit", 25)
+        after, before = _int(query, "after", 0), _int(query, "before", 2**40)
+    except ValueError:
+        record["status"] = 400
+        return _json(400, {"data": None, "error": "Invalid parameter"}, **headers)
+    if not 1 <= limit <= 100:
+        record["status"] = 400
+        return _json(400, {"data": None, "error": "limit must be between 1 and 100"}, **headers)
+    key = f"422:{query.get('subreddit', [''])[0].lower()}"
+    if limit == 100 and after == CHOSEN_422_AFTER and key not in api.injected:
+        api.injected.add(key)
+        record["status"] = 422
+        return _json(422, {"data": None, "error": "Timeout. Maybe slow down a bit"}, **headers)
+    matches = _matches(world, query, after, before)
+    if (query.get("sort") or ["desc"])[0] != "asc":
+        matches.reverse()
+    record["status"] = 200
+    return _json(200, {"data": matches[:limit]}, **headers)
+
+
+# -- Pushshift and PullPush ---------------------------------------------------------------------
+def pushshift(world: World, request: Request, needs_token: bool) -> Response:
+    if needs_token and request.headers.get("authorization") != f"Bearer {PUSHSHIFT_TOKEN}":
+        return _json(403, {"detail": "Not authenticated"})
+    if request.path.rstrip("/") not in ("/reddit/submission/search", "/reddit/search/submission"):
+        return _json(404, {"detail": "Not Found"})
+    query = request.query
+    try:
+        size = min(_int(query, "size", 25), 100)
+        after, before = _int(query, "after", -1), _int(query, "before", 2**40)
+    except ValueError:
+        return _json(400, {"detail": "invalid parameter"})
+    matches = _matches(world, query, after + 1, before)  # this API's bounds are exclusive
+    if (query.get("sort") or ["desc"])[0] != "asc":
+        matches.reverse()  # newest first, as Pushshift
+    return _json(200, {"data": matches[:size]})
+
+
+# -- Reddit OAuth ---------------------------------------------------------------------------------
+def reddit_token(world: World, request: Request) -> Response:
+    if request.method != "POST" or request.path != "/api/v1/access_token":
+        return _json(404, {"message": "Not Found", "error": 404})
+    expected = base64.b64encode(f"{REDDIT_CLIENT_ID}:{REDDIT_CLIENT_SECRET}".encode()).decode()
+    if request.headers.get("authorization") != f"Basic {expected}":
+        return _json(401, {"message": "Unauthorized", "error": 401})
+    grant = dict(p.split("=", 1) for p in request.body.decode().split("&") if "=" in p).get("grant_type")
+    if grant not in ("client_credentials", "password"):
+        return _json(200, {"error": "unsupported_grant_type"})
+    api = state(world)
+    token = f"sandbox-token-{len(api.reddit_tokens) + 1}"
+    api.reddit_tokens.append(token)
+    return _json(200, {"access_token": token, "token_type": "bearer", "expires_in": 86400, "scope": "*"})
+
+
+def reddit_info(world: World, request: Request) -> Response:
+    api = state(world)
+    auth = request.headers.get("authorization", "")
+    if not auth.startswith("bearer ") or auth.split(" ", 1)[1] not in api.reddit_tokens:
+        return _json(401, {"message": "Unauthorized", "error": 401})
+    if request.path.rstrip("/") != "/api/info":
+        return _json(404, {"message": "Not Found", "error": 404})
+    fullnames = [n for n in ",".join(request.query.get("id", [])).split(",") if n]
+    with api.lock:
+        api.reddit_info_calls.append(fullnames)
+        calls = len(api.reddit_info_calls)
+        elapsed = time.time() - api.reddit_window_start
+        if elapsed >= REDDIT_WINDOW:
+            api.reddit_window_start, elapsed = time.time(), 0.0
+    used = calls
+    headers = {
+        "x-ratelimit-used": str(used),
+        "x-ratelimit-remaining": str(max(0, api.reddit_limit - used)),
+        "x-ratelimit-reset": str(max(1, int(REDDIT_WINDOW - elapsed))),
+    }
+    if calls == api.reddit_429_call and "reddit429" not in api.injected:
+        api.injected.add("reddit429")
+        return _json(429, {"message": "Too Many Requests", "error": 429}, **headers, **{"retry-after": "1"})
+    if len(fullnames) > 100:
+        return _json(400, {"message": "Bad Request", "error": 400}, **headers)
+    children = []
+    for name in fullnames:
+        current = reddit_view(name.removeprefix("t3_"), world.seed) if name.startswith("t3_") else None
+        if current is not None:
+            children.append({"kind": "t3", "data": current})
+    listing = {
+        "kind": "Listing",
+        "data": {"after": None, "before": None, "dist": len(children), "children": children},
+    }
+    return _json(200, listing, **headers)
+
+
+# -- Imgur API --------------------------------------------------------------------------------------
+def imgur_album(world: World, request: Request) -> Response:
+    api = state(world)
+    if not request.headers.get("user-agent") or request.headers["user-agent"].startswith("python-requests"):
+        return _json(429, {"data": {"error": "Too Many Requests"}, "success": False, "status": 429})
+    if request.headers.get("authorization") != f"Client-ID {IMGUR_CLIENT_ID}":
+        return _json(403, {"data": {"error": "Invalid client_id"}, "success": False, "status": 403})
+    parts = request.path.strip("/").split("/")
+    if len(parts) != 3 or parts[:2] != ["3", "album"]:
+        return _json(404, {"data": {"error": "Not found"}, "success": False, "status": 404})
+    with api.lock:
+        api.imgur_calls.append(parts[2])
+        api.imgur_client_remaining = max(0, api.imgur_client_remaining - 1)
+        api.imgur_user_remaining = max(0, api.imgur_user_remaining - 1)
+        calls = len(api.imgur_calls)
+    headers = {
+        "X-RateLimit-UserLimit": "500",
+        "X-RateLimit-UserRemaining": str(api.imgur_user_remaining),
+        "X-RateLimit-UserReset": str(int(time.time()) + 3600),
+        "X-RateLimit-ClientLimit": "12500",
+        "X-RateLimit-ClientRemaining": str(api.imgur_client_remaining),
+    }
+    if calls == api.imgur_429_call and "imgur429" not in api.injected:
+        api.injected.add("imgur429")
+        return _json(
+            429,
+            {"data": {"error": "Too Many Requests"}, "success": False, "status": 429},
+            **headers,
+            **{"Retry-After": "1"},
+        )
+    images = imgur_albums(world.seed).get(parts[2])
+    if images is None:
+        error = f"Unable to find an album with the id, {parts[2]}"
+        return _json(404, {"data": {"error": error}, "success": False, "status": 404}, **headers)
+    data = {
+        "id": parts[2],
+        "images_count": len(images),
+        "images": [dict(i, id=i["link"].rsplit("/", 1)[1].split(".")[0]) for i in images],
+    }
+    return _json(200, {"data": data, "success": True, "status": 200}, **headers)
 
 
 def register(router: Router, world: World) -> None:
-    lock = threading.Lock()
-    state = {"calls": 0}
-
-    def arctic_shift(request: Request) -> Response | None:
-        if request.path != "/api/posts/search":
-            return _json(404, {"data": None, "error": "not found"})
-        query = request.query
-        try:
-            limit = _int(query, "limit", 25) or 25
-            after, before = _int(query, "after", 0) or 0, _int(query, "before", 2**40) or 2**40
-        except ValueError:
-            return _json(400, {"data": None, "error": "bad parameter"})
-        if not 1 <= limit <= 100:
-            return _json(400, {"data": None, "error": "limit must be 1-100"})
-        with lock:
-            state["calls"] += 1
-            calls = state["calls"]
-        headers = {"X-RateLimit-Remaining": str(RATE_LIMIT - calls % RATE_LIMIT), "X-RateLimit-Reset": "60"}
-        if limit == 100 and calls % 7 == 3:  # the server times out on some full pages
-            return _json(422, {"data": None, "error": "Timeout. Maybe slow down a bit"}, **headers)
-        subreddit = query.get("subreddit", [""])[0].lower()
-        matches = [
-            p
-            for p in population(world.seed)
-            if p["subreddit"].lower() == subreddit and after <= p["created_utc"] < before
-        ]
-        if query.get("sort", ["desc"])[0] != "asc":
-            matches.reverse()
-        return _json(200, {"data": matches[:limit]}, **headers)
-
-    def pushshift(request: Request, needs_token: bool) -> Response | None:
-        if needs_token and request.headers.get("authorization") != f"Bearer {PUSHSHIFT_TOKEN}":
-            return _json(403, {"detail": "Not authenticated"})
-        if request.path.rstrip("/") not in ("/reddit/submission/search", "/reddit/search/submission"):
-            return _json(404, {"detail": "Not Found"})
-        query = request.query
-        size = min(_int(query, "size", 25) or 25, 100)
-        after, before = _int(query, "after", 0) or 0, _int(query, "before", 2**40) or 2**40
-        subreddit = query.get("subreddit", [""])[0].lower()
-        matches = [
-            p
-            for p in population(world.seed)  # the API's bounds are exclusive
-            if p["subreddit"].lower() == subreddit and after < p["created_utc"] < before
-        ]
-        return _json(200, {"data": list(reversed(matches))[:size]})  # newest first, like Pushshift
-
-    router.add("arctic-shift.photon-reddit.com", arctic_shift)
-    router.add("api.pushshift.io", lambda r: pushshift(r, needs_token=True))
-    router.add("api.pullpush.io", lambda r: pushshift(r, needs_token=False))
+    state(world)
+    router.add("arctic-shift.photon-reddit.com", lambda r: arctic_shift(world, r))
+    router.add("api.pushshift.io", lambda r: pushshift(world, r, needs_token=True))
+    router.add("api.pullpush.io", lambda r: pushshift(world, r, needs_token=False))
+    router.add("www.reddit.com", lambda r: reddit_token(world, r))
+    router.add("oauth.reddit.com", lambda r: reddit_info(world, r))
+    router.add("api.imgur.com", lambda r: imgur_album(world, r))

@@ -1,13 +1,19 @@
-"""Arctic Shift (``/api/posts/search``), paged by ``created_utc`` the way its own UI pages.
+"""Arctic Shift (``/api/posts/search``), the live no-auth replacement for Pushshift.
 
-``after`` is inclusive, so posts are de-duplicated by id and the cursor moves past a second
-only when a whole page was already seen. A 422 "Timeout. Maybe slow down a bit" halves the
-page (100 -> 50 -> 25) and backs off; 429/5xx back off honouring ``Retry-After``; when
-``X-RateLimit-Remaining`` reaches 0 the source waits for ``X-RateLimit-Reset``.
+Paged by ``created_utc`` the way its own UI pages: ``sort=asc&after=<last created_utc>``.
+``after`` is inclusive, so posts are de-duplicated by id, and the cursor moves one second on
+when a full page did not move it. ``fields`` is left off: it cannot select
+``media_metadata``/``gallery_data``, which galleries need.
+
+Being polite is part of being reliable here: a 422 "Timeout. Maybe slow down a bit" (or a
+"Slow down" error) backs off and shrinks the page (100 -> 50 -> 25, growing back after a
+run of successes); 429 and 5xx back off honouring ``Retry-After``; when
+``X-RateLimit-Remaining`` reaches 0 the source sleeps until ``X-RateLimit-Reset``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,14 +21,40 @@ from typing import Any
 import requests
 
 from redcaps.errors import RedCapsError
-from redcaps.http import default_user_agent, retry_after_seconds
+from redcaps.http import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
 from redcaps.sources.retry import RetryLater, retrying
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BASE_URL = "https://arctic-shift.photon-reddit.com"
+SEARCH_PATH = "/api/posts/search"
 PAGE_SIZES = (100, 50, 25)
+GROW_AFTER = 20  # successful pages at a shrunk size before trying the next size up
+#: One process-wide budget for the API, however many sources a process builds.
+DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=2.0, burst=5, concurrency=1)})
+
+
+def reset_delay(value: str | None, now: float, default: float = 60.0) -> float:
+    """Seconds until ``X-RateLimit-Reset``: an epoch (s or ms) or a delta in seconds."""
+    try:
+        reset = float(value) if value else default
+    except ValueError:
+        return default
+    if reset > 1e12:  # epoch milliseconds
+        reset = reset / 1000 - now
+    elif reset > 1e9:  # epoch seconds
+        reset -= now
+    return max(0.0, reset)
+
+
+def _is_slow_down(text: str) -> bool:
+    text = text.lower()
+    return "slow down" in text or "timeout" in text
 
 
 class ArcticShiftSource:
+    """Yields every submission of a subreddit in ``[start, end)``, oldest first."""
+
     name = "arctic-shift"
 
     def __init__(
@@ -30,72 +62,118 @@ class ArcticShiftSource:
         base_url: str = DEFAULT_BASE_URL,
         *,
         session: requests.Session | None = None,
-        max_attempts: int = 6,
-        backoff_base: float = 1.0,
+        limiter: HostLimiter | None = DEFAULT_LIMITER,
+        max_attempts: int = 8,
+        backoff_base: float = 2.0,
+        max_reset_wait: float = 900.0,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        timeout: tuple[float, float] = (10.0, 90.0),
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = default_user_agent()
-        self.max_attempts, self.backoff_base, self.sleep, self.timeout = (
-            max_attempts,
-            backoff_base,
-            sleep,
-            timeout,
-        )
+        self.limiter = limiter
+        self.max_attempts, self.backoff_base = max_attempts, backoff_base
+        self.max_reset_wait, self.sleep, self.clock, self.timeout = max_reset_wait, sleep, clock, timeout
         self.page_size = PAGE_SIZES[0]
+        self._good_pages = 0
+        self.requests = 0  # attempts made, for reports and tests
+        self.rate_limit_waits: list[float] = []
 
-    def _page(self, subreddit: str, after: int, before: int) -> list[dict[str, Any]]:
-        params = {
-            "subreddit": subreddit,
-            "after": after,
-            "before": before,
-            "limit": self.page_size,
-            "sort": "asc",
-        }
+    # -- one request ------------------------------------------------------------------------
+    def _get(self, params: dict[str, Any]) -> requests.Response:
+        url = self.base_url + SEARCH_PATH
+        self.requests += 1
         try:
-            resp = self.session.get(f"{self.base_url}/api/posts/search", params=params, timeout=self.timeout)
+            if self.limiter is None:
+                return self.session.get(url, params=params, timeout=self.timeout)
+            with self.limiter.slot("arctic-shift"):
+                return self.session.get(url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise RetryLater(f"{type(exc).__name__}") from None
-        if resp.status_code == 422:
-            raise RetryLater("422 " + resp.text[:80], shrink=True)
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
-        if resp.status_code != 200:
-            raise RedCapsError(f"Arctic Shift answered HTTP {resp.status_code} for r/{subreddit}")
-        if resp.headers.get("X-RateLimit-Remaining") == "0":
-            self.sleep(float(resp.headers.get("X-RateLimit-Reset") or 60))
-        data = resp.json().get("data")
-        if data is None:
-            raise RetryLater("error: " + str(resp.json().get("error"))[:80], shrink=True)
-        return data
+            raise RetryLater(type(exc).__name__) from None
 
-    def _fetch(self, subreddit: str, after: int, before: int) -> list[dict[str, Any]]:
-        def attempt() -> list[dict[str, Any]]:
+    def _honour_rate_limit(self, resp: requests.Response) -> None:
+        remaining = resp.headers.get("X-RateLimit-Remaining")
+        try:
+            exhausted = remaining is not None and float(remaining) <= 0
+        except ValueError:
+            exhausted = False
+        if exhausted:
+            wait = min(self.max_reset_wait, reset_delay(resp.headers.get("X-RateLimit-Reset"), self.clock()))
+            log.info("Arctic Shift rate limit reached: sleeping %.0f s", wait)
+            self.rate_limit_waits.append(wait)
+            self.sleep(wait)
+
+    def _page(self, subreddit: str, after: int, before: int) -> tuple[list[dict[str, Any]], int]:
+        limit = self.page_size
+        params = {"subreddit": subreddit, "after": after, "before": before, "limit": limit, "sort": "asc"}
+        resp = self._get(params)
+        self._honour_rate_limit(resp)
+        code = resp.status_code
+        if code == 429:
+            raise RetryLater("HTTP 429", retry_after_seconds(resp.headers.get("Retry-After")))
+        if code >= 500:
+            raise RetryLater(f"HTTP {code}", retry_after_seconds(resp.headers.get("Retry-After")))
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        error = str(body.get("error") or "") if isinstance(body, dict) else resp.text[:200]
+        if code == 422 or _is_slow_down(error):
+            raise RetryLater(f"HTTP {code}: {error[:80]}", shrink=True)
+        if code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise RedCapsError(f"Arctic Shift answered HTTP {code} for r/{subreddit}: {error[:120]!r}")
+        return body["data"], limit
+
+    def _shrink(self) -> None:
+        self._good_pages = 0
+        if self.page_size > PAGE_SIZES[-1]:
+            self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) + 1]
+            log.info("Arctic Shift asked us to slow down: pages of %d now", self.page_size)
+
+    def _grow(self) -> None:
+        self._good_pages += 1
+        if self.page_size < PAGE_SIZES[0] and self._good_pages >= GROW_AFTER:
+            self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) - 1]
+            self._good_pages = 0
+
+    def _fetch(self, subreddit: str, after: int, before: int) -> tuple[list[dict[str, Any]], int]:
+        def attempt() -> tuple[list[dict[str, Any]], int]:
             try:
                 return self._page(subreddit, after, before)
             except RetryLater as again:
-                if again.shrink and self.page_size > PAGE_SIZES[-1]:
-                    self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) + 1]
+                if again.shrink:
+                    self._shrink()
                 raise
 
         policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
         try:
-            return policy(attempt)
+            page = policy(attempt)
         except RetryLater as exc:
-            raise RedCapsError(f"Arctic Shift kept failing for r/{subreddit} after {after}: {exc}") from None
+            raise RedCapsError(f"Arctic Shift kept failing for r/{subreddit} after={after}: {exc}") from None
+        self._grow()
+        return page
 
+    # -- the walk ---------------------------------------------------------------------------
     def iter_posts(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
         cursor = start
         while cursor < end:
-            page = self._fetch(subreddit, cursor, end)
-            fresh = [p for p in page if p["id"] not in seen]
-            for post in fresh:
-                seen.add(post["id"])
-                yield post
-            if len(page) < self.page_size:
+            page, limit = self._fetch(subreddit, cursor, end)
+            for post in page:
+                if not isinstance(post, dict) or "id" not in post or "created_utc" not in post:
+                    continue
+                created = int(post["created_utc"])
+                if post["id"] not in seen and start <= created < end:
+                    seen.add(post["id"])
+                    yield post
+            if len(page) < limit:
                 return
-            last = int(page[-1]["created_utc"])
-            cursor = last if fresh and last > cursor else cursor + 1
+            last = max(
+                (int(p.get("created_utc", cursor)) for p in page if isinstance(p, dict)), default=cursor
+            )
+            if last <= cursor:  # a whole page in one second: move on (more than a page is lost)
+                log.warning("r/%s: over %d posts at %d; moving the cursor on", subreddit, limit, cursor)
+                last = cursor + 1
+            cursor = last

@@ -1,13 +1,18 @@
-"""Pushshift-compatible search APIs: the moderator-only Pushshift (bearer token) and
-PullPush-style mirrors of the Dec-2022 API.
+"""Pushshift-compatible search: moderator-only Pushshift (bearer token) and PullPush-style
+mirrors of the Dec-2022 API.
 
-Windows are queried with the original's exclusive ``after``/``before`` bounds, and a window
-that comes back full (``size`` results) is split in half and both halves are queried, as
-the original did; at one second it cannot split further and takes what it got.
+Public Pushshift access ended in 2023 (anonymous calls get 403), so this source is for
+those who still have a token or a compatible mirror. It keeps the original's method: query
+a window with ``size=100`` and, when it comes back full, halve the window and query both
+halves. Unlike the original it has a floor (``min_window`` seconds, default 1): a full
+window that small is paged through oldest-first by ``created_utc`` instead of being split
+forever. Bounds are exclusive in this API, so a window ``[start, end)`` is queried as
+``after=start-1&before=end`` (the original lost a second at each edge).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,15 +20,20 @@ from typing import Any
 import requests
 
 from redcaps.errors import RedCapsError
-from redcaps.http import default_user_agent, retry_after_seconds
+from redcaps.http import HostLimiter, default_user_agent, retry_after_seconds
 from redcaps.sources.retry import RetryLater, retrying
 
+log = logging.getLogger(__name__)
+
 PUSHSHIFT_URL = "https://api.pushshift.io"
+PULLPUSH_URL = "https://api.pullpush.io"
 SEARCH_PATHS = {"pushshift": "/reddit/submission/search", "pullpush": "/reddit/search/submission/"}
 SIZE = 100
 
 
 class PushshiftSource:
+    """Yields every submission of a subreddit in ``[start, end)``."""
+
     name = "pushshift"
 
     def __init__(
@@ -31,29 +41,52 @@ class PushshiftSource:
         base_url: str = PUSHSHIFT_URL,
         *,
         token: str | None = None,
-        flavour: str = "pushshift",
+        flavour: str | None = None,
+        size: int | None = None,
+        min_window: int = 1,
         session: requests.Session | None = None,
+        limiter: HostLimiter | None = None,
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 60.0,
+        timeout: tuple[float, float] = (10.0, 60.0),
     ) -> None:
-        self.url = base_url.rstrip("/") + SEARCH_PATHS[flavour]
+        base_url = (base_url or PUSHSHIFT_URL).rstrip("/")
+        flavour = flavour or ("pullpush" if "pullpush" in base_url else "pushshift")
+        if flavour not in SEARCH_PATHS:
+            raise RedCapsError(f"unknown Pushshift flavour {flavour!r} (pushshift or pullpush)")
+        self.url = base_url + SEARCH_PATHS[flavour]
+        self.size = size or SIZE
+        self.min_window = max(1, min_window)
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = default_user_agent()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
+        self.limiter = limiter
         self.max_attempts, self.backoff_base, self.sleep, self.timeout = (
             max_attempts,
             backoff_base,
             sleep,
             timeout,
         )
+        self.requests = 0
 
-    def _query(self, subreddit: str, start: int, end: int) -> list[dict[str, Any]]:
-        params = {"subreddit": subreddit, "after": start - 1, "before": end, "size": SIZE}
+    def _query(self, subreddit: str, start: int, end: int, ascending: bool) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "subreddit": subreddit,
+            "after": start - 1,
+            "before": end,
+            "size": self.size,
+        }
+        if ascending:
+            params.update(sort="asc", sort_type="created_utc")
+        self.requests += 1
         try:
-            resp = self.session.get(self.url, params=params, timeout=self.timeout)
+            if self.limiter is None:
+                resp = self.session.get(self.url, params=params, timeout=self.timeout)
+            else:
+                with self.limiter.slot("pushshift"):
+                    resp = self.session.get(self.url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             raise RetryLater(type(exc).__name__) from None
         if resp.status_code in (401, 403):
@@ -65,23 +98,43 @@ class PushshiftSource:
             raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
             raise RedCapsError(f"{self.url}: HTTP {resp.status_code} for r/{subreddit}")
-        return resp.json().get("data") or []
+        try:
+            data = resp.json().get("data")
+        except (ValueError, AttributeError):
+            raise RetryLater("not JSON") from None
+        return [p for p in data or [] if isinstance(p, dict) and "id" in p and "created_utc" in p]
 
-    def _fetch(self, subreddit: str, start: int, end: int) -> list[dict[str, Any]]:
+    def _fetch(self, subreddit: str, start: int, end: int, ascending: bool = False) -> list[dict[str, Any]]:
         policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
         try:
-            return policy(self._query, subreddit, start, end)
+            return policy(self._query, subreddit, start, end, ascending)
         except RetryLater as exc:
             raise RedCapsError(f"{self.url} kept failing for r/{subreddit}: {exc}") from None
 
+    def _page_through(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
+        """Oldest first with a ``created_utc`` cursor, for windows too small to split."""
+        cursor = start
+        while cursor < end:
+            posts = self._fetch(subreddit, cursor, end, ascending=True)
+            yield from posts
+            if len(posts) < self.size:
+                return
+            last = max(int(p["created_utc"]) for p in posts)
+            if last <= cursor:
+                log.warning("r/%s: over %d posts at %d; moving the cursor on", subreddit, self.size, cursor)
+                last = cursor + 1
+            cursor = last
+
     def _window(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
         posts = self._fetch(subreddit, start, end)
-        if len(posts) >= SIZE and end - start > 1:
+        if len(posts) < self.size:
+            yield from posts
+        elif end - start > self.min_window:
             middle = (start + end) // 2
             yield from self._window(subreddit, start, middle)
             yield from self._window(subreddit, middle, end)
         else:
-            yield from posts
+            yield from self._page_through(subreddit, start, end)
 
     def iter_posts(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()

@@ -1,0 +1,149 @@
+"""Refresh posts from Reddit itself (PRAW ``reddit.info``), as the original's second step.
+
+Archives keep the score and status a post had when it was archived, often minutes after
+posting; Reddit has the settled score and knows what was deleted or removed since. Posts
+are asked for in batches of 100 fullnames, one ``reddit.info`` call per batch so a batch
+can be retried alone. Ids Reddit does not return count as deleted
+(``removed_by_category = "deleted"``). A 429 (``prawcore.exceptions.TooManyRequests``,
+which prawcore never retries) sleeps ``retry_after`` and retries the batch; an in-process
+token bucket keeps to 100 requests a minute (Reddit's free tier per client id).
+
+Requests go through a plain ``requests.Session``, so ``HTTPS_PROXY`` and
+``REQUESTS_CA_BUNDLE`` apply and the Reddit URLs stay the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import praw
+import prawcore
+import requests
+
+from redcaps.credentials import Credentials, RedditCredentials
+from redcaps.errors import RedCapsError
+from redcaps.http import HostLimiter, HostPolicy, default_user_agent
+from redcaps.sources.retry import backoff
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+#: At most 10 + 1.5 * 60 = 100 requests in any minute.
+DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=1.5, burst=10, concurrency=1)})
+#: What a refresh takes from Reddit; everything else stays as the source had it.
+REFRESHED_FIELDS = ("score", "removed_by_category", "over_18", "author")
+
+
+def make_reddit(creds: RedditCredentials) -> praw.Reddit:
+    """A PRAW client (read-only unless a username and password are given)."""
+    kwargs: dict[str, Any] = {}
+    if creds.username and creds.password:
+        kwargs.update(username=creds.username, password=creds.password)
+    return praw.Reddit(
+        client_id=creds.client_id,
+        client_secret=creds.client_secret,
+        user_agent=creds.user_agent or default_user_agent(),
+        check_for_updates=False,
+        requestor_kwargs={"session": requests.Session()},  # honours the proxy/CA environment
+        **kwargs,
+    )
+
+
+def _current(submission: Any) -> dict[str, Any]:
+    """The refreshed fields, read from PRAW's data without triggering lazy fetches."""
+    data = vars(submission)
+    author = data.get("author")
+    return {
+        "score": data.get("score"),
+        "removed_by_category": data.get("removed_by_category"),
+        "over_18": bool(data.get("over_18")),
+        "author": None if author is None else str(author),
+    }
+
+
+class RedditRefresher:
+    """``refresh(posts)`` returns copies of ``posts`` with Reddit's current status."""
+
+    def __init__(
+        self,
+        reddit: praw.Reddit,
+        *,
+        batch_size: int = BATCH,
+        limiter: HostLimiter | None = DEFAULT_LIMITER,
+        max_attempts: int = 5,
+        backoff_base: float = 2.0,
+        default_retry_after: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.reddit = reddit
+        self.batch_size = min(BATCH, max(1, batch_size))
+        self.limiter = limiter
+        self.max_attempts, self.backoff_base = max_attempts, backoff_base
+        self.default_retry_after, self.sleep = default_retry_after, sleep
+        self.calls = 0
+        self.deleted = 0
+
+    @classmethod
+    def from_credentials(cls, creds: RedditCredentials, **options: Any) -> RedditRefresher:
+        return cls(make_reddit(creds), **options)
+
+    def __repr__(self) -> str:
+        return f"RedditRefresher(batch_size={self.batch_size}, calls={self.calls})"
+
+    def _batch(self, fullnames: list[str]) -> dict[str, dict[str, Any]]:
+        for attempt in range(1, self.max_attempts + 1):
+            self.calls += 1
+            try:
+                if self.limiter is None:
+                    found = list(self.reddit.info(fullnames=fullnames))
+                else:
+                    with self.limiter.slot("oauth.reddit.com"):
+                        found = list(self.reddit.info(fullnames=fullnames))
+                return {
+                    item.id: _current(item) for item in found if getattr(item, "fullname", "") in fullnames
+                }
+            except prawcore.exceptions.TooManyRequests as exc:
+                try:
+                    wait = float(exc.retry_after) if exc.retry_after else self.default_retry_after
+                except ValueError:
+                    wait = self.default_retry_after
+                log.info("Reddit answered 429: sleeping %.0f s before retrying the batch", wait)
+            except (prawcore.exceptions.ServerError, prawcore.exceptions.RequestException) as exc:
+                wait = backoff(attempt, self.backoff_base)
+                log.info("Reddit failed (%s): retrying the batch in %.1f s", type(exc).__name__, wait)
+            except (prawcore.exceptions.OAuthException, prawcore.exceptions.ResponseException) as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", "?")
+                raise RedCapsError(
+                    f"Reddit refused the request (HTTP {status}): check the credentials"
+                ) from None
+            if attempt < self.max_attempts:
+                self.sleep(wait)
+        raise RedCapsError(f"Reddit kept failing for a batch of {len(fullnames)} posts; try again later")
+
+    def refresh(self, posts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        refreshed = []
+        for i in range(0, len(posts), self.batch_size):
+            batch = posts[i : i + self.batch_size]
+            current = self._batch([f"t3_{p['id']}" for p in batch])
+            for post in batch:
+                updated = dict(post)
+                if post["id"] in current:
+                    updated.update(current[post["id"]])
+                else:
+                    updated["removed_by_category"] = "deleted"
+                    self.deleted += 1
+                refreshed.append(updated)
+        return refreshed
+
+
+def build_refresher(credentials: Credentials, **options: Any) -> RedditRefresher | None:
+    """A refresher when Reddit credentials are configured, None when there are none.
+
+    A Reddit section that is present but unusable (malformed file, missing fields) raises
+    the one-line :class:`RedCapsError` of ``require_reddit``: the user meant to refresh."""
+    if credentials.reddit is None and "reddit" not in credentials.problems:
+        return None
+    return RedditRefresher.from_credentials(credentials.require_reddit(), **options)
