@@ -19,6 +19,7 @@ Backends: the default MobileNet-0.25 ONNX (``python -m redcaps.models faces``), 
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -186,7 +187,7 @@ def _torch_backend(path: Path, device: str, threads: int | None, half: bool) -> 
     dtype = torch.float16 if half and target.type == "cuda" else torch.float32
     try:
         model = load_retinaface(path).to(target, dtype)
-    except (RuntimeError, ValueError, OSError) as exc:  # strict load lists every bad key: keep one line
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:  # one line
         detail = " ".join(str(exc).split())
         detail = detail if len(detail) <= 300 else detail[:300] + "..."
         raise ModelError(f"{path}: not RetinaFace-ResNet50 weights: {detail}") from None
