@@ -240,5 +240,11 @@ def summary(data_dir: str) -> None:
     click.echo(format_summary(summarize_dataset(data_dir)))
 
 
+from redcaps.filters.commands import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists
+
+for _command in FILTER_COMMANDS:
+    main.add_command(_command)
+
+
 if __name__ == "__main__":
     main()
