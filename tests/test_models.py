@@ -260,6 +260,7 @@ def test_read_tfjs_rejects_short_long_and_mismatched_shards() -> None:
 # --- Keras -> ONNX translation ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # imports TensorFlow (~5 s)
 def test_onnx_translation_equals_keras_on_every_layer_kind() -> None:
     """The translated graph computes what Keras computes from the same config and weights."""
     ort = pytest.importorskip("onnxruntime")
@@ -360,6 +361,7 @@ def test_installed_default_model_and_provenance(
     assert capsys.readouterr().out.strip() == f"nsfw: {path}"
 
 
+@pytest.mark.slow
 def test_real_tarball_converts_deterministically(nsfwjs_tarball: Path, nsfw_model_dir: Path) -> None:
     first, _ = models.convert_nsfwjs(nsfwjs_tarball, NSFW_VARIANTS["nsfw"])
     second, _ = models.convert_nsfwjs(nsfwjs_tarball, NSFW_VARIANTS["nsfw"])
