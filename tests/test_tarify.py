@@ -75,3 +75,33 @@ def test_readable_with_webdataset(dataset):
     samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "json"))
     assert [k for k, _, _ in samples] == [f"id{i:03d}" for i in range(6)]
     assert samples[0][1].size == (64, 48) and samples[0][2]["image_id"] == "id000"
+
+
+@pytest.mark.parametrize("fmt", ["json", "txt"])
+def test_bytes_identical_to_webdataset_tarwriter(dataset, fmt):
+    """The stdlib writer must keep webdataset's exact layout (it replaced TarWriter for speed)."""
+    af, tmp = dataset
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=4, fmt=fmt)
+    present = sorted(af.annotations, key=lambda r: r["image_id"])[:4]
+    reference = tmp / "reference.tar"
+    with open(reference, "wb") as fh:
+        writer = wds.TarWriter(fh, encoder=False, mtime=1633046400, user="redcaps", group="redcaps")
+        for rec in present:
+            image = (tmp / "images" / rec["subreddit"] / f"{rec['image_id']}.jpg").read_bytes()
+            text = rec["caption"].encode() if fmt == "txt" else json.dumps(rec, sort_keys=True).encode()
+            writer.write({"__key__": rec["image_id"], "jpg": image, fmt: text})
+        writer.close()
+    assert result.shards[0].read_bytes() == reference.read_bytes()
+
+
+def test_failed_shard_leaves_no_partial_tar(dataset, monkeypatch):
+    af, tmp = dataset
+    import redcaps.tarify as tarify
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tarify, "_add_sample", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=4)
+    assert list((tmp / "tars").iterdir()) == []
