@@ -149,6 +149,9 @@ def _onnx_backend(path: Path, device: str, threads: int | None) -> Backend:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # Idle intra-op threads spin by default, stealing the cores the decode threads need (they
+    # run concurrently by design): measured 17 ms -> 8 ms per 512x384 image on 2 busy cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers: list[Any] = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
         device_id = int(device.partition(":")[2] or 0)

@@ -1,0 +1,123 @@
+"""Face-filter throughput on this machine: images/s through ``filter_faces``, decoding included.
+
+Builds N JPEGs (≤512 px, Reddit-like mixed sizes) from the scikit-image sample photos, then
+times the whole filter (decode threads + model + decision) per batch size and thread count.
+
+    python bench/bench_faces.py [--images 240] [--batch-sizes 1,8,16,32] [--threads 0,2]
+    [--model path.onnx|path.pth] [--pad] [--workers 4] [--repeat 3]
+
+``--threads 0`` means the runtime's default. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from redcaps import annotations as ann
+from redcaps.filters.faces import FaceScorer, filter_faces
+
+PHOTOS = ("astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")
+
+
+def make_images(image_dir: Path, count: int, seed: int = 0) -> ann.AnnotationFile:
+    """``count`` JPEGs: random crops of the sample photos, long side 512, short side 256-512."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("error: scikit-image is needed for the sample photos (pip install scikit-image)")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    photos = [Image.open(data / name).convert("RGB") for name in PHOTOS]
+    rng = np.random.default_rng(seed)
+    (image_dir / "bench").mkdir(parents=True, exist_ok=True)
+    records = []
+    for n in range(count):
+        photo = photos[n % len(photos)]
+        w, h = photo.size
+        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        image = photo.crop((x, y, x + cw, y + ch))
+        short = int(rng.integers(256, 513))
+        size = (512, short) if n % 2 else (short, 512)
+        image = image.resize(size)
+        image_id = f"img{n:05d}"
+        image.save(image_dir / "bench" / f"{image_id}.jpg", quality=90)
+        records.append(
+            {
+                "image_id": image_id,
+                "author": "bench",
+                "url": f"https://i.redd.it/{image_id}.jpg",
+                "raw_caption": "photo",
+                "caption": "photo",
+                "subreddit": "bench",
+                "score": 10,
+                "created_utc": 1_600_000_000 + n,
+                "permalink": f"/r/bench/comments/{image_id}/photo/",
+            }
+        )
+    info = {
+        "start_date": "2020-01-01",
+        "end_date": "2020-12-31",
+        "url": "https://redcaps.xyz",
+        "version": "1.0",
+    }
+    return ann.AnnotationFile(info, records)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=240)
+    parser.add_argument("--batch-sizes", type=_ints, default=[1, 8, 16, 32])
+    parser.add_argument("--threads", type=_ints, default=[0, 2])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", default=None, help="default: the installed default ONNX model")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pad", action="store_true", help="one padded model call per batch")
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+
+    with tempfile.TemporaryDirectory(prefix="bench-faces-") as tmp:
+        image_dir = Path(tmp)
+        annotations = make_images(image_dir, args.images)
+        rows = []
+        for threads in args.threads:
+            scorer = FaceScorer(args.model, device=args.device, threads=threads or None, pad=args.pad)
+            filter_faces(
+                ann.AnnotationFile(annotations.info, annotations.annotations[:8]), image_dir, scorer=scorer
+            )
+            for batch_size in args.batch_sizes:
+                rates = []
+                for _ in range(args.repeat):  # the machine is shared: report the median run
+                    start = time.perf_counter()
+                    outcome = filter_faces(
+                        annotations, image_dir, batch_size=batch_size, workers=args.workers, scorer=scorer
+                    )
+                    rates.append(len(annotations.annotations) / (time.perf_counter() - start))
+                rate = statistics.median(rates)
+                rows.append(
+                    (batch_size, threads or "default", rate, 1000 / rate, max(rates), len(outcome.removals))
+                )
+        print(f"\n{scorer.model_name}, {args.images} JPEGs ≤512 px, workers={args.workers}, pad={args.pad}\n")
+        print(f"| batch size | threads | images/s (median of {args.repeat}) | ms/image | best | flagged |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for batch_size, threads, rate, ms, best, flagged in rows:
+            print(f"| {batch_size} | {threads} | {rate:.1f} | {ms:.1f} | {best:.1f} | {flagged} |")
+
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
