@@ -3,6 +3,7 @@ resume from the journal, reruns retry only retryable failures, updated annotatio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,14 @@ def test_resize_options_are_applied(sandbox_env, official_records, tmp_path):
         or max(outcome.original_width, outcome.original_height) < 100
     )
     assert Path(image_path(tmp_path / "i", rec["subreddit"], rec["image_id"])).exists()
+
+
+def test_outcome_line_has_every_field_and_round_trips():
+    from dataclasses import asdict
+
+    url = "https://i.redd.it/abc123.jpg"
+    outcome = Outcome("abc123", url, "ok", final_url=url, bytes=10, original_width=4032, sha256="ab")
+    line = outcome.to_line()
+    assert line.endswith("\n") and json.loads(line) == asdict(outcome)
+    assert list(json.loads(line)) == sorted(asdict(outcome))  # sorted keys: stable manifests
+    assert Outcome.from_dict({**json.loads(line), "unknown_later_field": 1}) == outcome
