@@ -67,6 +67,4 @@ class RedCapsOfficial(luigi.Task):
         files = self.annotation_files()
         for start in range(0, len(files), self.chunk_size):
             yield [OfficialFile(annotations=str(p)) for p in files[start : start + self.chunk_size]]
-        summary = summarize_dataset(redcaps().root)
-        summary["files"] = {k: v for k, v in summary["files"].items() if k in {p.stem for p in files}}
-        write_json(self.output().path, summary, indent=1)
+        write_json(self.output().path, summarize_dataset(redcaps().root, [p.stem for p in files]), indent=1)

@@ -1,7 +1,7 @@
 """YAML batch configs: many subreddit-years and the settings for the run, checked up front.
 
 ```yaml
-name: pets                     # optional
+name: pets                     # optional; names the batch's summary file
 subreddits: [cats, dogs]       # every subreddit here gets every year below
 years: 2019-2020               # a list [2019, 2020], a range "2019-2020", or date_range
 runs:                          # optional extra entries with their own years
@@ -19,6 +19,7 @@ nothing runs until the whole file is valid.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,19 @@ from redcaps.names import check_subreddit
 FIRST_REDDIT_YEAR = 2005
 TOP_KEYS = {"name", "subreddits", "years", "date_range", "first_year", "runs", "settings"}
 RUN_KEYS = {"subreddit", "subreddits", "years", "date_range", "first_year"}
-SETTING_SECTIONS = {"images", "downloads", "shards", "filters", "collection", "host_limits"}
+SETTING_SECTIONS = {
+    "redcaps",
+    "images",
+    "downloads",
+    "shards",
+    "collection",
+    "filters",
+    "filter_words",
+    "filter_nsfw",
+    "filter_faces",
+    "host_limits",
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True, order=True)
@@ -155,8 +168,11 @@ def parse_batch(data: Any, name: str = "batch") -> BatchConfig:
         if run.stem in seen and seen[run.stem] != run:
             raise RedCapsError(f"{name}: {run.stem} is listed twice with different first_year")
         seen[run.stem] = run
+    batch_name = data.get("name", Path(name).stem)
+    if not isinstance(batch_name, str) or not _NAME.fullmatch(batch_name):
+        raise RedCapsError(f"{name}.name: {batch_name!r} must be letters, digits, '_', '-' or '.'")
     return BatchConfig(
-        str(data.get("name", name)),
+        batch_name,
         sorted(seen.values()),
         _settings(data.get("settings", {}), f"{name}.settings"),
     )

@@ -9,6 +9,7 @@ the input's stem: ``<data_dir>/stages/<stage>/<stem>.json``.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,18 +30,51 @@ class ExternalAnnotations(luigi.ExternalTask):
 
 
 class AnnotationsParameter(luigi.Parameter):
-    """The task producing a stage's input; from a string (command line) an existing file."""
+    """The task producing a stage's input; from a string (command line) an existing file.
+
+    Luigi rebuilds tasks from their serialized parameters (dynamic dependencies, other worker
+    processes), so an upstream task serializes to a JSON description of its whole chain,
+    ``{"task": family, "params": {...}}``, nested as objects (not strings, which would double
+    the escaping at every level). A file path serializes to itself.
+    """
 
     def normalize(self, x: Any) -> luigi.Task:
         if isinstance(x, (str, os.PathLike)):
-            return ExternalAnnotations(path=os.path.abspath(os.fspath(x)))
+            return self.parse(os.fspath(x))
         return x
 
     def parse(self, x: str) -> luigi.Task:
-        return self.normalize(x)
+        if x.lstrip().startswith("{"):
+            return _build_task(json.loads(x))
+        return ExternalAnnotations(path=os.path.abspath(x))
 
     def serialize(self, x: luigi.Task) -> str:
-        return x.path if isinstance(x, ExternalAnnotations) else x.task_id
+        description = _describe_task(x)
+        return description if isinstance(description, str) else json.dumps(description, sort_keys=True)
+
+
+def _describe_task(task: luigi.Task) -> str | dict[str, Any]:
+    if isinstance(task, ExternalAnnotations):
+        return task.path
+    params: dict[str, Any] = {}
+    for name, param in task.get_params():
+        value = getattr(task, name)
+        is_upstream = isinstance(param, AnnotationsParameter)
+        params[name] = _describe_task(value) if is_upstream else param.serialize(value)
+    return {"task": task.get_task_family(), "params": params}
+
+
+def _build_task(description: str | dict[str, Any]) -> luigi.Task:
+    if isinstance(description, str):
+        return ExternalAnnotations(path=os.path.abspath(description))
+    task_class = luigi.task_register.Register.get_task_cls(description["task"])
+    values = description["params"]
+    kwargs = {}
+    for name, param in task_class.get_params():
+        if name in values:
+            is_upstream = isinstance(param, AnnotationsParameter)
+            kwargs[name] = _build_task(values[name]) if is_upstream else param.parse(values[name])
+    return task_class(**kwargs)
 
 
 @functools.lru_cache(maxsize=8)
@@ -82,10 +116,15 @@ class StageTask(luigi.Task):
         return load_annotations(self.input_path)
 
     def report(self, message: str, percent: float | None = None) -> None:
-        """Progress for luigid's web UI; a no-op when run outside a worker (tests, CLI)."""
-        set_message = getattr(self, "set_status_message", None)
-        if callable(set_message):
-            set_message(message)
-        set_percent = getattr(self, "set_progress_percentage", None)
-        if percent is not None and callable(set_percent):
-            set_percent(round(percent, 1))
+        report_progress(self, message, percent)
+
+
+def report_progress(task: luigi.Task, message: str, percent: float | None = None) -> None:
+    """Progress for luigid's web UI; a no-op when run outside a worker (tests, CLI), where
+    luigi leaves the callbacks unset."""
+    set_message = getattr(task, "set_status_message", None)
+    if callable(set_message):
+        set_message(message)
+    set_percent = getattr(task, "set_progress_percentage", None)
+    if percent is not None and callable(set_percent):
+        set_percent(round(percent, 1))

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import luigi
 
+from redcaps.errors import RedCapsError
 from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, parse_host_policy
 from redcaps.images import ImageOptions
+
+#: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).
+FILTER_ORDER = ("words", "nsfw", "faces")
 
 
 class redcaps(luigi.Config):  # noqa: N801 - the section is [redcaps]
@@ -54,6 +58,19 @@ class downloads(luigi.Config):  # noqa: N801
         if self.user_agent:
             config.user_agent = self.user_agent
         return config
+
+
+class filters(luigi.Config):  # noqa: N801
+    """Which content filters ``RedCapsYear`` runs, always in the original's order."""
+
+    enabled = luigi.Parameter(default="words,nsfw,faces", description="Comma list of words, nsfw, faces")
+
+    def names(self) -> list[str]:
+        wanted = [name.strip() for name in self.enabled.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - set(FILTER_ORDER))
+        if unknown:
+            raise RedCapsError(f"[filters] enabled: unknown filter(s) {unknown}; known: {list(FILTER_ORDER)}")
+        return [name for name in FILTER_ORDER if name in wanted]
 
 
 class shards(luigi.Config):  # noqa: N801

@@ -1,0 +1,27 @@
+"""Publish: the last stage's annotation file becomes ``annotations/<stem>.json`` (seed layout)."""
+
+from __future__ import annotations
+
+import luigi
+
+from redcaps.atomic import write_bytes
+from tasks.base import StageTask
+
+
+class Publish(StageTask):
+    """Copy the finished (filtered) annotation file to its final place, byte for byte.
+
+    The final file gets its own stage instead of being the filters' output so that the
+    seed's path ``annotations/<subreddit>_<year>.json`` only ever holds a finished file: a
+    reader never mistakes a half-filtered year for a released one, and every earlier stage
+    keeps its own target under ``stages/`` to resume from.
+    """
+
+    stage = "publish"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(self.root / "annotations" / f"{self.stem}.json"))
+
+    def run(self) -> None:
+        self.load_input()  # schema-checked: a broken upstream file is never published
+        write_bytes(self.output().path, self.input_path.read_bytes())

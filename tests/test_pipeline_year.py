@@ -1,0 +1,192 @@
+"""RedCapsYear and RedCapsBatch end to end against the sandbox (Luigi, local scheduler)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import luigi
+import pytest
+import webdataset as wds
+
+from pipeline import RedCapsBatch, RedCapsYear
+from pipeline.year import year_stages
+from redcaps import annotations as ann
+from redcaps.errors import RedCapsError
+from redcaps.validate import validate_file
+from tasks.filters import FilterWords
+from tasks.publish import Publish
+
+
+def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+    return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
+
+
+def set_config(section: str, **values: str) -> None:
+    config = luigi.configuration.get_config()
+    if not config.has_section(section):
+        config.add_section(section)
+    for key, value in values.items():
+        config.set(section, key, value)
+    luigi.task_register.Register.clear_instance_cache()
+
+
+@pytest.fixture(autouse=True)
+def restore_luigi_config() -> Iterator[None]:
+    """Batches apply their settings to the process's config: put every section back after."""
+    config = luigi.configuration.get_config()
+    saved = {s: dict(config.items(s, raw=True)) for s in config.sections()}
+    yield
+    for section in config.sections():
+        config.remove_section(section)
+    for section, values in saved.items():
+        config.add_section(section)
+        for key, value in values.items():
+            config.set(section, key, value)
+    luigi.task_register.Register.clear_instance_cache()
+
+
+@pytest.fixture()
+def words_only(luigi_config: Path) -> Path:
+    """Only the word filter: the image models have their own tests (and a slow e2e below)."""
+    set_config("filters", enabled="words")
+    return luigi_config
+
+
+def tar_samples(data: Path, stem: str) -> dict[str, dict]:
+    shards = sorted(str(p) for p in (data / "tarfiles").glob(f"{stem}_*.tar"))
+    return {
+        key: meta
+        for key, _, meta in wds.WebDataset(shards, shardshuffle=False).to_tuple("__key__", "jpg", "json")
+    }
+
+
+def test_year_end_to_end_then_a_no_op_rerun(sandbox_env, words_only):
+    data = words_only
+    result = build(RedCapsYear(subreddit="sandboxcats", year=2020))
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+
+    final = data / "annotations" / "sandboxcats_2020.json"
+    assert [p for p in validate_file(final) if p.severity == "error"] == []
+    published = ann.load(final)
+    assert "word_filter" in published.info and "collection" in published.info
+    merged = ann.load(data / "stages" / "merged" / "sandboxcats_2020.json")
+    ids = [r["image_id"] for r in published.annotations]
+    assert ids and set(ids) <= {r["image_id"] for r in merged.annotations}
+
+    # the tars hold exactly the published instances, each with its image on disk
+    samples = tar_samples(data, "sandboxcats_2020")
+    assert sorted(samples) == sorted(ids)
+    assert all((data / "images" / "sandboxcats" / f"{i}.jpg").exists() for i in ids)
+
+    # the year's summary agrees with the stage files
+    summary = json.loads((data / "stages" / "year" / "sandboxcats_2020.json").read_text())
+    collection = merged.info["collection"]
+    assert summary["collected"]["kept"] == collection["kept"] == len(merged.annotations)
+    assert sum(summary["collected"]["dropped"].values()) == collection["considered"] - collection["kept"]
+    assert summary["download"]["attempted"] == len(merged.annotations)
+    assert summary["tars"]["samples"] == len(ids)
+    assert summary["annotations"] == str(final)
+
+    # a second run is a no-op: no request reaches any host
+    sandbox_env.reset_log()
+    luigi.task_register.Register.clear_instance_cache()
+    assert build(RedCapsYear(subreddit="sandboxcats", year=2020)).status == luigi.LuigiStatusCode.SUCCESS
+    assert sandbox_env.log.records() == []
+
+
+def test_the_chain_follows_the_config(words_only):
+    validate, tarify = year_stages("sandboxcats", 2020)
+    assert isinstance(validate.annotations, Publish) and tarify.annotations is validate.annotations
+    assert isinstance(validate.annotations.annotations, FilterWords)
+
+    set_config("filters", enabled="faces, words")  # any order: always the original's order
+    chain, task = [], year_stages("sandboxcats", 2020)[0].annotations.annotations
+    while hasattr(task, "annotations"):
+        chain.append(type(task).__name__)
+        task = task.annotations
+    assert chain == ["FilterFaces", "FilterWords", "DownloadImages"]
+
+    set_config("filters", enabled="words,colour")
+    with pytest.raises(RedCapsError, match=r"unknown filter\(s\) \['colour'\]"):
+        year_stages("sandboxcats", 2020)
+
+
+def test_stage_tasks_survive_serialization(words_only):
+    """Luigi rebuilds tasks from their string parameters (dynamic dependencies, other processes)."""
+    validate, _ = year_stages("sandboxcats", 2020)
+    rebuilt = type(validate).from_str_params(validate.to_str_params())
+    assert rebuilt.task_id == validate.task_id
+    assert rebuilt.input_path == validate.input_path == words_only / "annotations" / "sandboxcats_2020.json"
+
+
+def write_batch(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_batch_of_two_subreddits_in_chunks(sandbox_env, words_only, tmp_path):
+    config = write_batch(
+        tmp_path / "pets.yaml",
+        "name: pets\nsubreddits: [sandboxcats, sandboxroses]\nyears: [2020]\n"
+        "settings: {shards: {shard_size: 50}}\n",
+    )
+    task = RedCapsBatch(config=config, chunk_size=1)
+    result = build(task)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+
+    summary = json.loads(Path(task.output().path).read_text())
+    assert sorted(summary["files"]) == ["sandboxcats_2020", "sandboxroses_2020"]
+    for stem, entry in summary["files"].items():
+        assert entry["tars"]["samples"] == len(
+            ann.load(words_only / "annotations" / f"{stem}.json").annotations
+        )
+        assert entry["tars"]["shards"] == -(-entry["tars"]["samples"] // 50)  # the batch's shard_size
+    assert summary["totals"]["samples"] == sum(e["tars"]["samples"] for e in summary["files"].values())
+
+    # editing the config gives a new batch (new summary), whose finished years are not redone
+    sandbox_env.reset_log()
+    text = Path(config).read_text()
+    edited = write_batch(tmp_path / "pets.yaml", text.replace("[2020]", "[2020]  # again"))
+    luigi.task_register.Register.clear_instance_cache()
+    same = RedCapsBatch(config=edited, chunk_size=1)
+    assert same.output().path == task.output().path  # comments do not change the batch
+    write_batch(tmp_path / "pets.yaml", text.replace("shard_size: 50", "shard_size: 60"))
+    luigi.task_register.Register.clear_instance_cache()
+    changed = RedCapsBatch(config=str(tmp_path / "pets.yaml"), chunk_size=1)
+    assert changed.output().path != task.output().path
+    assert build(changed).status == luigi.LuigiStatusCode.SUCCESS
+    assert sandbox_env.log.records() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "subreddits: [cats]\nyears: [2020]\nsettings: {images: {colour: 3}}\n",
+            "unknown option(s) ['colour']",
+        ),
+        ("subreddits: [cats]\nyears: [2020]\nsettings: {host_limits: {imgur.com: fast}}\n", "host_limits"),
+        ("subreddits: [cats]\nyears: [1999]\n", "year 1999 is outside"),
+        ("subreddits: ['../x']\nyears: [2020]\n", "unsafe subreddit"),
+        ("name: 'a b'\nsubreddits: [cats]\nyears: [2020]\n", ".name: 'a b'"),
+    ],
+)
+def test_bad_batch_configs_fail_before_anything_runs(words_only, tmp_path, text, message):
+    config = write_batch(tmp_path / "bad.yaml", text)
+    with pytest.raises(RedCapsError) as err:
+        RedCapsBatch(config=config)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not words_only.exists()  # nothing written anywhere
+
+
+@pytest.mark.slow
+def test_year_with_every_filter(sandbox_env, luigi_config):
+    """The default chain, image models included, gives a valid file with all three filter blocks."""
+    result = build(RedCapsYear(subreddit="sandboxroses", year=2020))
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    final = luigi_config / "annotations" / "sandboxroses_2020.json"
+    info = ann.load(final).info
+    assert {"word_filter", "nsfw_filter", "face_filter"} <= set(info)
+    assert [p for p in validate_file(final) if p.severity != "info"] == []
