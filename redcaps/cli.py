@@ -148,30 +148,65 @@ def download_imgs(
     help="Directory for <subreddit>_<YYYY-MM>.json.",
 )
 @click.option(
-    "--source", type=click.Choice(["arctic-shift", "dump"]), default="arctic-shift", show_default=True
+    "--source",
+    type=click.Choice(["arctic-shift", "pushshift", "dump"]),
+    default="arctic-shift",
+    show_default=True,
+    help="Where posts come from (pushshift reads its token from $PUSHSHIFT_TOKEN).",
 )
-@click.option("--dump-dir", type=click.Path(file_okay=False, exists=True), help="For --source dump.")
+@click.option(
+    "--dump-file", type=click.Path(dir_okay=False, exists=True), help="For --source dump: one .zst file."
+)
+@click.option(
+    "--dump-dir", type=click.Path(file_okay=False, exists=True), help="For --source dump: a directory."
+)
+@click.option("--pushshift-url", default=None, help="Base URL of a Pushshift-compatible API.")
+@click.option(
+    "-c",
+    "--credentials",
+    default="./credentials.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Reddit/Imgur keys (optional: without them the source's fields are used, albums skipped).",
+)
 @click.option("--min-score", default=2, show_default=True, help="Drop posts scoring below this.")
 def download_anns(
-    subreddit: str, month, save_to: str, source: str, dump_dir: str | None, min_score: int
+    subreddit: str,
+    month,
+    save_to: str,
+    source: str,
+    dump_file: str | None,
+    dump_dir: str | None,
+    pushshift_url: str | None,
+    credentials: str,
+    min_score: int,
 ) -> None:
     """Collect one month of image posts of a subreddit as an annotation file."""
-    from redcaps.collect import build_source, collect_month
+    from redcaps.collect import build_imgur, build_refresher, build_source, collect_month
+    from redcaps.credentials import load_credentials
     from redcaps.names import check_subreddit
 
     check_subreddit(subreddit)
+    if (dump_file or dump_dir) and source != "dump":
+        raise RedCapsError("--dump-file/--dump-dir need --source dump")
+    creds = load_credentials(credentials)
     result = collect_month(
         subreddit,
         month.year,
         month.month,
-        source=build_source(source, dump_dir=dump_dir),
+        source=build_source(source, dump_dir=dump_file or dump_dir, pushshift_url=pushshift_url),
+        refresher=build_refresher(creds),
+        imgur=build_imgur(creds),
         min_score=min_score,
     )
     path = Path(save_to) / f"{subreddit.lower()}_{month:%Y-%m}.json"
     ann.save(path, result)
     info = result.info["collection"]
     dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items()) or "none"
-    click.echo(f"wrote {path}: {info['kept']} of {info['considered']} posts kept; dropped: {dropped}")
+    refreshed = "refreshed from Reddit" if info["refreshed"] else "not refreshed (no Reddit credentials)"
+    click.echo(
+        f"wrote {path}: {info['kept']} of {info['considered']} posts kept ({refreshed}); dropped: {dropped}"
+    )
 
 
 @main.command()
