@@ -133,3 +133,52 @@ def test_crosspost_takes_the_parents_media():
 def test_dump_urls_are_unescaped():
     escaped = post(url="https://farm1.staticflickr.com/1/2_ab.jpg?a=1&amp;b=2")
     assert image_url(escaped) == Kept("https://farm1.staticflickr.com/1/2_ab.jpg?a=1&b=2")
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"url": "https://www.youtube.com/watch?v=abc", "post_hint": "rich:video"}, "video"),
+        ({"score": None}, "low_score"),  # unknown score: not shown to be upvoted
+        ({"crosspost_parent": "t3_gone12", "url": "/r/x/comments/gone12/"}, "crosspost_unresolved"),
+        (
+            {
+                "crosspost_parent": "t3_p",
+                "crosspost_parent_list": [{"over_18": True, "url": "https://i.redd.it/a.jpg"}],
+            },
+            "nsfw",
+        ),
+        (
+            {
+                "crosspost_parent": "t3_p",
+                "crosspost_parent_list": [{"is_self": True, "url": "https://reddit.com/r/x/"}],
+            },
+            "self_post",
+        ),
+        ({"url": "https://imgur.com/a/bad"}, "imgur_bad_url"),
+        ({"url": "https://imgur.com/"}, "imgur_bad_url"),
+    ],
+)
+def test_more_drop_reasons(fields, reason):
+    assert classify(post(**fields)) == Dropped(reason)
+
+
+def test_gallery_without_a_valid_still_image_is_dropped():
+    gallery = post(
+        url="https://www.reddit.com/gallery/abc123",
+        is_gallery=True,
+        gallery_data={"items": [{"media_id": "u1"}, {"media_id": "f1"}]},
+        media_metadata={
+            "u1": {"status": "unprocessed", "e": "Image", "m": "image/jpg"},
+            "f1": {"status": "failed", "e": "Image", "m": "image/png"},
+        },
+    )
+    assert classify(gallery) == Dropped("gallery_empty")
+
+
+def test_every_reason_is_documented():
+    from redcaps.rules import REASONS
+    from redcaps.sandbox.posts import CASES, RESOLVED
+
+    produced = {r for r in (*CASES.values(), *RESOLVED.values()) if r}
+    assert produced <= set(REASONS)

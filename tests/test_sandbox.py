@@ -120,3 +120,60 @@ def test_log_concurrency_and_rate(sandbox_env):
         list(pool.map(lambda i: get(f"https://i.redd.it/conc{i}.jpg"), range(8)))
     assert 1 <= sandbox_env.log.max_concurrency("i.redd.it") <= 4
     assert sandbox_env.log.max_rate("i.redd.it", 60) == 8
+
+
+# -- the Reddit-data APIs ----------------------------------------------------------------------
+
+
+def test_population_has_every_case_in_every_month():
+    from redcaps.sandbox.posts import CASES, MONTHS, SUBREDDITS, case_of, month_posts
+
+    for subreddit in SUBREDDITS:
+        for year, month in MONTHS:
+            cases = {case_of(p["id"]) for p in month_posts(subreddit, year, month)}
+            assert cases == set(CASES), (subreddit, year, month)
+
+
+def test_reddit_oauth_token_and_info(sandbox_env):
+    from redcaps.sandbox import reddit_apis
+    from redcaps.sandbox.posts import population
+
+    api = reddit_apis.state(sandbox_env.world)
+    api.reset()
+    api.reddit_429_call = 0
+    token_url = "https://www.reddit.com/api/v1/access_token"
+    denied = requests.post(token_url, data={"grant_type": "client_credentials"}, auth=("x", "y"), headers=UA)
+    assert denied.status_code == 401
+    auth = (reddit_apis.REDDIT_CLIENT_ID, reddit_apis.REDDIT_CLIENT_SECRET)
+    token = requests.post(token_url, data={"grant_type": "client_credentials"}, auth=auth, headers=UA).json()
+    assert token["token_type"] == "bearer" and token["expires_in"] > 0
+    ids = ",".join(f"t3_{p['id']}" for p in population()[:5]) + ",t3_zzzzzzz"
+    info = get(
+        "https://oauth.reddit.com/api/info/",
+        params={"id": ids, "raw_json": 1},
+        headers={"Authorization": f"bearer {token['access_token']}"},
+    )
+    assert info.status_code == 200 and int(info.headers["x-ratelimit-remaining"]) > 0
+    assert info.json()["kind"] == "Listing" and len(info.json()["data"]["children"]) <= 5
+    assert get("https://oauth.reddit.com/api/info/", params={"id": ids}).status_code == 401
+    api.reset()
+
+
+def test_arctic_shift_and_imgur_apis(sandbox_env):
+    from redcaps.sandbox import reddit_apis
+
+    api = reddit_apis.state(sandbox_env.world)
+    api.reset()
+    search = "https://arctic-shift.photon-reddit.com/api/posts/search"
+    page = get(search, params={"subreddit": "sandboxcats", "after": 1577836800, "limit": 5, "sort": "asc"})
+    assert (
+        page.status_code == 200 and len(page.json()["data"]) == 5 and "X-RateLimit-Remaining" in page.headers
+    )
+    assert get(search, params={"subreddit": "x", "limit": 500}).status_code == 400
+    album = "https://api.imgur.com/3/album/AbCdE"
+    assert get(album).status_code == 403  # no Client-ID
+    throttled = get(album, headers={"Authorization": f"Client-ID {reddit_apis.IMGUR_CLIENT_ID}"})
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "1"
+    gone = get(album, headers={"Authorization": f"Client-ID {reddit_apis.IMGUR_CLIENT_ID}"})
+    assert gone.status_code == 404 and "X-RateLimit-ClientRemaining" in gone.headers
+    api.reset()
