@@ -181,7 +181,7 @@ def test_missing_dump_and_unknown_source(tmp_path):
 
 def test_pushshift_splits_full_windows(apis, monkeypatch):
     monkeypatch.setenv("PUSHSHIFT_TOKEN", reddit_apis.PUSHSHIFT_TOKEN)
-    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=10)
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=10, limiter=None)
     from_pushshift = collect_month("sandboxcats", 2020, 6, source=source)
     from_arctic = collect_month("sandboxcats", 2020, 6, source=arctic())
     assert comparable(from_pushshift) == comparable(from_arctic)
@@ -190,7 +190,7 @@ def test_pushshift_splits_full_windows(apis, monkeypatch):
 
 def test_pushshift_pages_a_window_it_may_not_split(apis):
     # min_window larger than the month: the full window is paged oldest-first by created_utc
-    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400)
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400, limiter=None)
     may = month_posts("sandboxroses", 2020, 9)
     start = int(dt.datetime(2020, 9, 1, tzinfo=dt.timezone.utc).timestamp())
     got = list(source.iter_posts("sandboxroses", start, start + 30 * 86400))

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from redcaps.errors import RedCapsError
-from redcaps.http import HostLimiter, default_user_agent, retry_after_seconds
+from redcaps.http import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
 from redcaps.sources.retry import RetryLater, retrying
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ PUSHSHIFT_URL = "https://api.pushshift.io"
 PULLPUSH_URL = "https://api.pullpush.io"
 SEARCH_PATHS = {"pushshift": "/reddit/submission/search", "pullpush": "/reddit/search/submission/"}
 SIZE = 100
+#: About one request a second, as the original (it slept 1 s after every request); mirrors
+#: such as PullPush throttle hard, and a process-wide bucket keeps every source to it.
+DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=1.0, burst=5, concurrency=1)})
 
 
 class PushshiftSource:
@@ -45,7 +48,7 @@ class PushshiftSource:
         size: int | None = None,
         min_window: int = 1,
         session: requests.Session | None = None,
-        limiter: HostLimiter | None = None,
+        limiter: HostLimiter | None = DEFAULT_LIMITER,
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
