@@ -24,6 +24,8 @@ from redcaps.filters.faces import (
     FaceScorer,
     filter_faces,
     nms,
+    num_anchors,
+    preprocess,
     priors,
     valid_anchors,
 )
@@ -71,6 +73,20 @@ def original_priors(height: int, width: int) -> np.ndarray:
 @pytest.mark.parametrize(("height", "width"), [(512, 512), (500, 375), (37, 53), (8, 8)])
 def test_priors_match_the_original(height: int, width: int) -> None:
     np.testing.assert_allclose(priors(height, width), original_priors(height, width), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("height", "width"), [(512, 512), (500, 375), (37, 53), (8, 8), (1, 1)])
+def test_num_anchors_counts_priors(height: int, width: int) -> None:
+    assert num_anchors(height, width) == len(priors(height, width))
+
+
+def test_preprocess_is_the_originals_bgr_minus_mean(photo_dir: Path) -> None:
+    path = photo_dir / "pics" / "astronaut.jpg"
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    original = (rgb[:, :, ::-1].astype(np.float32) - np.array([104, 117, 123], np.float32)).transpose(2, 0, 1)
+    prepared = preprocess(path)
+    assert prepared.dtype == np.float32 and prepared.flags.c_contiguous
+    np.testing.assert_array_equal(prepared, original)
 
 
 def test_valid_anchors_are_the_unpadded_images_anchors() -> None:
