@@ -129,12 +129,13 @@ def _photos_file(tmp_path: Path, photo_dir: Path) -> tuple[Path, Path]:
     return path, images
 
 
+@pytest.mark.parametrize("pad", [[], ["--pad"]], ids=["exact", "padded"])
 def test_filter_faces_default_model_verdicts_and_a_corrupt_image(
-    tmp_path: Path, photo_dir: Path, default_model: Path
+    tmp_path: Path, photo_dir: Path, default_model: Path, pad: list[str]
 ) -> None:
     path, images = _photos_file(tmp_path, photo_dir)
     (images / "pics" / "rocket.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    result = run("filter-faces", "-a", str(path), "-i", str(images), "-b", "2", "--device", "cpu")
+    result = run("filter-faces", "-a", str(path), "-i", str(images), "-b", "3", "--device", "cpu", *pad)
     assert result.exit_code == 0, result.output
     assert "warning: rocket: unreadable:" in result.stderr
     assert "removed 2 of 5 instances, 1 unreadable images kept" in result.stdout

@@ -144,6 +144,7 @@ def test_words_then_faces_chain_with_the_default_model(
     filter_config("filter_faces", "batch_size", "2")
     filter_config("filter_faces", "workers", "2")
     filter_config("filter_faces", "device", "cpu")
+    filter_config("filter_faces", "pad", "true")  # mixed sizes in one call: same verdicts here
     copy_photos(photo_dir, luigi_config / "images")
     records = [
         record(i, subreddit="pics", created_utc=n, caption=f"a photo {n}") for n, i in enumerate(SOURCES)

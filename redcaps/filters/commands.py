@@ -150,6 +150,9 @@ def filter_nsfw_command(
 @click.command("filter-faces")
 @_common
 @_model_options
+@click.option(
+    "--pad", is_flag=True, help="Mixed sizes in one padded call per batch (GPU); border scores can shift."
+)
 def filter_faces_command(
     annotations_path: str,
     image_dir: str,
@@ -158,6 +161,7 @@ def filter_faces_command(
     batch_size: int | None,
     workers: int,
     device: str,
+    pad: bool,
 ) -> None:
     """Remove instances whose image shows a face (RetinaFace score > threshold); delete their images."""
     path, source, images = _load(annotations_path, image_dir)
@@ -175,6 +179,7 @@ def filter_faces_command(
             batch_size=batch_size or 16,
             workers=workers,
             device=device,
+            pad=pad,
             progress=bar.update,
         )
     _finish("faces", path, images, outcome)
