@@ -5,6 +5,11 @@ Luigi's scheduler slows down quadratically past a few thousand tasks, and one of
 scheduler ``chunk_size`` years at a time through dynamic dependencies. The whole file is
 validated when the task is created, before anything is scheduled: its structure by
 :mod:`redcaps.batch`, its ``settings`` against the luigi.cfg sections they override.
+
+Several machines share one batch with ``--part i/n`` against one luigid: each takes every
+n-th subreddit. A worker runs only tasks it scheduled itself, and chunks are scheduled from
+inside ``run()``, so splitting the batch (not running it twice) is what spreads the work;
+``[resources]`` still keep every image host and API within its limits across all of them.
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ def _check_settings(batch: BatchConfig, where: str) -> None:
             )
 
 
+def parse_part(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4), checked."""
+    index, _, count = text.partition("/")
+    if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
+        raise RedCapsError(f"--part must be i/n with 1 <= i <= n, got {text!r}")
+    return int(index), int(count)
+
+
 def apply_settings(settings: dict[str, dict[str, str]]) -> None:
     """Override luigi.cfg for this process (and the workers it forks) with a batch's settings.
 
@@ -70,12 +83,14 @@ class RedCapsBatch(luigi.Task):
     """All subreddit-years of ``--config``; output: a summary of every file."""
 
     config = luigi.Parameter(description="YAML batch config (configs/*.yaml)")
+    part = luigi.Parameter(default="1/1", description="i/n: this machine's share, every n-th subreddit")
     chunk_size = luigi.IntParameter(default=10, significant=False, description="Years scheduled at once")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.chunk_size < 1:
             raise RedCapsError(f"--chunk-size must be at least 1, got {self.chunk_size}")
+        self.part_index, self.part_count = parse_part(self.part)
         self.batch = load_batch(self.config)
         _check_settings(self.batch, self.config)
         apply_settings(self.batch.settings)
@@ -89,17 +104,24 @@ class RedCapsBatch(luigi.Task):
         return hashlib.sha256(content.encode()).hexdigest()[:12]
 
     def output(self) -> luigi.LocalTarget:
-        name = f"{self.batch.name}-{self.digest}.json"
+        part = f"-part{self.part_index}of{self.part_count}" if self.part_count > 1 else ""
+        name = f"{self.batch.name}-{self.digest}{part}.json"
         return luigi.LocalTarget(str(redcaps().root / "stages" / "batch" / name))
 
     def years(self) -> list[RedCapsYear]:
+        subreddits = sorted({r.subreddit for r in self.batch.runs})
+        mine = set(subreddits[self.part_index - 1 :: self.part_count])
         return [
-            RedCapsYear(subreddit=r.subreddit, year=r.year, first_year=r.first_year) for r in self.batch.runs
+            RedCapsYear(subreddit=r.subreddit, year=r.year, first_year=r.first_year)
+            for r in self.batch.runs
+            if r.subreddit in mine
         ]
 
     def run(self) -> Iterator[list[RedCapsYear]]:
         years = self.years()
         chunks = range(0, len(years), self.chunk_size)
+        if not years:
+            raise RedCapsError(f"{self.config}: part {self.part} has no subreddits (fewer than parts?)")
         for number, start in enumerate(chunks, 1):
             chunk = years[start : start + self.chunk_size]
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
