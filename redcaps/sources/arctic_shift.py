@@ -164,14 +164,15 @@ class ArcticShiftSource:
             for post in page:
                 if not isinstance(post, dict) or "id" not in post or "created_utc" not in post:
                     continue
-                created = int(post["created_utc"])
+                created = int(float(post["created_utc"]))
                 if post["id"] not in seen and start <= created < end:
                     seen.add(post["id"])
                     yield post
             if len(page) < limit:
                 return
             last = max(
-                (int(p.get("created_utc", cursor)) for p in page if isinstance(p, dict)), default=cursor
+                (int(float(p.get("created_utc", cursor))) for p in page if isinstance(p, dict)),
+                default=cursor,
             )
             if last <= cursor:  # a whole page in one second: move on (more than a page is lost)
                 log.warning("r/%s: over %d posts at %d; moving the cursor on", subreddit, limit, cursor)

@@ -122,7 +122,7 @@ class PushshiftSource:
             yield from posts
             if len(posts) < self.size:
                 return
-            last = max(int(p["created_utc"]) for p in posts)
+            last = max(int(float(p["created_utc"])) for p in posts)
             if last <= cursor:
                 log.warning("r/%s: over %d posts at %d; moving the cursor on", subreddit, self.size, cursor)
                 last = cursor + 1
@@ -142,6 +142,6 @@ class PushshiftSource:
     def iter_posts(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
         for post in self._window(subreddit, start, end):
-            if post["id"] not in seen and start <= int(post["created_utc"]) < end:
+            if post["id"] not in seen and start <= int(float(post["created_utc"])) < end:
                 seen.add(post["id"])
                 yield post
