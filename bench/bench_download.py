@@ -198,7 +198,22 @@ def timed(cmd: list[str], env: dict, cwd: Path, progress: Progress | None, log: 
     }
 
 
-def run_redcaps(ann_path: Path, work: Path, workers: int) -> dict:
+def source_tree(rev: str) -> Path:
+    """The repository at ``rev`` (``git archive``), to time an earlier engine in the same run."""
+    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True)
+    if commit.returncode:
+        raise SystemExit(f"unknown revision {rev!r}")
+    folder = OUT / "src" / commit.stdout.strip()
+    if not (folder / "redcaps").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", commit.stdout.strip()], cwd=REPO, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def run_redcaps(ann_path: Path, work: Path, workers: int, src: Path = REPO) -> dict:
     data_dir = work / "redcaps"
     data_dir.mkdir(parents=True)
     ann_copy = work / ann_path.name
@@ -209,7 +224,7 @@ def run_redcaps(ann_path: Path, work: Path, workers: int) -> dict:
             data_dir=data_dir, resize=RESIZE, quality=QUALITY, workers=workers, tar_samples=TAR_SAMPLES
         )
     )
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "PYTHONPATH": str(REPO), "NO_PROXY": "127.0.0.1"}
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "PYTHONPATH": str(src), "NO_PROXY": "127.0.0.1"}
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.pop(var, None)
     cmd = [
@@ -269,7 +284,10 @@ def summarize(runs: list[dict]) -> list[dict]:
     rows = []
     for corpus in dict.fromkeys(r["corpus"] for r in runs):
         per_tool = {}
-        for tool in ("img2dataset", "redcaps"):
+        tools = sorted(
+            {r["tool"] for r in runs if r["corpus"] == corpus}, key=lambda t: (t != "img2dataset", t)
+        )
+        for tool in tools:
             mine = [r for r in runs if r["corpus"] == corpus and r["tool"] == tool]
             if not mine:
                 continue
@@ -287,8 +305,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                 "load": f"{min(r['load_before'][0] for r in mine):.2f}"
                 f"-{max(r['load_after'][0] for r in mine):.2f}",
             }
-        if "img2dataset" in per_tool and "redcaps" in per_tool:
-            base, ours = per_tool["img2dataset"], per_tool["redcaps"]
+        base = per_tool.get("img2dataset")
+        for ours in [v for k, v in per_tool.items() if k != "img2dataset" and base]:
             ours["ratio"] = round(ours["images_per_s"] / max(0.01, base["images_per_s"]), 2)
             if ours["steady_images_per_s"] and base["steady_images_per_s"]:
                 ours["steady_ratio"] = round(ours["steady_images_per_s"] / base["steady_images_per_s"], 2)
@@ -331,7 +349,11 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=2000, help="URLs per corpus")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each tool per corpus (alternating)")
     parser.add_argument("--corpora", default="phone,mixed")
-    parser.add_argument("--tools", default="img2dataset,redcaps", help="order within a round")
+    parser.add_argument(
+        "--tools",
+        default="img2dataset,redcaps",
+        help="order within a round; redcaps@<git rev> also times an earlier engine (before/after)",
+    )
     parser.add_argument(
         "--workers", type=int, default=16, help="redcaps download threads ([downloads] workers)"
     )
@@ -362,7 +384,11 @@ def main() -> None:
                 for tool in tools:
                     work = OUT / "runs" / f"{stamp}-{name}-{round_}-{tool}"
                     work.mkdir(parents=True)
-                    if tool == "redcaps":
+                    if tool.startswith("redcaps@"):
+                        result = run_redcaps(
+                            ann_path, work, args.workers, source_tree(tool.partition("@")[2])
+                        )
+                    elif tool == "redcaps":
                         result = run_redcaps(ann_path, work, args.workers)
                     else:
                         result = run_img2dataset(csv_path, work, args.i2d_processes, args.i2d_threads)
