@@ -13,6 +13,7 @@ TensorFlow/Keras. The input size is read from the model, so preprocessing always
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,23 @@ def _square_side(shape: list[Any] | tuple[Any, ...], path: Path) -> int:
     return height
 
 
+def default_threads() -> int:
+    """Inference threads when not given: all usable cores but one (that one decodes images)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def _onnx_backend(path: Path, device: str, threads: int | None) -> tuple[Backend, int]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    if threads:
+    if threads is None:  # measured on 2 cores: leave one core to the decode threads, never spin
+        options.intra_op_num_threads = default_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif threads > 0:
         options.intra_op_num_threads = threads
     providers: list[Any] = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -144,8 +157,10 @@ class NsfwScorer(ImageScorer):
     """``porn + hentai`` probability per image; ``model`` None -> the installed default ONNX model.
 
     ``device`` is "auto" (CUDA when available), "cpu" or "cuda[:N]"; an explicit "cuda" that is
-    unavailable raises instead of silently running on CPU. ``threads`` caps onnxruntime's
-    intra-op threads. Every image is resized to the model's input, so one call takes the batch.
+    unavailable raises instead of silently running on CPU. ``threads``: onnxruntime intra-op
+    threads; None -> :func:`default_threads` without spin-waiting (the measured best on 2 shared
+    cores, see docs/benchmarks/nsfw.md), 0 -> onnxruntime's own default (all cores, spinning).
+    Every image is resized to the model's input, so one call takes the whole batch.
     """
 
     def __init__(

@@ -1,0 +1,153 @@
+"""NSFW-filter throughput on this machine: images/s through ``filter_nsfw``, decoding included.
+
+Builds N JPEGs (≤512 px, mixed sizes and aspect ratios) from the scikit-image sample photos,
+then times the whole filter (decode threads + model + decision) per batch size and thread
+count, and splits one pass into its parts (decode+resize per image, model per image).
+
+    python bench/bench_nsfw.py [--images 256] [--batch-sizes 1,8,16,32,64] [--threads auto,0,1,2]
+    [--workers 2] [--model path.onnx|path.h5] [--repeat 2]
+
+``--threads``: ``auto`` is the scorer's default (cores - 1, no spin-waiting), ``0`` is
+onnxruntime's own default (all cores, spinning), N is N threads. The best of ``--repeat`` runs
+is reported (the machine is shared; the load average is printed). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from redcaps import annotations as ann
+from redcaps.filters.nsfw import NsfwScorer, filter_nsfw
+
+PHOTOS = ("astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")
+
+
+def sample_photos() -> list[Image.Image]:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("error: scikit-image is needed for the sample photos (pip install scikit-image)")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return [Image.open(data / name).convert("RGB") for name in PHOTOS]
+
+
+def make_images(image_dir: Path, count: int, seed: int = 0) -> ann.AnnotationFile:
+    """``count`` JPEGs (quality 90): random crops, long side 512, short side 256-512."""
+    photos = sample_photos()
+    rng = np.random.default_rng(seed)
+    folder = image_dir / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for n in range(count):
+        photo = photos[n % len(photos)]
+        w, h = photo.size
+        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        short = int(rng.integers(256, 513))
+        image = photo.crop((x, y, x + cw, y + ch)).resize((512, short) if n % 2 else (short, 512))
+        image_id = f"img{n:05d}"
+        image.save(folder / f"{image_id}.jpg", quality=90)
+        records.append(
+            {
+                "image_id": image_id,
+                "author": "bench",
+                "url": f"https://i.redd.it/{image_id}.jpg",
+                "raw_caption": "photo",
+                "caption": "photo",
+                "subreddit": "bench",
+                "score": 10,
+                "created_utc": 1_600_000_000 + n,
+                "permalink": f"/r/bench/comments/{image_id}/photo/",
+            }
+        )
+    info = {
+        "start_date": "2020-01-01",
+        "end_date": "2020-12-31",
+        "url": "https://redcaps.xyz",
+        "version": "1.0",
+    }
+    return ann.AnnotationFile(info, records)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _threads(text: str) -> list[int | None]:
+    return [None if x == "auto" else int(x) for x in text.split(",") if x]
+
+
+def parts(scorer: NsfwScorer, paths: list[Path], batch_size: int) -> tuple[float, float]:
+    """(decode+resize ms/image on one thread, model ms/image at ``batch_size``)."""
+    start = time.perf_counter()
+    prepared = [scorer.prepare(p) for p in paths]
+    decode = (time.perf_counter() - start) * 1000 / len(paths)
+    start = time.perf_counter()
+    for i in range(0, len(prepared), batch_size):
+        scorer.score(prepared[i : i + batch_size])
+    model = (time.perf_counter() - start) * 1000 / len(paths)
+    return decode, model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch-sizes", type=_ints, default=[1, 8, 16, 32, 64])
+    parser.add_argument("--threads", type=_threads, default=[None], help="auto (default), 0 = ORT's own, N")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--model", default=None, help="default: the installed default ONNX model")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+
+    with tempfile.TemporaryDirectory(prefix="bench-nsfw-") as tmp:
+        image_dir = Path(tmp)
+        annotations = make_images(image_dir, args.images)
+        paths = sorted((image_dir / "bench").iterdir())
+        warm = ann.AnnotationFile(annotations.info, annotations.annotations[:8])
+        scorers = {t: NsfwScorer(args.model, device=args.device, threads=t) for t in args.threads}
+        for scorer in scorers.values():
+            filter_nsfw(warm, image_dir, scorer=scorer)
+        configs = [(t, b) for t in args.threads for b in args.batch_sizes]
+        best = dict.fromkeys(configs, float("inf"))
+        flagged = {}
+        for _ in range(args.repeat):  # interleaved, so a burst of load on the shared machine hits all
+            for threads, batch_size in configs:
+                start = time.perf_counter()
+                outcome = filter_nsfw(
+                    annotations,
+                    image_dir,
+                    batch_size=batch_size,
+                    workers=args.workers,
+                    scorer=scorers[threads],
+                )
+                best[threads, batch_size] = min(best[threads, batch_size], time.perf_counter() - start)
+                flagged[threads, batch_size] = len(outcome.removals)
+        scorer = next(iter(scorers.values()))
+        print(f"\n{scorer.model_name} (input {scorer.size}), {args.images} JPEGs ≤512 px")
+        print(f"workers={args.workers}, best of {args.repeat} interleaved runs\n")
+        print(
+            "| batch | ORT threads | images/s | ms/image | decode+resize ms (1 thread) | model ms | flagged |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for threads, batch_size in configs:
+            rate = len(annotations.annotations) / best[threads, batch_size]
+            decode, model = parts(scorers[threads], paths[:64], batch_size)
+            label = {None: "auto", 0: "ORT default"}.get(threads, threads)
+            row = (batch_size, label, rate, 1000 / rate, decode, model, flagged[threads, batch_size])
+            print("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {} |".format(*row))
+
+    print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
