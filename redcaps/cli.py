@@ -164,10 +164,9 @@ def download_imgs(
 @click.option(
     "-c",
     "--credentials",
-    default="./credentials.json",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="Reddit/Imgur keys (optional: without them the source's fields are used, albums skipped).",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Reddit/Imgur keys [default: ./credentials.json if present]. Optional: without them the"
+    " source's fields are used and imgur albums are skipped.",
 )
 @click.option("--min-score", default=2, show_default=True, help="Drop posts scoring below this.")
 def download_anns(
@@ -178,7 +177,7 @@ def download_anns(
     dump_file: str | None,
     dump_dir: str | None,
     pushshift_url: str | None,
-    credentials: str,
+    credentials: str | None,
     min_score: int,
 ) -> None:
     """Collect one month of image posts of a subreddit as an annotation file."""
@@ -189,7 +188,7 @@ def download_anns(
     check_subreddit(subreddit)
     if (dump_file or dump_dir) and source != "dump":
         raise RedCapsError("--dump-file/--dump-dir need --source dump")
-    creds = load_credentials(credentials)
+    creds = load_credentials(credentials or "./credentials.json")
     result = collect_month(
         subreddit,
         month.year,

@@ -106,7 +106,7 @@ def to_record(post: dict[str, Any], url: str) -> ann.Record:
     subreddit = str(post["subreddit"])
     return {
         "image_id": post["id"],
-        "author": None if author in (None, "", "[deleted]", "None") else str(author),
+        "author": None if author in (None, "", "[deleted]") else str(author),
         "url": url,
         "raw_caption": title,
         "caption": sanitize_caption(title),

@@ -206,6 +206,7 @@ def test_download_anns_cli_each_source(apis, tmp_path, dumps, monkeypatch):
         (["-s", "roses", "-m", "1999-07", "--source", "dump", "--dump-dir", "."], "RS_1999-07.zst"),
         (["-s", "roses", "-m", "2020-13"], "Invalid value for '-m'"),
         (["-s", "roses", "-m", "2020-07", "--source", "reddit"], "Invalid value for '--source'"),
+        (["-s", "roses", "-m", "2020-07", "-c", "nope.json"], "'nope.json' does not exist"),
     ],
 )
 def test_download_anns_rejects_bad_input(tmp_path, monkeypatch, args, message):
