@@ -208,3 +208,24 @@ def test_pullpush_style_mirror(apis):
     source = build_source("pushshift", pushshift_url="https://api.pullpush.io")
     result = collect_month("sandboxroses", 2020, 8, source=source)
     assert result.info["collection"]["kept"] == expected_counts("sandboxroses", 2020, 8)[0]
+
+
+def test_pushshift_429_waits_at_least_retry_after(apis):
+    apis.pushshift_429_call = 1
+    slept: list[float] = []
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, limiter=None, sleep=slept.append)
+    result = collect_month("sandboxroses", 2020, 10, source=source)
+    assert slept and slept[0] >= 3 and source.requests == 2
+    assert result.info["collection"]["kept"] == expected_counts("sandboxroses", 2020, 10)[0]
+
+
+def test_records_keep_authors_and_null_deleted_ones():
+    from redcaps.collect import to_record
+
+    post = dict(month_posts("sandboxcats", 2020, 1)[0], title="[OC] My cat 4000x3000", author="None")
+    assert to_record(post, "https://i.redd.it/x.jpg")["author"] == "None"  # a user may be called None
+    for deleted in ("[deleted]", None, ""):
+        record = to_record(dict(post, author=deleted), "https://i.redd.it/x.jpg")
+        assert record["author"] is None
+    assert record["caption"] == "my cat" and record["raw_caption"] == "[OC] My cat 4000x3000"
+    assert record["subreddit"] == "sandboxcats" and record["image_id"] == post["id"]

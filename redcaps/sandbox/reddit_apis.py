@@ -7,7 +7,9 @@ the behaviours clients must cope with:
   (``limit=100``) starting at :data:`CHOSEN_422_AFTER` is asked for.
 * Pushshift (``api.pushshift.io``: bearer token, 403 without) and PullPush
   (``api.pullpush.io``): exclusive bounds, ``size`` up to 100, newest first unless
-  ``sort=asc``.
+  ``sort=asc``; one 429 with ``Retry-After`` on the :attr:`ApiState.pushshift_429_call`-th call.
+* Arctic Shift knobs: one 429 with ``Retry-After`` (:attr:`ApiState.arctic_429_call`) and a
+  dying API that answers 400 from the :attr:`ApiState.arctic_fail_from`-th call on.
 * Reddit OAuth: ``POST www.reddit.com/api/v1/access_token`` (Basic auth) and
   ``GET oauth.reddit.com/api/info/`` with ``x-ratelimit-*`` headers, one 429 with
   ``Retry-After`` on the :attr:`ApiState.reddit_429_call`-th info call.
@@ -51,6 +53,8 @@ class ApiState:
     arctic_429_call: int = 0  # the n-th search answers 429 with Retry-After once (0: never)
     arctic_retry_after: int = 1
     arctic_fail_from: int = 0  # from the n-th search on, answer HTTP 400 (0: never): a dying API
+    pushshift_429_call: int = 0  # the n-th search answers 429 with Retry-After once (0: never)
+    pushshift_calls: int = 0
     reddit_429_call: int = 2  # the n-th /api/info call answers 429 once (0: never)
     reddit_limit: int = 1000
     imgur_429_call: int = 1  # the n-th album call answers 429 once (0: never)
@@ -183,6 +187,13 @@ def pushshift(world: World, request: Request, needs_token: bool) -> Response:
         return _json(403, {"detail": "Not authenticated"})
     if request.path.rstrip("/") not in ("/reddit/submission/search", "/reddit/search/submission"):
         return _json(404, {"detail": "Not Found"})
+    api = state(world)
+    with api.lock:
+        api.pushshift_calls += 1
+        calls = api.pushshift_calls
+    if calls == api.pushshift_429_call and "pushshift429" not in api.injected:
+        api.injected.add("pushshift429")
+        return _json(429, {"detail": "Too many requests"}, **{"Retry-After": "3"})
     query = request.query
     try:
         size = min(_int(query, "size", 25), 100)
