@@ -217,3 +217,30 @@ def test_download_anns_rejects_bad_input(tmp_path, monkeypatch, args, message):
     if message.startswith("error:"):
         assert len(result.output.strip().splitlines()) == 1
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_refreshing_month_keeps_secrets_out_of_params_logs_and_output(apis, tmp_path, caplog, monkeypatch):
+    import logging
+
+    creds = tmp_path / "credentials.json"
+    creds.write_text(
+        json.dumps(
+            {
+                "reddit": {
+                    "client_id": reddit_apis.REDDIT_CLIENT_ID,
+                    "client_secret": reddit_apis.REDDIT_CLIENT_SECRET,
+                },
+                "imgur": {"client_id": reddit_apis.IMGUR_CLIENT_ID},
+            }
+        )
+    )
+    caplog.set_level(logging.DEBUG)
+    task = FetchMonth(subreddit="sandboxroses", month=dt.date(2020, 5, 1))
+    data = tmp_path / "data"
+    result = build([task], data, source="arctic-shift", credentials=str(creds))
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    written = (data / "annotations" / "sandboxroses_2020-05.json").read_text()
+    assert json.loads(written)["info"]["collection"]["refreshed"] is True and apis.reddit_info_calls
+    shown = " ".join([caplog.text, result.summary_text, json.dumps(task.to_str_params()), written])
+    for secret in (reddit_apis.REDDIT_CLIENT_SECRET, reddit_apis.IMGUR_CLIENT_ID, *apis.reddit_tokens):
+        assert secret not in shown
