@@ -244,3 +244,21 @@ def test_refreshing_month_keeps_secrets_out_of_params_logs_and_output(apis, tmp_
     shown = " ".join([caplog.text, result.summary_text, json.dumps(task.to_str_params()), written])
     for secret in (reddit_apis.REDDIT_CLIENT_SECRET, reddit_apis.IMGUR_CLIENT_ID, *apis.reddit_tokens):
         assert secret not in shown
+
+
+def test_merge_year_folds_earlier_years_from_first_year(apis, tmp_path, dumps):
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    for path in dumps.glob("RS_*.zst"):
+        (folder / path.name).symlink_to(path)
+    for month in range(1, 13):  # 2019: posts only from October on, as the sandbox has them
+        name = f"2019-{month:02d}"
+        write_dump(folder / f"RS_{name}.zst", [p for p in population() if _month(p) == name])
+    task = MergeYear(subreddit="sandboxcats", year=2020, first_year=2019)
+    result = build([task], tmp_path / "data", source="dump", dump_dir=str(folder))
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    data = json.loads((tmp_path / "data/stages/merged/sandboxcats_2020.json").read_text())
+    assert (data["info"]["start_date"], data["info"]["end_date"]) == ("2019-01-01", "2020-12-31")
+    months = [(y, m) for y in (2019, 2020) for m in range(1, 13) if (y, m) >= (2019, 10)]
+    assert data["info"]["collection"]["months"] == 24
+    assert len(data["annotations"]) == sum(expected_counts("sandboxcats", y, m)[0] for y, m in months)
