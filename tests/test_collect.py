@@ -229,3 +229,17 @@ def test_records_keep_authors_and_null_deleted_ones():
         assert record["author"] is None
     assert record["caption"] == "my cat" and record["raw_caption"] == "[OC] My cat 4000x3000"
     assert record["subreddit"] == "sandboxcats" and record["image_id"] == post["id"]
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_multi_frame_dumps_whatever_the_chunk_boundaries(tmp_path, monkeypatch, offset):
+    from redcaps.sources import dump
+
+    write_dump(tmp_path / "one.zst", population()[:60])
+    frame = (tmp_path / "one.zst").read_bytes()
+    (tmp_path / "two.zst").write_bytes(frame + frame)  # frames concatenated, as `cat` or zstd -T do
+    monkeypatch.setattr(dump, "CHUNK", len(frame) + offset)  # a frame may end exactly at a chunk's end
+    assert len(list(read_lines(tmp_path / "two.zst"))) == 120
+    (tmp_path / "cut.zst").write_bytes(frame + frame[:40])
+    with pytest.raises(RedCapsError, match="truncated"):
+        list(read_lines(tmp_path / "cut.zst"))

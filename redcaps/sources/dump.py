@@ -40,13 +40,16 @@ def read_lines(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         stream = decompressor.decompressobj()
         while chunk := fh.read(CHUNK):
+            parts = []
             try:
-                data = stream.decompress(chunk)
-                while stream.eof and stream.unused_data:  # the next frame
-                    rest, stream = stream.unused_data, decompressor.decompressobj()
-                    data += stream.decompress(rest)
+                while chunk:
+                    if stream.eof:  # the previous frame ended: the next one starts here
+                        stream = decompressor.decompressobj()
+                    parts.append(stream.decompress(chunk))
+                    chunk = stream.unused_data if stream.eof else b""
             except zstandard.ZstdError as exc:
                 raise RedCapsError(f"{path}: not a readable zstd dump ({exc})") from None
+            data = b"".join(parts)
             if not data:
                 continue
             lines = (tail + data).split(b"\n")
