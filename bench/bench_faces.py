@@ -1,10 +1,11 @@
 """Face-filter throughput on this machine: images/s through ``filter_faces``, decoding included.
 
-Builds N JPEGs (≤512 px, Reddit-like mixed sizes) from the scikit-image sample photos, then
-times the whole filter (decode threads + model + decision) per batch size and thread count.
+Builds N JPEGs of mixed sizes from the scikit-image sample photos, stored as this project does by
+default (shorter edge 512, ``--edge shorter``) or as the original did (longer edge 512), then times
+the whole filter (decode threads + model + decision) per batch size and thread count.
 
     python bench/bench_faces.py [--images 240] [--batch-sizes 1,8,16,32] [--threads 0,2]
-    [--model path.onnx|path.pth] [--pad] [--workers 4] [--repeat 3] [--allow-spinning]
+    [--model path.onnx|path.pth] [--pad] [--workers 4] [--repeat 3] [--allow-spinning] [--edge shorter|longer]
 
 ``--threads 0`` means the runtime's default. Prints a markdown table.
 """
@@ -29,8 +30,8 @@ from redcaps.filters.faces import FaceScorer, filter_faces
 PHOTOS = ("astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")
 
 
-def make_images(image_dir: Path, count: int, seed: int = 0) -> ann.AnnotationFile:
-    """``count`` JPEGs: random crops of the sample photos, long side 512, short side 256-512."""
+def make_images(image_dir: Path, count: int, seed: int = 0, edge: str = "longer") -> ann.AnnotationFile:
+    """``count`` JPEGs: random crops of the sample photos with one edge 512 (see ``edge``)."""
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("error: scikit-image is needed for the sample photos (pip install scikit-image)")
@@ -45,8 +46,10 @@ def make_images(image_dir: Path, count: int, seed: int = 0) -> ann.AnnotationFil
         cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
         x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         image = photo.crop((x, y, x + cw, y + ch))
-        short = int(rng.integers(256, 513))
-        size = (512, short) if n % 2 else (short, 512)
+        # longer: the original's storage (other edge 256-512); shorter: this project's default
+        # ([images] edge=shorter, other edge 512-910, up to 16:9)
+        other = int(rng.integers(256, 513)) if edge == "longer" else int(rng.integers(512, 911))
+        size = (512, other) if n % 2 else (other, 512)
         image = image.resize(size)
         image_id = f"img{n:05d}"
         image.save(image_dir / "bench" / f"{image_id}.jpg", quality=90)
@@ -95,6 +98,12 @@ def main() -> None:
     parser.add_argument("--threads", type=_ints, default=[0, 2])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--edge",
+        choices=["longer", "shorter"],
+        default="shorter",
+        help="which edge the stored images have at 512",
+    )
     parser.add_argument("--model", default=None, help="default: the installed default ONNX model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pad", action="store_true", help="one padded model call per batch")
@@ -110,7 +119,7 @@ def main() -> None:
         _allow_spinning()
     with tempfile.TemporaryDirectory(prefix="bench-faces-") as tmp:
         image_dir = Path(tmp)
-        annotations = make_images(image_dir, args.images)
+        annotations = make_images(image_dir, args.images, edge=args.edge)
         rows = []
         for threads in args.threads:
             scorer = FaceScorer(args.model, device=args.device, threads=threads or None, pad=args.pad)
@@ -130,7 +139,10 @@ def main() -> None:
                 rows.append(
                     (batch_size, threads or "default", rate, max(rates), cpu_ms, len(outcome.removals))
                 )
-        print(f"\n{scorer.model_name}, {args.images} JPEGs ≤512 px, workers={args.workers}, pad={args.pad}\n")
+        print(
+            f"\n{scorer.model_name}, {args.images} JPEGs, {args.edge} edge 512 px,"
+            f" workers={args.workers}, pad={args.pad}\n"
+        )
         print(
             f"| batch size | threads | images/s (median of {args.repeat}) | best | CPU ms/image | flagged |"
         )

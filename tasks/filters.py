@@ -53,6 +53,10 @@ class filter_faces(luigi.Config):  # noqa: N801
     batch_size = luigi.IntParameter(default=16)
     workers = luigi.IntParameter(default=4, description="Image decoding threads")
     device = luigi.ChoiceParameter(choices=["auto", "cpu", "cuda"], default="auto")
+    long_edge = luigi.IntParameter(
+        default=512,
+        description="Longer edge to resize to first, as the original stored images (0: as stored)",
+    )
     pad = luigi.BoolParameter(
         default=False, description="One padded model call per batch (GPU throughput; border scores can shift)"
     )
@@ -156,12 +160,12 @@ class FilterNsfw(_ImageFilterTask):
 
 
 @functools.lru_cache(maxsize=2)
-def _face_scorer(model: str, models_dir: str, device: str, pad: bool):  # noqa: ANN202 - imported lazily
+def _face_scorer(model: str, models_dir: str, device: str, pad: bool, long_edge: int):  # noqa: ANN202 - imported lazily
     """One loaded face model per worker process, reused by every file it filters (``models_dir``
     is part of the key only, so a changed ``$REDCAPS_MODELS_DIR`` loads afresh)."""
     from redcaps.filters.faces import FaceScorer
 
-    return FaceScorer(model or None, device=device, pad=pad)
+    return FaceScorer(model or None, device=device, pad=pad, long_edge=long_edge or None)
 
 
 class FilterFaces(_ImageFilterTask):
@@ -182,6 +186,6 @@ class FilterFaces(_ImageFilterTask):
             threshold=config.confidence_threshold,
             batch_size=config.batch_size,
             workers=config.workers,
-            scorer=_face_scorer(config.model, str(models_dir()), config.device, config.pad),
+            scorer=_face_scorer(config.model, str(models_dir()), config.device, config.pad, config.long_edge),
             progress=self.progress(self.total(annotations)),
         )

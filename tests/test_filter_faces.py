@@ -89,6 +89,23 @@ def test_preprocess_is_the_originals_bgr_minus_mean(photo_dir: Path) -> None:
     np.testing.assert_array_equal(prepared, original)
 
 
+@pytest.mark.parametrize(
+    ("size", "expected"), [((1024, 683), (512, 342)), ((300, 400), (384, 512)), ((512, 200), (512, 200))]
+)
+def test_images_are_resized_as_the_original_stored_them(
+    tmp_path: Path, size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    """The original stored every download at longer edge 512 (up or down, BICUBIC) and fed that."""
+    source = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    path = tmp_path / "x.png"
+    source.save(path)
+    prepared = preprocess(path)
+    assert prepared.shape == (3, expected[1], expected[0])
+    resized = np.asarray(source.resize(expected, Image.Resampling.BICUBIC) if size != expected else source)
+    np.testing.assert_array_equal(prepared[0], resized[:, :, 2].astype(np.float32) - 104)
+    assert preprocess(path, long_edge=None).shape == (3, size[1], size[0])
+
+
 def test_valid_anchors_are_the_unpadded_images_anchors() -> None:
     assert valid_anchors(300, 451, 300, 451).all()
     mask = valid_anchors(300, 451, 512, 512)

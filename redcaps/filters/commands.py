@@ -153,6 +153,13 @@ def filter_nsfw_command(
 @click.option(
     "--pad", is_flag=True, help="Mixed sizes in one padded call per batch (GPU); border scores can shift."
 )
+@click.option(
+    "--long-edge",
+    default=512,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Resize to this longer edge first, as the original stored images (0: as stored).",
+)
 def filter_faces_command(
     annotations_path: str,
     image_dir: str,
@@ -162,6 +169,7 @@ def filter_faces_command(
     workers: int,
     device: str,
     pad: bool,
+    long_edge: int,
 ) -> None:
     """Remove instances whose image shows a face (RetinaFace score > threshold); delete their images."""
     path, source, images = _load(annotations_path, image_dir)
@@ -180,6 +188,7 @@ def filter_faces_command(
             workers=workers,
             device=device,
             pad=pad,
+            long_edge=long_edge or None,
             progress=bar.update,
         )
     _finish("faces", path, images, outcome)

@@ -3,8 +3,12 @@
 The original flagged an image when any RetinaFace detection survived ``score > 0.9``, top-500
 and NMS 0.4. NMS always keeps the best box, so that is exactly "max face probability over all
 anchors > threshold"; :func:`detect` keeps the full decoding for inspection and tests, while
-scoring uses the max. Input is the original's: the stored image at its own size, RGB->BGR minus
-(104, 117, 123), no resizing.
+scoring uses the max. Input is the original's: the image as the original stored it, longer edge
+512 px (it resized every download so, up or down, Pillow BICUBIC), RGB->BGR minus (104, 117, 123).
+The original fed its stored file as is; this pipeline stores the *shorter* edge at 512 by default,
+so the image is brought back to the original's size first (a no-op for images stored the
+original's way). RetinaFace's verdicts depend on scale, and the smaller input halves the cost.
+``long_edge=None`` feeds the stored image unchanged.
 
 A model call takes the images of one size from a batch, so scores equal single-image scores.
 Opt-in padding (for GPUs) pads to the batch's largest height and width with the mean (zero
@@ -55,10 +59,25 @@ Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # --- preprocessing and anchors ---------------------------------------------------------------
 
 
-def preprocess(path: str | Path) -> np.ndarray:
+#: The longer edge, in pixels, of every image the original filtered (its download size).
+ORIGINAL_LONG_EDGE = 512
+
+
+def resize_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
+    """The original download's resize: ``scale = N / max(w, h)``, rounded, BICUBIC, up or down."""
+    scale = long_edge / max(image.size)
+    if scale == 1.0:
+        return image
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+
+
+def preprocess(path: str | Path, long_edge: int | None = ORIGINAL_LONG_EDGE) -> np.ndarray:
     """Decode to (3, H, W) float32 BGR minus the mean, as the original fed the network."""
     with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"))
+        rgb_image = image.convert("RGB")
+    if long_edge:
+        rgb_image = resize_long_edge(rgb_image, long_edge)
+    rgb = np.asarray(rgb_image)
     # One pass per channel straight into the planar layout (3 passes fewer than cast, subtract,
     # transpose-copy); runs in decode threads, which numpy lets run outside the GIL.
     out = np.empty((3, rgb.shape[0], rgb.shape[1]), dtype=np.float32)
@@ -227,7 +246,8 @@ class FaceScorer(ImageScorer):
     By default one model call takes the batch's images of one size, so every score equals the
     single-image score (on CPU, batching gains nothing anyway). ``pad=True`` runs mixed sizes in
     one padded call, worth it on a GPU; scores at the image border can then shift (seen: 0.31 ->
-    0.45 for a cat photo), so it is opt-in.
+    0.45 for a cat photo), so it is opt-in. ``long_edge`` resizes every image as the original
+    stored it (512; None: as stored here).
     """
 
     def __init__(
@@ -238,9 +258,11 @@ class FaceScorer(ImageScorer):
         threads: int | None = None,
         half: bool = False,
         pad: bool = False,
+        long_edge: int | None = ORIGINAL_LONG_EDGE,
     ) -> None:
         _check_device(device)
         self.pad = pad
+        self.long_edge = long_edge
         if model is None:
             path, self.model_name = require_model("faces"), FACES_MODEL_NAME
         else:
@@ -258,7 +280,7 @@ class FaceScorer(ImageScorer):
             raise ModelError(f"{path}: face model must be .onnx or .pth")
 
     def prepare(self, path: Path) -> np.ndarray:
-        return preprocess(path)
+        return preprocess(path, self.long_edge)
 
     def forward(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Run one padded batch: (loc, conf, padded (H, W))."""
@@ -309,6 +331,7 @@ def filter_faces(
     workers: int = 4,
     device: str = "auto",
     pad: bool = False,
+    long_edge: int | None = ORIGINAL_LONG_EDGE,
     scorer: FaceScorer | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> FilterOutcome:
@@ -319,7 +342,7 @@ def filter_faces(
     """
     if already_applied(annotations, "faces"):
         return FilterOutcome(annotations, already_applied=True)
-    scorer = scorer or FaceScorer(model, device=device, pad=pad)
+    scorer = scorer or FaceScorer(model, device=device, pad=pad, long_edge=long_edge)
     scores, skipped = score_images(
         annotations, image_dir, scorer, batch_size=batch_size, workers=workers, progress=progress
     )
