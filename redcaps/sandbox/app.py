@@ -76,20 +76,42 @@ class RequestRecord:
 class RequestLog:
     """Every request the sandbox answered, for politeness assertions."""
 
+    #: How long a reader waits for requests still being answered (a client can hold the
+    #: whole response a moment before the server thread records it).
+    SETTLE = 2.0
+
     def __init__(self) -> None:
         self._records: list[RequestRecord] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._in_flight = 0
+        self._cleared_at = float("-inf")
+
+    def begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def end(self, record: RequestRecord | None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if record is not None and record.started >= self._cleared_at:
+                self._records.append(record)
+            self._lock.notify_all()
 
     def add(self, record: RequestRecord) -> None:
         with self._lock:
             self._records.append(record)
 
     def clear(self) -> None:
+        """Forget every request started so far, including those still being answered (a
+        stalled response from an earlier test never shows up after the clear)."""
         with self._lock:
             self._records.clear()
+            self._cleared_at = now()
 
     def records(self) -> list[RequestRecord]:
+        """Every record, once requests in flight are recorded (waiting at most ``SETTLE`` s)."""
         with self._lock:
+            self._lock.wait_for(lambda: self._in_flight <= 0, timeout=self.SETTLE)
             return list(self._records)
 
     def for_host(self, host: str) -> list[RequestRecord]:

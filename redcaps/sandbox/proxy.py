@@ -85,6 +85,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        self.server.log.begin()
+        record: RequestRecord | None = None
+        try:
+            record = self._answer()
+        finally:
+            self.server.log.end(record)
+
+    def _answer(self) -> RequestRecord | None:
+        """Answer one request; the record of it for the log (None when refused)."""
         started = now()
         if self.tunnel_host:
             host, target = self.tunnel_host, self.path
@@ -94,7 +103,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             if not host or not self.server.router.knows(host):
                 self.send_error(502, f"sandbox does not serve {host or self.path}")
-                return
+                return None
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path, _, query = target.partition("?")
@@ -115,19 +124,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._write(response)
         except (OSError, ssl.SSLError):
             self.close_connection = True
-        finally:
-            self.server.log.add(
-                RequestRecord(
-                    host,
-                    self.command,
-                    path,
-                    response.status,
-                    started,
-                    now(),
-                    request.client,
-                    request.headers.get("user-agent", ""),
-                )
-            )
+        return RequestRecord(
+            host,
+            self.command,
+            path,
+            response.status,
+            started,
+            now(),
+            request.client,
+            request.headers.get("user-agent", ""),
+        )
 
     def _stall(self, seconds: float) -> None:
         """Wait mid-response until ``seconds`` pass, the sandbox stops, or the client hangs up
