@@ -176,19 +176,28 @@ class GantmanVariant:
     directory: str  # under package/dist/models/
     filename: str
     model_name: str  # written into info.nsfw_filter.model
+    #: sha256 of the ONNX file this project's conversion produced (docs/models.md); a different
+    #: result is recorded in the provenance (``matches_reference``), not refused: it can only
+    #: come from a different ``onnx`` serializer, the weights are pinned by the tarball hash.
+    reference_sha256: str
 
 
-def _gantman(directory: str, size: int, label: str) -> GantmanVariant:
+def _gantman(directory: str, size: int, label: str, reference_sha256: str) -> GantmanVariant:
     return GantmanVariant(
         directory,
         f"nsfw_{directory}_{size}.onnx",
         f"GantMan nsfw_model {label} {size} ({NSFW_PACKAGE}=={NSFW_VERSION})",
+        reference_sha256,
     )
 
 
 NSFW_VARIANTS = {
-    "nsfw": _gantman("mobilenet_v2", 224, "MobileNetV2"),
-    "nsfw-inception": _gantman("inception_v3", 299, "InceptionV3"),
+    "nsfw": _gantman(
+        "mobilenet_v2", 224, "MobileNetV2", "b85afc6d10688f524db27ddfde64c9e3b07a755344dc4687a9b41679aa4cafa2"
+    ),
+    "nsfw-inception": _gantman(
+        "inception_v3", 299, "InceptionV3", "54220fb88aa87e2525861d7fe135987fde2a8c613bd273b85b26b2cfcb35d46c"
+    ),
 }
 #: The ``model`` string written into ``info.nsfw_filter`` when the default model is used.
 NSFW_MODEL_NAME = NSFW_VARIANTS["nsfw"].model_name
@@ -245,10 +254,13 @@ def convert_nsfwjs(tarball: Path, variant: GantmanVariant) -> tuple[bytes, dict[
     config, weights = gantman.read_tfjs(model_source, shards)
     doc = f"{variant.model_name}; converted by redcaps.models from {NSFW_PACKAGE}-{NSFW_VERSION}.tgz"
     data = gantman.onnx_model(config, weights, doc=doc).SerializeToString()
+    digest = hashlib.sha256(data).hexdigest()
     provenance = {
         "model": variant.model_name,
         "file": variant.filename,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": digest,
+        "reference_sha256": variant.reference_sha256,
+        "matches_reference": digest == variant.reference_sha256,
         "package": NSFW_PACKAGE,
         "version": NSFW_VERSION,
         "registry": "npm",

@@ -349,6 +349,8 @@ def test_installed_default_model_and_provenance(
     assert provenance["package"] == "nsfwjs" and provenance["version"] == "4.4.0"
     assert provenance["tarball_sha256"] == NSFW_TARBALL_SHA256
     assert provenance["sha256"] == models.sha256_file(path)
+    # reproducible: the same bytes as the conversion documented in docs/models.md
+    assert provenance["sha256"] == NSFW_VARIANTS["nsfw"].reference_sha256 and provenance["matches_reference"]
     assert provenance["license"] == "MIT" and "Permission is hereby granted" in provenance["license_text"]
     assert {"python", "numpy", "onnx"} <= provenance["tools"].keys()
     assert provenance["classes"] == ["drawings", "hentai", "neutral", "porn", "sexy"]
