@@ -206,6 +206,39 @@ def test_user_onnx_path_and_model_name(nsfw_model_dir: Path, photo_dir: Path, tm
     assert scorer.score(x) == pytest.approx(installed.score(x))
 
 
+def channels_first_onnx(path: Path, size: int = 8) -> np.ndarray:
+    """A tiny NCHW classifier (mean colour -> 5 softmax classes), as a torch/tf2onnx export looks."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.arange(15, dtype=np.float32).reshape(3, 5) / 10
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        ],
+        "nchw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, size, size])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", 5])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return weights
+
+
+def test_channels_first_onnx_gets_transposed_input(photo_dir: Path, tmp_path: Path) -> None:
+    weights = channels_first_onnx(tmp_path / "nchw.onnx")
+    scorer = NsfwScorer(tmp_path / "nchw.onnx", device="cpu")
+    assert scorer.size == 8
+    x = scorer.prepare(photo_dir / "pics" / "coffee.jpg")
+    logits = x.mean(axis=(0, 1)) @ weights  # channel means: only right if the input was transposed
+    probs = np.exp(logits) / np.exp(logits).sum()
+    assert scorer.score([x]) == pytest.approx([probs[1] + probs[3]], abs=1e-5)
+
+
 def gantman_inception_h5(path: Path) -> Any:
     """GantMan's nsfw.299x299.h5 architecture with random weights: InceptionV3 (no top) +
     AvgPool 8 -> Flatten -> Dense 256 relu -> Dropout -> Dense 128 relu -> Dropout -> Dense 5 softmax."""

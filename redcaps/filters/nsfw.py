@@ -94,7 +94,10 @@ def _onnx_backend(path: Path, device: str, threads: int | None) -> tuple[Backend
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise ModelError(f"{path}: not a loadable ONNX model: {' '.join(str(exc).split())[:200]}") from None
-    (model_input,) = session.get_inputs()
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelError(f"{path}: expected one image input, the model has {len(inputs)}")
+    model_input = inputs[0]
     shape = model_input.shape
     channels_first = len(shape) == 4 and shape[1] == 3 and shape[3] != 3
     if len(shape) != 4 or 3 not in (shape[1], shape[3]):
