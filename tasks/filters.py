@@ -147,6 +147,8 @@ class FilterNsfw(_ImageFilterTask):
         from redcaps.filters.nsfw import filter_nsfw as run_filter
 
         config = filter_nsfw()
+        if base.already_applied(annotations, "nsfw"):  # no model needed for a no-op
+            return run_filter(annotations, self.image_dir)
         return run_filter(
             annotations,
             self.image_dir,
@@ -155,8 +157,17 @@ class FilterNsfw(_ImageFilterTask):
             batch_size=config.batch_size,
             workers=config.workers,
             device=config.device,
+            scorer=_nsfw_scorer(config.model, str(models_dir()), config.device),
             progress=self.progress(self.total(annotations)),
         )
+
+
+@functools.lru_cache(maxsize=2)
+def _nsfw_scorer(model: str, models_dir: str, device: str):  # noqa: ANN202 - imported lazily
+    """One loaded NSFW model per worker process (a Keras ``.h5`` takes seconds to load)."""
+    from redcaps.filters.nsfw import NsfwScorer
+
+    return NsfwScorer(model or None, device=device)
 
 
 @functools.lru_cache(maxsize=2)

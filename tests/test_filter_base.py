@@ -173,9 +173,7 @@ def test_corrupt_image_inside_a_batch_is_skipped_and_missing_ones_not_judged(tmp
     )
     assert sorted(scores) == ["im0", "im1", "im3", "im5"]
     assert [s.image_id for s in skipped] == ["im2"]
-    assert (
-        skipped[0].reason.startswith("unreadable: OSError") and "\n" not in skipped[0].reason
-    )
+    assert skipped[0].reason.startswith("unreadable: OSError") and "\n" not in skipped[0].reason
     assert sum(scorer.calls) == 4 and max(scorer.calls) <= 3 and sum(seen) == 5
 
 

@@ -16,13 +16,15 @@ from redcaps import models
 from redcaps.cli import main
 from redcaps.filters import base
 from redcaps.filters.commands import removals_path
-from tests import models_fixture
+from tests import models_fixture, test_models
 from tests.helpers import annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
 face_model_dir = models_fixture.face_model_dir
 default_model = models_fixture.default_model
 photo_dir = models_fixture.photo_dir
+nsfw_model_dir = test_models.nsfw_model_dir
+nsfwjs_tarball = test_models.nsfwjs_tarball
 
 
 def run(*args: str) -> Result:
@@ -205,3 +207,22 @@ def test_filter_nsfw_passes_its_options(tmp_path: Path, monkeypatch: pytest.Monk
     assert call["image_dir"] == images
     assert _images(images) == ["aaa1", "bbb2"]
     assert ann.load(path).info["nsfw_filter"]["num_removed"] == 1
+
+
+def test_filter_nsfw_with_the_default_model_keeps_the_photos(
+    tmp_path: Path, photo_dir: Path, nsfw_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(models.ENV_VAR, str(nsfw_model_dir))
+    path, images = _photos_file(tmp_path, photo_dir)
+    result = run("filter-nsfw", "-a", str(path), "-i", str(images), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    filtered = ann.load(path)
+    assert [r["image_id"] for r in filtered.annotations] == list(SOURCES)
+    assert filtered.info["nsfw_filter"] == {
+        "num_removed": 0,
+        "model": models.NSFW_MODEL_NAME,
+        "confidence_threshold": 0.9,
+    }
+    assert removals_path(path, "nsfw").read_text() == "" and len(_images(images)) == 5
+    again = run("filter-nsfw", "-a", str(path), "-i", str(images))
+    assert again.exit_code == 0 and "nsfw_filter already applied" in again.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import types
@@ -12,17 +13,20 @@ from typing import Any
 import luigi
 import pytest
 
+import tasks.filters
 from redcaps import annotations as ann
 from redcaps import models
 from redcaps.errors import AnnotationFormatError
 from redcaps.filters import base
-from tasks.filters import FilterFaces, FilterNsfw, FilterWords
-from tests import models_fixture
+from tasks.filters import FilterFaces, FilterNsfw, FilterWords, _nsfw_scorer
+from tests import models_fixture, test_models
 from tests.helpers import annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
 face_model_dir = models_fixture.face_model_dir
 photo_dir = models_fixture.photo_dir
+nsfw_model_dir = test_models.nsfw_model_dir
+nsfwjs_tarball = test_models.nsfwjs_tarball
 
 
 @pytest.fixture()
@@ -194,11 +198,20 @@ def test_filter_faces_threshold_from_config(
     }
 
 
+class FakeScorer:
+    def __init__(self, model: str | None, *, device: str) -> None:
+        self.args = (model, device)
+
+
 def test_filter_nsfw_task_passes_its_config_to_filter_nsfw(
     filter_config: Any, luigi_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The task's plumbing only (the NSFW model itself is tested in the NSFW filter's tests)."""
     calls: list[dict[str, Any]] = []
+    _nsfw_scorer.cache_clear()
+    monkeypatch.setattr(
+        tasks.filters, "_nsfw_scorer", functools.lru_cache(maxsize=2)(_nsfw_scorer.__wrapped__)
+    )
 
     def fake_filter_nsfw(
         annotations: ann.AnnotationFile, image_dir: Path, **kwargs: Any
@@ -211,12 +224,14 @@ def test_filter_nsfw_task_passes_its_config_to_filter_nsfw(
     module = sys.modules.get("redcaps.filters.nsfw") or types.ModuleType("redcaps.filters.nsfw")
     monkeypatch.setitem(sys.modules, "redcaps.filters.nsfw", module)
     monkeypatch.setattr(module, "filter_nsfw", fake_filter_nsfw, raising=False)
+    monkeypatch.setattr(module, "NsfwScorer", FakeScorer, raising=False)
     filter_config("filter_nsfw", "confidence_threshold", "0.5")
     filter_config("filter_nsfw", "batch_size", "7")
     task = FilterNsfw(annotations=_words_input(tmp_path, luigi_config))
     assert build(task).status == luigi.LuigiStatusCode.SUCCESS
     (call,) = calls
     assert call["image_dir"] == luigi_config / "images"
+    assert isinstance(call["scorer"], FakeScorer) and call["scorer"].args == (None, "auto")
     assert (call["model"], call["threshold"], call["batch_size"], call["workers"], call["device"]) == (
         None,
         0.5,
@@ -226,3 +241,41 @@ def test_filter_nsfw_task_passes_its_config_to_filter_nsfw(
     )
     assert _images(luigi_config) == ["aaa1", "ccc3"]
     assert task.output().path.endswith("stages/filter_nsfw/roses_2020.json")
+
+
+@pytest.fixture()
+def all_default_models(
+    face_model_dir: Path, nsfw_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """One ``$REDCAPS_MODELS_DIR`` holding both installed default models (as `make models` leaves it)."""
+    combined = tmp_path / "models"
+    combined.mkdir()
+    for name, source in (("faces", face_model_dir), ("nsfw", nsfw_model_dir)):
+        filename = models.MODELS[name].filename
+        (combined / filename).symlink_to(source / filename)
+    monkeypatch.setenv(models.ENV_VAR, str(combined))
+    return combined
+
+
+def test_all_three_filters_with_the_default_models(
+    all_default_models: Path, filter_config: Any, luigi_config: Path, tmp_path: Path, photo_dir: Path
+) -> None:
+    """The chain RedCapsYear runs, offline, with the installed defaults: expected verdicts."""
+    filter_config("filter_nsfw", "device", "cpu")
+    filter_config("filter_faces", "device", "cpu")
+    copy_photos(photo_dir, luigi_config / "images")
+    records = [
+        record(i, subreddit="pics", created_utc=n, caption=f"photo {n}") for n, i in enumerate(SOURCES)
+    ]
+    source = tmp_path / "pics_2020.json"
+    ann.save(source, annotation_file(records))
+    last = FilterFaces(annotations=FilterNsfw(annotations=FilterWords(annotations=str(source))))
+    result = build(last)
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    final = ann.load(last.output().path)
+    assert [r["image_id"] for r in final.annotations] == list(NO_FACES)
+    assert final.info["word_filter"]["num_removed"] == 0
+    assert final.info["nsfw_filter"]["num_removed"] == 0  # no photo here is NSFW
+    assert final.info["nsfw_filter"]["model"] == models.NSFW_MODEL_NAME
+    assert final.info["face_filter"]["num_removed"] == 2
+    assert _images(luigi_config) == sorted(NO_FACES)
