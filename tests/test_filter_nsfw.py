@@ -258,6 +258,7 @@ def gantman_inception_h5(path: Path) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")  # Keras' own numpy 2 notice
 def test_original_h5_architecture_loads_and_scores(photo_dir: Path, image_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "nsfw.299x299.h5"
     original = gantman_inception_h5(path)
@@ -270,6 +271,20 @@ def test_original_h5_architecture_loads_and_scores(photo_dir: Path, image_dir: P
     outcome = filter_nsfw(_file(), image_dir, model=path, threshold=0.0, batch_size=3, device="cpu")
     assert sorted(r.image_id for r in outcome.removals) == sorted(SOURCES)  # every image scored
     assert outcome.kept.info["nsfw_filter"]["model"] == scorer.model_name
+
+    # the same file through the command line's --model, in place, as users run the original
+    from click.testing import CliRunner
+
+    from redcaps.cli import main
+
+    annotations = tmp_path / "pics_2020.json"
+    ann.save(annotations, _file(("rocket", "coffee")))
+    args = ["filter-nsfw", "-a", str(annotations), "-i", str(image_dir), "--model", str(path), "-t", "0"]
+    result = CliRunner().invoke(main, [*args, "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    filtered = ann.load(annotations)
+    assert filtered.annotations == [] and filtered.info["nsfw_filter"]["model"] == scorer.model_name
+    assert not (image_dir / "pics" / "rocket.jpg").exists() and (image_dir / "pics" / "camera.jpg").exists()
 
 
 # --- errors -----------------------------------------------------------------------------------
