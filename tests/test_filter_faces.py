@@ -292,6 +292,7 @@ def test_resnet50_state_dict_has_the_original_names() -> None:
     )
 
 
+@pytest.mark.slow  # three ResNet-50 builds and loads: ~4 s idle, 13 s on the shared machine
 def test_pth_loads_strictly_and_scores(tmp_path: Path, photo_dir: Path) -> None:
     torch = pytest.importorskip("torch")
     from redcaps.filters.retinaface import RetinaFace, load_retinaface
