@@ -7,6 +7,7 @@ from ``$REDCAPS_MODELS_DIR`` when that already holds it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,77 @@ def test_original_h5_architecture_loads_and_scores(photo_dir: Path, image_dir: P
     filtered = ann.load(annotations)
     assert filtered.annotations == [] and filtered.info["nsfw_filter"]["model"] == scorer.model_name
     assert not (image_dir / "pics" / "rocket.jpg").exists() and (image_dir / "pics" / "camera.jpg").exists()
+
+
+def keras_2_2_4_h5(path: Path, config: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+    """Write a model the way Keras 2.2.4 ``model.save`` did (HDF5 attributes and groups), with a
+    2019-style SGD ``training_config`` that Keras 3 cannot compile: the original file's layout."""
+    import h5py
+
+    from redcaps.filters.gantman import layer_weights
+
+    training = {
+        "optimizer_config": {"class_name": "SGD", "config": {"lr": 1e-4, "momentum": 0.9, "decay": 0.0}},
+        "loss": "categorical_crossentropy",
+        "metrics": ["accuracy"],
+        "sample_weight_mode": None,
+        "loss_weights": None,
+    }
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.2.4"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f.attrs["training_config"] = json.dumps(training).encode()
+        group = f.create_group("model_weights")
+        group.attrs["keras_version"] = b"2.2.4"
+        group.attrs["backend"] = b"tensorflow"
+        layers = config["config"]["layers"]
+        group.attrs["layer_names"] = [layer["name"].encode() for layer in layers]
+        for layer in layers:
+            values = layer_weights(layer, weights)
+            names = [k for k in weights if k.startswith(layer["name"] + "/")]
+            # Keras 2 order is get_weights() order, which layer_weights returns; recover the names
+            ordered = [n for v in values for n in names if weights[n] is v]
+            assert len(ordered) == len(values), layer["name"]
+            layer_group = group.create_group(layer["name"])
+            layer_group.attrs["weight_names"] = [f"{n}:0".encode() for n in ordered]
+            for name, value in zip(ordered, values, strict=True):
+                layer_group.create_dataset(f"{name}:0", data=value)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:keras.*")
+def test_keras_2_2_4_h5_of_gantman_inception_loads(
+    nsfwjs_tarball: Path, photo_dir: Path, tmp_path: Path
+) -> None:
+    """GantMan's own InceptionV3 config (Keras 2.2.4) and weights, saved in Keras 2.2.4's HDF5
+    layout: as close to the real nsfw.299x299.h5 as can be built offline. It loads through
+    ``--model`` and scores like the ONNX conversion of the same weights."""
+    import tarfile
+
+    import onnxruntime as ort
+
+    from redcaps.filters import gantman
+
+    with tarfile.open(nsfwjs_tarball) as tar:
+
+        def text(name: str) -> str:
+            member = tar.extractfile(f"package/dist/models/inception_v3/{name}")
+            assert member is not None
+            return member.read().decode()
+
+        config, weights = gantman.read_tfjs(
+            text("model.min.js"), [text(f"group1-shard{i}of6.min.js") for i in range(1, 7)]
+        )
+    path = tmp_path / "nsfw.299x299.h5"
+    keras_2_2_4_h5(path, config, weights)
+    scorer = NsfwScorer(path, device="cpu")
+    assert scorer.size == 299
+    batch = [scorer.prepare(photo_dir / "pics" / f"{i}.jpg") for i in ("chelsea", "rocket")]
+    session = ort.InferenceSession(gantman.onnx_model(config, weights).SerializeToString())
+    probs = session.run(None, {"input": np.stack(batch)})[0]
+    np.testing.assert_allclose(scorer.probabilities(batch), probs, atol=1e-4)
+    assert all(s < 0.1 for s in scorer.score(batch))
 
 
 # --- errors -----------------------------------------------------------------------------------
