@@ -14,6 +14,7 @@ from pipeline import RedCapsBatch, RedCapsYear
 from pipeline.year import year_stages
 from redcaps import annotations as ann
 from redcaps.errors import RedCapsError
+from redcaps.sandbox import posts
 from redcaps.validate import validate_file
 from tasks.filters import FilterWords
 from tasks.publish import Publish
@@ -54,6 +55,15 @@ def words_only(luigi_config: Path) -> Path:
     return luigi_config
 
 
+def cases(subreddit: str, year: int) -> dict[str, list[str]]:
+    """The sandbox population's post ids of one subreddit-year, by case."""
+    by_case: dict[str, list[str]] = {}
+    for month in range(1, 13):
+        for post in posts.month_posts(subreddit, year, month):
+            by_case.setdefault(posts.case_of(post["id"]), []).append(post["id"])
+    return by_case
+
+
 def tar_samples(data: Path, stem: str) -> dict[str, dict]:
     shards = sorted(str(p) for p in (data / "tarfiles").glob(f"{stem}_*.tar"))
     return {
@@ -80,12 +90,26 @@ def test_year_end_to_end_then_a_no_op_rerun(sandbox_env, words_only):
     assert sorted(samples) == sorted(ids)
     assert all((data / "images" / "sandboxcats" / f"{i}.jpg").exists() for i in ids)
 
+    # dead images are failures, blocklisted titles are removed, the rest is published
+    by_case = cases("sandboxcats", 2020)
+    assert not set(ids) & set(by_case["image_gone"] + by_case["imgur_deleted"] + by_case["title_blocked"])
+    removals = (data / "stages" / "filter_words" / "sandboxcats_2020.removals.jsonl").read_text()
+    assert sorted(json.loads(line)["image_id"] for line in removals.splitlines()) == sorted(
+        by_case["title_blocked"]
+    )
+    assert not any((data / "images" / "sandboxcats" / f"{i}.jpg").exists() for i in by_case["title_blocked"])
+
     # the year's summary agrees with the stage files
     summary = json.loads((data / "stages" / "year" / "sandboxcats_2020.json").read_text())
     collection = merged.info["collection"]
     assert summary["collected"]["kept"] == collection["kept"] == len(merged.annotations)
     assert sum(summary["collected"]["dropped"].values()) == collection["considered"] - collection["kept"]
     assert summary["download"]["attempted"] == len(merged.annotations)
+    assert summary["download"]["failed"] == {
+        "http_404": len(by_case["image_gone"]),
+        "placeholder": len(by_case["imgur_deleted"]),
+    }
+    assert summary["removed"] == {"words": len(by_case["title_blocked"])}
     assert summary["tars"]["samples"] == len(ids)
     assert summary["annotations"] == str(final)
 
@@ -187,6 +211,13 @@ def test_year_with_every_filter(sandbox_env, luigi_config):
     result = build(RedCapsYear(subreddit="sandboxroses", year=2020))
     assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
     final = luigi_config / "annotations" / "sandboxroses_2020.json"
-    info = ann.load(final).info
-    assert {"word_filter", "nsfw_filter", "face_filter"} <= set(info)
+    published = ann.load(final)
+    assert {"word_filter", "nsfw_filter", "face_filter"} <= set(published.info)
     assert validate_file(final) == []  # no error and no warning (every filter block present)
+
+    # the face photos, and only they, are removed by the face filter, images and all
+    faces = cases("sandboxroses", 2020)["face"]
+    assert faces and published.info["face_filter"]["num_removed"] == len(faces)
+    assert not set(faces) & {r["image_id"] for r in published.annotations}
+    assert not any((luigi_config / "images" / "sandboxroses" / f"{i}.jpg").exists() for i in faces)
+    assert published.info["nsfw_filter"]["num_removed"] == 0  # the sandbox has no NSFW images

@@ -9,6 +9,7 @@ import pytest
 import requests
 from PIL import Image
 
+from redcaps.sandbox import posts
 from redcaps.sandbox.downloads import ANNOTATIONS_ZIP_URL
 from redcaps.sandbox.world import World
 
@@ -98,6 +99,22 @@ def test_image_kinds(sandbox_env):
     assert Image.open(io.BytesIO(get(by_kind["png_alpha"]).content)).mode == "RGBA"
 
 
+def test_population_images_that_fail_or_show_a_face(sandbox_env):
+    """Posts the rules keep but the pipeline loses later: dead images and a face photo."""
+    world = sandbox_env.world
+    by_case: dict[str, list[str]] = {}
+    for post in posts.population():
+        by_case.setdefault(posts.case_of(post["id"]), []).append(post["url"])
+    assert all(world.faults[u] == "http_404" for u in by_case["image_gone"])
+    assert get(by_case["image_gone"][0]).status_code == 404
+    removed = get(by_case["imgur_deleted"][0])
+    assert removed.url.endswith("/removed.png") and removed.history
+    face = get(by_case["face"][0])
+    assert face.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(face.content)).size == (96, 120)
+    assert all(posts.CASES[case] is None for case in ("image_gone", "imgur_deleted", "title_blocked", "face"))
+
+
 def test_zip_is_deterministic_and_served(sandbox_env):
     response = get(ANNOTATIONS_ZIP_URL)
     assert response.content == World(seed=0).annotations_zip()
@@ -109,7 +126,8 @@ def test_every_fault_and_kind_is_in_the_official_files():
     world = World()
     files = world.official_files()
     urls = {r["url"] for f in files.values() for r in f["annotations"]}
-    assert set(world.faults) <= urls and len(set(world.faults.values())) == 14
+    official = set(world.faults) - set(posts.image_faults())
+    assert official <= urls and len({world.faults[u] for u in official}) == 14
     assert {"phone", "small", "png_alpha", "gif", "webp", "exif_rotated"} <= set(world.kinds.values())
 
 

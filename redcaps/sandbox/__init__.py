@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from redcaps.sandbox.app import RequestLog, Router
+from redcaps.sandbox.images import bomb_png
 from redcaps.sandbox.proxy import ProxyServer
 from redcaps.sandbox.world import World
 
@@ -52,6 +53,7 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        bomb_png()  # cached: ~1 s to make, which a first client would see as a stalled response
         self._server = ProxyServer(("127.0.0.1", self._port), self.router, self.log, self._latency)
         self._server.write_ca(self.ca_path)
         self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)

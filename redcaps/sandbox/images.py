@@ -9,11 +9,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import struct
+import zlib
+from importlib import resources
 
 import numpy as np
 from PIL import Image
 
 KINDS = ("web", "phone", "small", "png_alpha", "gif", "webp", "exif_rotated")
+#: A real photo with a face (NASA, public domain; see data/NOTICE.txt), for the face filter.
+FACE = "face"
 
 
 def _seed(key: str) -> int:
@@ -47,6 +52,8 @@ def web_size(key: str) -> tuple[int, int]:
 @functools.lru_cache(maxsize=256)
 def render(kind: str, key: str) -> tuple[bytes, str]:
     """(body, content type) of the image of ``kind`` for ``key`` (usually the URL)."""
+    if kind == FACE:
+        return (resources.files("redcaps.sandbox") / "data" / "face.jpg").read_bytes(), "image/jpeg"
     if kind == "phone":
         size = [(2048, 1536), (4032, 3024), (3024, 4032), (3000, 2000)][_seed(key) % 4]
         exif = Image.Exif()
@@ -83,5 +90,17 @@ def flickr_unavailable_png() -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def bomb_png() -> bytes:
-    """30000x30000 pixels of one colour: ~100 KB on the wire, 900 MP decoded."""
-    return _save(Image.new("1", (30000, 30000)), "PNG")
+    """30000x30000 pixels of one colour: ~100 KB on the wire, 900 MP decoded.
+
+    Written with zlib directly (Pillow's encoder takes seconds) and made when the sandbox
+    starts, so no client ever waits on it: a slow first response would look like a timeout."""
+    width = height = 30000
+    row = b"\x00" + bytes((width + 7) // 8)  # filter byte + one bit per pixel
+    deflate = zlib.compressobj(9)
+    data = b"".join(deflate.compress(row * 1000) for _ in range(height // 1000)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -61,7 +61,16 @@ CASES: dict[str, str | None] = {
     "now_deleted": None,  # Reddit no longer returns it
     "now_removed": None,  # a moderator removed it after archiving
     "score_settled": "low_score",  # archived at score 1, settled at 25
+    # kept by the rules, then lost later in the pipeline:
+    "image_gone": None,  # i.redd.it answers 404
+    "imgur_deleted": None,  # imgur redirects to removed.png
+    "title_blocked": None,  # the word filter removes it
+    "face": None,  # the face filter removes it
 }
+#: Cases whose image URL the image hosts answer with a fault (see ``World.faults``).
+IMAGE_FAULTS = {"image_gone": "http_404", "imgur_deleted": "imgur_removed"}
+#: Cases whose image is of a special kind (see ``redcaps.sandbox.images.render``).
+IMAGE_KINDS = {"face": "face"}
 #: What changes when posts are refreshed from Reddit, or albums resolved with the API.
 REFRESHED = {"now_deleted": "removed", "now_removed": "removed", "score_settled": None}
 RESOLVED = {
@@ -91,6 +100,8 @@ class _World:
     cases: dict[str, str]  # post id -> case
     by_id: dict[str, dict[str, Any]]
     albums: dict[str, list[dict[str, str]] | None]  # album id -> images (None: gone)
+    image_faults: dict[str, str]  # image URL -> World fault
+    image_kinds: dict[str, str]  # image URL -> image kind
 
 
 class _Ids:
@@ -140,6 +151,10 @@ def _media(case: str, post: dict[str, Any], ids: _Ids, albums: dict[str, Any]) -
     imgur = {"domain": "imgur.com", "post_hint": "link"}
     if case == "image_png":
         post["url"] = f"https://i.redd.it/{ids(13)}.png"
+    elif case == "imgur_deleted":
+        post.update(domain="i.imgur.com", url=f"https://i.imgur.com/{image}.jpg")
+    elif case == "title_blocked":
+        post["title"] = "Sexy sunset over the lake"
     elif case in ("imgur_direct", "imgur_png"):
         post.update(
             domain="i.imgur.com",
@@ -302,7 +317,9 @@ def _world(seed: int) -> _World:
                 posts.append(post)
                 cases[post["id"]] = case
     posts.sort(key=lambda p: (p["created_utc"], p["id"]))
-    return _World(tuple(posts), cases, {p["id"]: p for p in posts}, albums)
+    faults = {p["url"]: IMAGE_FAULTS[cases[p["id"]]] for p in posts if cases[p["id"]] in IMAGE_FAULTS}
+    kinds = {p["url"]: IMAGE_KINDS[cases[p["id"]]] for p in posts if cases[p["id"]] in IMAGE_KINDS}
+    return _World(tuple(posts), cases, {p["id"]: p for p in posts}, albums, faults, kinds)
 
 
 def population(seed: int = 0) -> tuple[dict[str, Any], ...]:
@@ -336,6 +353,16 @@ def reddit_view(post_id: str, seed: int = 0) -> dict[str, Any] | None:
     elif case == "score_settled":
         current["score"] = 25
     return current
+
+
+def image_faults(seed: int = 0) -> dict[str, str]:
+    """Image URL -> the fault its host answers with, for posts the rules keep."""
+    return dict(_world(seed).image_faults)
+
+
+def image_kinds(seed: int = 0) -> dict[str, str]:
+    """Image URL -> a special image kind (a face), for posts the rules keep."""
+    return dict(_world(seed).image_kinds)
 
 
 def imgur_albums(seed: int = 0) -> dict[str, list[dict[str, str]] | None]:

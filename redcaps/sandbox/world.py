@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from redcaps import FORMAT_VERSION
+from redcaps.sandbox import posts
 from redcaps.sandbox.images import KINDS
 
 FAULT_STATUS = {
@@ -68,8 +69,9 @@ class World:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self.faults: dict[str, str] = {}
-        self.kinds: dict[str, str] = {}
+        # the population's image faults and faces; official_files() adds its own
+        self.faults: dict[str, str] = posts.image_faults(seed)
+        self.kinds: dict[str, str] = posts.image_kinds(seed)
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._official: dict[str, dict[str, Any]] | None = None
