@@ -226,3 +226,17 @@ def test_filter_nsfw_with_the_default_model_keeps_the_photos(
     assert removals_path(path, "nsfw").read_text() == "" and len(_images(images)) == 5
     again = run("filter-nsfw", "-a", str(path), "-i", str(images))
     assert again.exit_code == 0 and "nsfw_filter already applied" in again.output
+
+
+def test_filter_faces_cuda_without_a_gpu_is_one_line(
+    tmp_path: Path, photo_dir: Path, default_model: Path
+) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: nothing to refuse")
+    path, images = _photos_file(tmp_path, photo_dir)
+    result = run("filter-faces", "-a", str(path), "-i", str(images), "--device", "cuda")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "cuda requested" in result.stderr  # never a silent CPU run
+    assert "face_filter" not in ann.load(path).info and len(_images(images)) == 5
