@@ -7,6 +7,10 @@ count, and splits one pass into its parts (decode+resize per image, model per im
     python bench/bench_nsfw.py [--images 256] [--batch-sizes 1,8,16,32,64] [--threads auto,0,1,2]
     [--workers 2] [--model path.onnx|path.h5] [--repeat 2]
 
+``--compare-runtimes nsfwjs-4.4.0.tgz`` instead times the model alone (batch 16, random input)
+in Keras/TensorFlow and in onnxruntime (1 thread, no spinning) for both GantMan models of the
+tarball: the measurement behind choosing ONNX as the default runtime.
+
 ``--threads``: ``auto`` is the scorer's default (cores - 1, no spin-waiting), ``0`` is
 onnxruntime's own default (all cores, spinning), N is N threads. The best of ``--repeat`` runs
 is reported (the machine is shared; the load average is printed). Prints a markdown table.
@@ -97,6 +101,45 @@ def parts(scorer: NsfwScorer, paths: list[Path], batch_size: int) -> tuple[float
     return decode, model
 
 
+def compare_runtimes(tarball: Path, rounds: int) -> None:
+    """Model-only ms/image, Keras/TensorFlow vs onnxruntime, on the same decoded weights."""
+    import tarfile
+
+    import onnxruntime as ort
+
+    from redcaps.filters import gantman
+
+    print("| model | Keras/TensorFlow ms/image | onnxruntime (1 thread) ms/image | load |")
+    print("|---|---:|---:|---:|")
+    with tarfile.open(tarball) as tar:
+        for directory in ("mobilenet_v2", "inception_v3"):
+
+            def text(name: str, directory: str = directory) -> str:
+                member = tar.extractfile(f"package/dist/models/{directory}/{name}")
+                assert member is not None
+                return member.read().decode()
+
+            paths = gantman.module_export(text("model.min.js"))["weightsManifest"][0]["paths"]
+            config, weights = gantman.read_tfjs(text("model.min.js"), [text(f"{p}.min.js") for p in paths])
+            size = gantman.input_size(config)
+            x = np.random.default_rng(0).random((16, size, size, 3), dtype=np.float32)
+            keras_model = gantman.keras_model(config, weights)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = ort.InferenceSession(gantman.onnx_model(config, weights).SerializeToString(), options)
+            keras_model.predict_on_batch(x[:2])
+            session.run(None, {"input": x[:2]})
+            for _ in range(rounds):
+                start = time.perf_counter()
+                keras_model.predict_on_batch(x)
+                keras_ms = (time.perf_counter() - start) * 1000 / len(x)
+                start = time.perf_counter()
+                session.run(None, {"input": x})
+                onnx_ms = (time.perf_counter() - start) * 1000 / len(x)
+                print(f"| {directory} {size} | {keras_ms:.1f} | {onnx_ms:.1f} | {os.getloadavg()[0]:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
@@ -106,7 +149,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--model", default=None, help="default: the installed default ONNX model")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compare-runtimes", type=Path, metavar="TARBALL", default=None)
     args = parser.parse_args()
+    if args.compare_runtimes is not None:
+        compare_runtimes(args.compare_runtimes, args.repeat)
+        return
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
 
     with tempfile.TemporaryDirectory(prefix="bench-nsfw-") as tmp:
