@@ -39,8 +39,13 @@ test-slow: $(VENV)/.installed models
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-## bench: every benchmark (see docs/benchmarks.md; each page gives its own command)
+## bench: the CPU benchmarks (docs/benchmarks.md; each page gives its command and options)
 bench: $(VENV)/.installed models
+	$(BIN)/python bench/bench_words.py
+	$(BIN)/python bench/bench_faces.py
+	$(BIN)/python bench/bench_nsfw.py
+	$(BIN)/python bench/bench_dump.py
+	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_scheduler.py
 
 ## scheduler: luigid on loopback only (it has no authentication), with state and task history
