@@ -253,6 +253,8 @@ def test_read_tfjs_rejects_short_long_and_mismatched_shards() -> None:
         gantman.read_tfjs(model, [long])
     with pytest.raises(TfjsError, match="names 1 shards, got 2"):
         gantman.read_tfjs(model, shards * 2)
+    with pytest.raises(TfjsError, match="not one base64 string"):
+        gantman.read_tfjs(model, [browserify('"not base64!"')])
     with pytest.raises(TfjsError, match="uint16"):
         gantman.dequantize(b"\0\0", [1], {"dtype": "uint16", "min": 0, "scale": 1})
 

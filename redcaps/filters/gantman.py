@@ -11,8 +11,10 @@ TF.js does, and
 * writes the same graph as ONNX (:func:`onnx_model`, needs only the ``onnx`` package): one node
   per Keras op, NHWC input like the original, deterministic bytes for the same weights.
 
-A direct graph translation is used because no Keras->ONNX exporter works with TensorFlow 2.21
-offline (tf2onnx pins old TensorFlow/protobuf; Keras 3's ONNX export goes through it).
+A direct graph translation is used because Keras 3's ONNX export for the TensorFlow backend
+needs ``tf2onnx`` (not a dependency, tied to older TensorFlow releases) and a torch
+re-implementation would be a second copy of both architectures; the translation is checked
+against :func:`keras_model` in the tests.
 """
 
 from __future__ import annotations
@@ -108,7 +110,10 @@ def read_tfjs(model_source: str, shard_sources: list[str]) -> tuple[dict[str, An
         ) from None
     if len(group["paths"]) != len(shard_sources):
         raise TfjsError(f"manifest names {len(group['paths'])} shards, got {len(shard_sources)}")
-    blob = b"".join(base64.b64decode(module_export(s), validate=True) for s in shard_sources)
+    try:
+        blob = b"".join(base64.b64decode(module_export(s), validate=True) for s in shard_sources)
+    except (TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise TfjsError(f"weight shard is not one base64 string: {exc}") from None
     weights: dict[str, np.ndarray] = {}
     offset = 0
     for spec in specs:
