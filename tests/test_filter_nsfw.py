@@ -393,6 +393,15 @@ def test_bad_device_format_and_files(nsfw_model_dir: Path, tmp_path: Path) -> No
             NsfwScorer(nsfw_model_dir / NSFW_FILE, device="cuda")
 
 
+def test_default_threads_leave_one_core_to_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from redcaps.filters import nsfw
+
+    monkeypatch.setattr(nsfw.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert nsfw.default_threads() == 7
+    monkeypatch.setattr(nsfw.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert nsfw.default_threads() == 1
+
+
 def test_wrong_output_shape_is_refused(nsfw_model_dir: Path) -> None:
     scorer = NsfwScorer(nsfw_model_dir / NSFW_FILE, device="cpu")
     scorer._run = lambda batch: np.zeros((len(batch), 2), np.float32)

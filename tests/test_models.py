@@ -365,6 +365,26 @@ def test_installed_default_model_and_provenance(
     assert capsys.readouterr().out.strip() == f"nsfw: {path}"
 
 
+def test_damaged_install_is_rebuilt(
+    nsfw_model_dir: Path, nsfwjs_tarball: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "models"
+    dest.mkdir()
+    for name in (NSFW_FILE, f"{NSFW_FILE}.provenance.json"):
+        (dest / name).write_bytes((nsfw_model_dir / name).read_bytes())
+    (dest / NSFW_FILE).write_bytes(b"truncated")
+    fetched: list[str] = []
+
+    def fake_pack(spec: str, sha256: str, where: Path) -> Path:
+        fetched.append(spec)
+        return models.check_sha256(nsfwjs_tarball, sha256)
+
+    monkeypatch.setattr(models, "npm_pack", fake_pack)
+    models.install_nsfw_model(dest, "nsfw")
+    assert fetched == ["nsfwjs@4.4.0"]
+    assert models.sha256_file(dest / NSFW_FILE) == NSFW_VARIANTS["nsfw"].reference_sha256
+
+
 @pytest.mark.slow
 def test_real_tarball_converts_deterministically(nsfwjs_tarball: Path, nsfw_model_dir: Path) -> None:
     first, _ = models.convert_nsfwjs(nsfwjs_tarball, NSFW_VARIANTS["nsfw"])
