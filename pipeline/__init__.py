@@ -8,6 +8,7 @@ Importing this package registers every task, so stage tasks can be run directly 
 (``luigi --module pipeline Tarify --annotations FILE``).
 """
 
+from pipeline import local_scheduler
 from pipeline.batch import RedCapsBatch
 from pipeline.official import OfficialFile, RedCapsOfficial
 from pipeline.year import RedCapsYear
@@ -21,6 +22,7 @@ from tasks.tarify import Tarify
 from tasks.validate import Validate
 
 apply_retcode_defaults()
+local_scheduler.install()
 
 __all__ = [
     "DownloadImageShard",
