@@ -6,9 +6,13 @@ returns no posts, so no network is touched and each stage does its real work on 
 what is measured is Luigi's scheduling and bookkeeping, not downloads or models. The image
 filters are off (``[filters] enabled = words``): they add no tasks, only per-image work.
 
-    python bench/bench_scheduler.py                       # everything below (~15 min)
-    python bench/bench_scheduler.py --scenario one-graph --years 10,20,40
-    python bench/bench_scheduler.py --scenario full       # full batch: fresh, then no-op rerun
+    python bench/bench_scheduler.py                       # everything below
+    python bench/bench_scheduler.py --scenario one-graph --years 10,40,80
+    python bench/bench_scheduler.py --scenario stock --years 200   # Luigi's own local scheduler
+    python bench/bench_scheduler.py --scenario full       # full batch: fresh, then no-op reruns
+
+``stock`` runs the chunked batch with Luigi's unmodified local scheduler, which prunes its
+whole graph on every ``get_work`` (pipeline/local_scheduler.py explains the fix).
 
 Each measurement runs in its own process (wall time, tasks run, peak RSS) and prints a
 markdown table; raw JSON goes to bench/out/scheduler.json.
@@ -64,10 +68,17 @@ def configure(data_dir: Path) -> None:
 def run_once(kind: str, years: int, chunk_size: int, data_dir: Path, batch_config: Path) -> dict[str, Any]:
     """One measurement in this process: build the graph, run it, report."""
     import luigi
+    import luigi.interface
+    import luigi.scheduler
 
     configure(data_dir)
     from pipeline import RedCapsBatch, RedCapsYear
     from redcaps.batch import load_batch
+
+    if kind == "stock":  # Luigi's own local scheduler: prunes everything on every get_work
+        luigi.interface._WorkerSchedulerFactory.create_local_scheduler = lambda self: (
+            luigi.scheduler.Scheduler(prune_on_get_work=True, record_task_history=False)
+        )
 
     done: list[str] = []
 
@@ -145,12 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", choices=["all", "one-graph", "full"], default="all")
+    parser.add_argument("--scenario", choices=["all", "one-graph", "stock", "full"], default="all")
     parser.add_argument("--years", default="10,20,40", help="subset sizes for the chunked vs one-graph runs")
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--config", type=Path, default=OFFICIAL)
     parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--_once", choices=["one-graph", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--_once", choices=["one-graph", "chunked", "stock"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args._once:
@@ -165,6 +176,15 @@ def main() -> None:
                     data = Path(tmp) / f"{kind}-{years}"
                     row = measure(kind, years, args.chunk_size, data, args.config)
                     rows.append({**row, "label": f"fresh, {kind}"})
+                    shutil.rmtree(data)
+        if args.scenario in ("all", "stock"):
+            for years in (int(y) for y in args.years.split(",")):
+                for kind, label in (
+                    ("stock", "fresh, chunked, stock local scheduler"),
+                    ("chunked", "fresh, chunked"),
+                ):
+                    data = Path(tmp) / f"{kind}-{years}"
+                    rows.append({**measure(kind, years, args.chunk_size, data, args.config), "label": label})
                     shutil.rmtree(data)
         if args.scenario in ("all", "full"):
             data = Path(tmp) / "full"
