@@ -11,6 +11,9 @@ import pytest
 from redcaps.sandbox import Sandbox
 from redcaps.sandbox.world import World
 
+#: The default filter models and the fixture photos, for every test module.
+pytest_plugins = ["tests.models_fixture"]
+
 #: Fast, still-polite limits for tests: retries and timeouts shortened, loopback hosts quick.
 TEST_CONFIG = {
     "downloads": {

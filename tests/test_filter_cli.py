@@ -16,15 +16,8 @@ from redcaps import models
 from redcaps.cli import main
 from redcaps.filters import base
 from redcaps.filters.commands import removals_path
-from tests import models_fixture, test_models
 from tests.helpers import annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
-
-face_model_dir = models_fixture.face_model_dir
-default_model = models_fixture.default_model
-photo_dir = models_fixture.photo_dir
-nsfw_model_dir = test_models.nsfw_model_dir
-nsfwjs_tarball = test_models.nsfwjs_tarball
 
 
 def run(*args: str) -> Result:

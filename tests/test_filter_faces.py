@@ -30,14 +30,10 @@ from redcaps.filters.faces import (
     valid_anchors,
 )
 from redcaps.models import FACES_MODEL_NAME, ModelError
-from tests import models_fixture
 from tests.helpers import annotation_file, record
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
 # session fixtures shared with the task and CLI tests
-face_model_dir = models_fixture.face_model_dir
-default_model = models_fixture.default_model
-photo_dir = models_fixture.photo_dir
 
 pytest.importorskip("onnxruntime")
 

@@ -1,7 +1,7 @@
 """NSFW filter: the original's preprocessing and rule, the default model on real photos, .h5 and .onnx.
 
 Fixture photos come from the scikit-image wheel (none is NSFW). The default model is installed
-once per session from the pinned npm ``nsfwjs`` tarball (see tests/test_models.py), or reused
+once per session from the pinned npm ``nsfwjs`` tarball (see tests/models_fixture.py), or reused
 from ``$REDCAPS_MODELS_DIR`` when that already holds it.
 """
 
@@ -21,14 +21,10 @@ from redcaps import models
 from redcaps.filters import base
 from redcaps.filters.nsfw import ORIGINAL_MODEL_NAME, NsfwScorer, filter_nsfw, preprocess
 from redcaps.models import NSFW_MODEL_NAME, ModelError
-from tests import models_fixture, test_models
 from tests.helpers import annotation_file, record
 from tests.models_fixture import SOURCES, copy_photos
 
 # session fixtures shared with the model tests
-photo_dir = models_fixture.photo_dir
-nsfw_model_dir = test_models.nsfw_model_dir
-nsfwjs_tarball = test_models.nsfwjs_tarball
 
 pytest.importorskip("onnxruntime")
 

@@ -19,14 +19,8 @@ from redcaps import models
 from redcaps.errors import AnnotationFormatError
 from redcaps.filters import base
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords, _nsfw_scorer
-from tests import models_fixture, test_models
 from tests.helpers import annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
-
-face_model_dir = models_fixture.face_model_dir
-photo_dir = models_fixture.photo_dir
-nsfw_model_dir = test_models.nsfw_model_dir
-nsfwjs_tarball = test_models.nsfwjs_tarball
 
 
 @pytest.fixture()

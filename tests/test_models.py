@@ -1,8 +1,6 @@
 """The NSFW model installer: npm tarball pinning, the TF.js reader, the Keras->ONNX translation.
 
-``nsfwjs_tarball`` fetches the pinned ``nsfwjs`` tarball once per session with ``npm pack`` (the
-npm registry is reachable where the project is built); ``nsfw_model_dir`` installs the default
-model from it unless ``$REDCAPS_MODELS_DIR`` already holds it. A failed fetch fails the tests.
+The session fixtures ``nsfwjs_tarball`` and ``nsfw_model_dir`` are in tests/models_fixture.py.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -23,38 +20,7 @@ from redcaps import models
 from redcaps.filters import gantman
 from redcaps.filters.gantman import TfjsError
 from redcaps.models import NSFW_TARBALL_SHA256, NSFW_VARIANTS, ModelError
-
-NSFW_FILE = NSFW_VARIANTS["nsfw"].filename
-
-
-# --- session fixtures (imported by test_filter_nsfw.py) ----------------------------------------
-
-
-def _fetch_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Once per session, even when two test modules import these fixtures."""
-    cached = tmp_path_factory.getbasetemp() / "nsfwjs"
-    tarballs = sorted(cached.glob("*.tgz")) if cached.is_dir() else []
-    if tarballs:
-        return tarballs[0]
-    cached.mkdir(exist_ok=True)
-    return models.npm_pack(f"{models.NSFW_PACKAGE}@{models.NSFW_VERSION}", NSFW_TARBALL_SHA256, cached)
-
-
-@pytest.fixture(scope="session")
-def nsfwjs_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _fetch_tarball(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def nsfw_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = os.environ.get(models.ENV_VAR)
-    if configured and models.model_path("nsfw", configured).is_file():
-        return Path(configured)
-    dest = tmp_path_factory.getbasetemp() / "nsfw-models"
-    if not (dest / NSFW_FILE).is_file():
-        models.install_nsfw_model(dest, "nsfw", tarball=_fetch_tarball(tmp_path_factory))
-    return dest
-
+from tests.models_fixture import NSFW_FILE
 
 # --- a fake nsfwjs package -------------------------------------------------------------------
 
