@@ -302,8 +302,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                 "images_per_s": round(images / seconds, 1) if seconds else 0.0,
                 "steady_images_per_s": round(sum(steady) / len(steady), 1) if steady else None,
                 "cpu_ms_per_image": round(1000 * sum(r["cpu_seconds"] for r in mine) / max(1, images), 1),
-                "load": f"{min(r['load_before'][0] for r in mine):.2f}"
-                f"-{max(r['load_after'][0] for r in mine):.2f}",
+                "load": ", ".join(f"{r['load_before'][0]:.1f}->{r['load_after'][0]:.1f}" for r in mine),
             }
         base = per_tool.get("img2dataset")
         for ours in [v for k, v in per_tool.items() if k != "img2dataset" and base]:
@@ -315,7 +314,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], ceilings: dict, corpus_info: dict) -> str:
+def markdown(rows: list[dict], runs: list[dict], ceilings: dict, corpus_info: dict) -> str:
     out = io.StringIO()
     out.write(
         "| corpus | tool | runs | ok images | images/s (command) | images/s (steady) | CPU ms/image"
@@ -332,6 +331,15 @@ def markdown(rows: list[dict], ceilings: dict, corpus_info: dict) -> str:
             f"| {r['corpus']} | {r['tool']} | {r['runs']} | {'/'.join(map(str, r['successes']))} | "
             f"{r['images_per_s']} | {r['steady_images_per_s'] or '-'} | {r['cpu_ms_per_image']} | "
             f"{r['load']} | {ratio} |\n"
+        )
+    out.write("\nEvery run, in the order run (load = 1-minute load average before -> after):\n\n")
+    out.write("| corpus | round | tool | seconds | ok images | images/s | steady | CPU s | load |\n")
+    out.write("|---|---|---|---|---|---|---|---|---|\n")
+    for r in runs:
+        out.write(
+            f"| {r['corpus']} | {r['round']} | {r['tool']} | {r['seconds']} | {r['successes']} | "
+            f"{r['successes'] / r['seconds']:.1f} | {r.get('steady_images_per_s') or '-'} | "
+            f"{r['cpu_seconds']} | {r['load_before'][0]:.1f}->{r['load_after'][0]:.1f} |\n"
         )
     out.write("\nServer ceiling (fetch only, 2 client processes x 4 threads, no decoding):\n\n")
     for corpus, c in ceilings.items():
@@ -360,7 +368,12 @@ def main() -> None:
     parser.add_argument("--i2d-processes", type=int, default=2)
     parser.add_argument("--i2d-threads", type=int, default=16)
     parser.add_argument("--keep", action="store_true", help="keep the downloaded outputs")
+    parser.add_argument("--report", metavar="JSON", help="only print the tables of an earlier run's raw JSON")
     args = parser.parse_args()
+    if args.report:
+        raw = json.loads(Path(args.report).read_text())
+        print(markdown(summarize(raw["runs"]), raw["runs"], raw["ceilings"], raw["corpora"]))
+        return
     names = args.corpora.split(",")
     tools = args.tools.split(",")
     if "img2dataset" in tools:
@@ -403,7 +416,7 @@ def main() -> None:
         server.kill()
         server.wait()
     rows = summarize(runs)
-    table = markdown(rows, ceilings, corpus_info)
+    table = markdown(rows, runs, ceilings, corpus_info)
     result_path = OUT / f"bench_download-{stamp}.json"
     result_path.write_text(
         json.dumps(
