@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 import luigi
+from luigi.parameter import ParameterException
+from luigi.task_register import TaskClassException
 
 from redcaps import annotations as ann
 from tasks.config import redcaps
@@ -33,9 +36,10 @@ class AnnotationsParameter(luigi.Parameter):
     """The task producing a stage's input; from a string (command line) an existing file.
 
     Luigi rebuilds tasks from their serialized parameters (dynamic dependencies, other worker
-    processes), so an upstream task serializes to a JSON description of its whole chain,
-    ``{"task": family, "params": {...}}``, nested as objects (not strings, which would double
-    the escaping at every level). A file path serializes to itself.
+    processes) and the web UI shows them, so an upstream task serializes to its chain, read
+    left to right: ``MergeYear{"subreddit":"roses",...} > DownloadImages > FilterWords``. The
+    chain's root is a task with its other parameters as JSON, or a JSON-quoted file path; a
+    file path alone serializes to itself, so ``--annotations FILE`` works as typed.
     """
 
     def normalize(self, x: Any) -> luigi.Task:
@@ -44,36 +48,73 @@ class AnnotationsParameter(luigi.Parameter):
         return x
 
     def parse(self, x: str) -> luigi.Task:
-        if x.lstrip().startswith("{"):
-            return _build_task(json.loads(x))
+        if _CHAIN_START.match(x):
+            return _parse_chain(x)
         return ExternalAnnotations(path=os.path.abspath(x))
 
     def serialize(self, x: luigi.Task) -> str:
-        description = _describe_task(x)
-        return description if isinstance(description, str) else json.dumps(description, sort_keys=True)
+        return x.path if isinstance(x, ExternalAnnotations) else _chain(x)
 
 
-def _describe_task(task: luigi.Task) -> str | dict[str, Any]:
+_SEPARATOR = " > "
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A chain starts with a quoted path or ``Name{``; a file path never does.
+_CHAIN_START = re.compile(r'"|[A-Za-z_][A-Za-z0-9_]*\{')
+
+
+def _chain(task: luigi.Task) -> str:
     if isinstance(task, ExternalAnnotations):
-        return task.path
-    params: dict[str, Any] = {}
+        return json.dumps(task.path)
+    upstream, params = None, {}
     for name, param in task.get_params():
-        value = getattr(task, name)
-        is_upstream = isinstance(param, AnnotationsParameter)
-        params[name] = _describe_task(value) if is_upstream else param.serialize(value)
-    return {"task": task.get_task_family(), "params": params}
+        if isinstance(param, AnnotationsParameter):
+            upstream = getattr(task, name)
+        else:
+            params[name] = param.serialize(getattr(task, name))
+    element = task.get_task_family()
+    if params or upstream is None:
+        element += json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return element if upstream is None else f"{_chain(upstream)}{_SEPARATOR}{element}"
 
 
-def _build_task(description: str | dict[str, Any]) -> luigi.Task:
-    if isinstance(description, str):
-        return ExternalAnnotations(path=os.path.abspath(description))
-    task_class = luigi.task_register.Register.get_task_cls(description["task"])
-    values = description["params"]
-    kwargs = {}
+def _parse_chain(text: str) -> luigi.Task:
+    """The inverse of :func:`_chain`; a malformed chain is a one-line ``ValueError``."""
+    decoder = json.JSONDecoder()
+    task: luigi.Task | None = None
+    pos = 0
+    while True:
+        try:
+            if task is None and text.startswith('"'):
+                path, pos = decoder.raw_decode(text, 0)
+                task = ExternalAnnotations(path=os.path.abspath(path))
+            else:
+                name = _NAME.match(text, pos)
+                if name is None:
+                    raise ValueError("a task name was expected")
+                pos, params = name.end(), {}
+                if text.startswith("{", pos):
+                    params, pos = decoder.raw_decode(text, pos)
+                task = _make_task(name.group(), params, task)
+        except (ValueError, TaskClassException, ParameterException) as exc:
+            why = str(exc).splitlines()[0]  # luigi's "not found" lists every task on more lines
+            raise ValueError(f"bad task chain {text!r} at character {pos}: {why}") from None
+        if pos == len(text):
+            return task
+        if not text.startswith(_SEPARATOR, pos):
+            raise ValueError(f"bad task chain {text!r} at character {pos}: ' > ' expected")
+        pos += len(_SEPARATOR)
+
+
+def _make_task(family: str, params: dict[str, str], upstream: luigi.Task | None) -> luigi.Task:
+    task_class = luigi.task_register.Register.get_task_cls(family)
+    kwargs: dict[str, Any] = {}
     for name, param in task_class.get_params():
-        if name in values:
-            is_upstream = isinstance(param, AnnotationsParameter)
-            kwargs[name] = _build_task(values[name]) if is_upstream else param.parse(values[name])
+        if isinstance(param, AnnotationsParameter):
+            if upstream is None:
+                raise ValueError(f"{family} needs an upstream task or file")
+            kwargs[name] = upstream
+        elif name in params:
+            kwargs[name] = param.parse(params[name])
     return task_class(**kwargs)
 
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import luigi
+import pytest
 
-from tasks.download import DownloadImageShard
+from tasks.collect import MergeYear
+from tasks.download import DownloadImages, DownloadImageShard
 from tasks.validate import Validate
 from tests.helpers import annotation_file, record
 
@@ -42,3 +44,43 @@ def test_report_is_a_no_op_outside_a_worker(luigi_config, tmp_path):
     task.report("half way", 50.0)  # must not raise when luigi's callbacks are unset
     task.run()
     assert json.loads(Path(task.output().path).read_text())["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("upstream", "text"),
+    [
+        (
+            MergeYear(subreddit="roses", year=2020),
+            'MergeYear{"first_year":"","subreddit":"roses","year":"2020"}',
+        ),
+        (
+            DownloadImages(annotations=MergeYear(subreddit="roses", year=2017, first_year=2008)),
+            'MergeYear{"first_year":"2008","subreddit":"roses","year":"2017"} > DownloadImages',
+        ),
+        (  # a path that looks like a chain
+            DownloadImages(annotations="/data/a > b/roses_2020.json"),
+            '"/data/a > b/roses_2020.json" > DownloadImages',
+        ),
+    ],
+)
+def test_stage_chains_serialize_readably_and_parse_back(luigi_config, upstream, text):
+    task = Validate(annotations=upstream)
+    assert task.to_str_params()["annotations"] == text  # what the web UI shows
+    rebuilt = Validate.from_str_params(task.to_str_params())
+    assert rebuilt.task_id == task.task_id and rebuilt.input_path == task.input_path
+
+
+def test_a_plain_path_stays_a_path(luigi_config, tmp_path):
+    path = str(tmp_path / "roses_2020.json")
+    task = Validate(annotations=path)
+    assert task.to_str_params()["annotations"] == path and task.input_path == tmp_path / "roses_2020.json"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['MergeYear{"subreddit":"roses"}', 'MergeYear{"subreddit":"roses","year":"2020"} > Nope', '"/x.json" >'],
+)
+def test_a_malformed_chain_is_a_one_line_error(luigi_config, text):
+    with pytest.raises(ValueError, match="bad task chain") as err:
+        Validate(annotations=text)
+    assert "\n" not in str(err.value)
