@@ -139,3 +139,41 @@ def test_outcome_line_has_every_field_and_round_trips():
     assert line.endswith("\n") and json.loads(line) == asdict(outcome)
     assert list(json.loads(line)) == sorted(asdict(outcome))  # sorted keys: stable manifests
     assert Outcome.from_dict({**json.loads(line), "unknown_later_field": 1}) == outcome
+
+
+def test_decodes_at_most_one_image_per_core_while_more_threads_fetch(tmp_path, monkeypatch):
+    """16 fetch threads hide latency; decoding more images than cores at once only thrashes."""
+    import threading
+    import time
+
+    import redcaps.download as download
+    from redcaps.http import FetchResult
+    from tests.helpers import jpeg_bytes
+
+    class InstantFetcher:
+        def get(self, url):
+            return FetchResult(url, "ok", final_url=url, http_status=200, body=jpeg_bytes(600, 600))
+
+    active, peak, guard = 0, 0, threading.Lock()
+    real_process = download.process_image
+
+    def tracked(body, options):
+        nonlocal active, peak
+        with guard:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.02)
+        try:
+            return real_process(body, options)
+        finally:
+            with guard:
+                active -= 1
+
+    monkeypatch.setattr(download, "process_image", tracked)
+    monkeypatch.setattr(download.os, "cpu_count", lambda: 2)
+    records = [record(f"img{i:03d}") for i in range(24)]
+    outcomes = download_shard(
+        records, tmp_path / "images", tmp_path / "m" / "00000.jsonl", InstantFetcher(), workers=8
+    )
+    assert [o.status for o in outcomes] == ["ok"] * 24 and outcomes[0].width == 512
+    assert peak == 2  # both cores busy, never more
