@@ -10,6 +10,7 @@ filters are off (``[filters] enabled = words``): they add no tasks, only per-ima
     python bench/bench_scheduler.py --scenario one-graph --years 10,40,80
     python bench/bench_scheduler.py --scenario stock --years 200   # Luigi's own local scheduler
     python bench/bench_scheduler.py --scenario full       # full batch: fresh, then no-op reruns
+    python bench/bench_scheduler.py --scenario schedule-only  # the full batch as one graph, not run
 
 ``stock`` runs the chunked batch with Luigi's unmodified local scheduler, which prunes its
 whole graph on every ``get_work`` (pipeline/local_scheduler.py explains the fix).
@@ -70,6 +71,7 @@ def run_once(kind: str, years: int, chunk_size: int, data_dir: Path, batch_confi
     import luigi
     import luigi.interface
     import luigi.scheduler
+    import luigi.worker
 
     configure(data_dir)
     from pipeline import RedCapsBatch, RedCapsYear
@@ -88,7 +90,7 @@ def run_once(kind: str, years: int, chunk_size: int, data_dir: Path, batch_confi
 
     data_dir.mkdir(parents=True, exist_ok=True)
     runs = load_batch(batch_config).runs[:years] if years else load_batch(batch_config).runs
-    if kind == "one-graph":
+    if kind in ("one-graph", "schedule-only"):
         every_year = [RedCapsYear(subreddit=r.subreddit, year=r.year, first_year=r.first_year) for r in runs]
 
         class OneGraph(luigi.WrapperTask):
@@ -109,16 +111,23 @@ def run_once(kind: str, years: int, chunk_size: int, data_dir: Path, batch_confi
         root = RedCapsBatch(config=str(subset), chunk_size=chunk_size)
 
     start = time.perf_counter()
-    result = luigi.build([root], local_scheduler=True, detailed_summary=True, log_level="ERROR")
-    wall = time.perf_counter() - start
-    if result.status not in (luigi.LuigiStatusCode.SUCCESS, luigi.LuigiStatusCode.SUCCESS_WITH_RETRY):
-        raise SystemExit(f"bench run failed: {result.summary_text[-2000:]}")
+    if kind == "schedule-only":  # build and schedule the whole graph at once, run nothing
+        scheduler = luigi.interface._WorkerSchedulerFactory().create_local_scheduler()
+        with luigi.worker.Worker(scheduler=scheduler, worker_processes=1) as worker:
+            worker.add(root)
+        wall = time.perf_counter() - start
+        done.extend(t.id for t in scheduler._state.get_active_tasks())  # counted, not run
+    else:
+        result = luigi.build([root], local_scheduler=True, detailed_summary=True, log_level="ERROR")
+        wall = time.perf_counter() - start
+        if result.status not in (luigi.LuigiStatusCode.SUCCESS, luigi.LuigiStatusCode.SUCCESS_WITH_RETRY):
+            raise SystemExit(f"bench run failed: {result.summary_text[-2000:]}")
     months = sum(12 * (r.year - (r.first_year or r.year) + 1) for r in runs)
     return {
         "kind": kind,
         "years": len(runs),
         "months": months,
-        "chunk_size": chunk_size if kind != "one-graph" else None,
+        "chunk_size": chunk_size if kind in ("chunked", "stock") else None,
         "tasks_run": len(done),
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -156,12 +165,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", choices=["all", "one-graph", "stock", "full"], default="all")
+    parser.add_argument(
+        "--scenario", choices=["all", "one-graph", "stock", "full", "schedule-only"], default="all"
+    )
     parser.add_argument("--years", default="10,20,40", help="subset sizes for the chunked vs one-graph runs")
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--config", type=Path, default=OFFICIAL)
     parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--_once", choices=["one-graph", "chunked", "stock"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--_once", choices=["one-graph", "chunked", "stock", "schedule-only"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
 
     if args._once:
@@ -186,6 +199,10 @@ def main() -> None:
                     data = Path(tmp) / f"{kind}-{years}"
                     rows.append({**measure(kind, years, args.chunk_size, data, args.config), "label": label})
                     shutil.rmtree(data)
+        if args.scenario in ("all", "schedule-only"):
+            data = Path(tmp) / "schedule-only"
+            row = measure("schedule-only", 0, args.chunk_size, data, args.config)
+            rows.append({**row, "label": "one graph, scheduled only (tasks scheduled, none run)"})
         if args.scenario in ("all", "full"):
             data = Path(tmp) / "full"
             fresh = measure("chunked", 0, args.chunk_size, data, args.config)
