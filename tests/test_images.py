@@ -91,3 +91,32 @@ def test_deterministic_and_quality_matters():
     body, _ = render("web", "det")
     assert process_image(body).jpeg == process_image(body).jpeg
     assert len(process_image(body, ImageOptions(quality=50)).jpeg) < len(process_image(body).jpeg)
+
+
+def test_whole_body_decode_matches_chunked_decode_and_still_detects_truncation(monkeypatch):
+    """The decoder gets the whole body at once; output and truncation handling must not change."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import redcaps.images as images
+
+    noise = np.random.default_rng(1).integers(0, 256, size=(900, 1200, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=90)
+    body = buf.getvalue()
+    assert len(body) > 4 * 65536  # several of Pillow's default 64 KB decode blocks
+    whole = process_image(body).jpeg
+    real_open = images._open
+    monkeypatch.setattr(images, "_open", lambda data, options: _chunked(real_open(data, options)))
+    assert process_image(body).jpeg == whole
+    monkeypatch.undo()
+    with pytest.raises(ImageRejected) as err:
+        process_image(body[: len(body) // 2])
+    assert err.value.reason == "truncated"
+
+
+def _chunked(image):
+    image.decodermaxblock = 65536
+    return image
