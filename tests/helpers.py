@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +79,11 @@ def luigi_settings(settings: dict[str, dict[str, str]]) -> Iterator[None]:
             else:
                 config.set(section, key, value)
         luigi.task_register.Register.clear_instance_cache()
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session=True`` and everything it forked
+    (luigi's worker forks a multiprocessing manager that outlives a killed parent)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CONFIG
+from tests.helpers import kill_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 DONE = re.compile(r"done\s+(\w+\(.*\))$")
@@ -88,6 +89,7 @@ def test_two_workers_on_luigid_share_limits_and_never_repeat_a_task(sandbox, tmp
         env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port)
@@ -102,7 +104,8 @@ def test_two_workers_on_luigid_share_limits_and_never_repeat_a_task(sandbox, tmp
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+                start_new_session=True,
+            )
             for part in ("1/2", "2/2")
         ]
         logs = [w.communicate(timeout=600)[1] for w in workers]
@@ -135,6 +138,4 @@ def test_two_workers_on_luigid_share_limits_and_never_repeat_a_task(sandbox, tmp
             assert (tmp_path / "data" / "annotations" / f"{stem}.json").exists()
     finally:
         for proc in [luigid, *locals().get("workers", [])]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            kill_process_group(proc)  # and whatever it forked

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pipeline import RedCapsOfficial
 from redcaps.download import read_outcomes
 from redcaps.sandbox.downloads import ANNOTATIONS_ZIP_URL
 from tests.conftest import TEST_CONFIG
+from tests.helpers import kill_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,9 @@ def _run_official(sandbox, data_dir: Path, cfg: Path, annotations_dir: Path) -> 
         "--log-level",
         "WARNING",
     ]
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
 
 
 @pytest.mark.slow
@@ -160,8 +162,7 @@ def test_sigkill_mid_shard_then_resume_gives_identical_tars(sandbox, tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("no shard journal appeared")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_process_group(proc)
     assert not (killed / "tarfiles").exists() or len(tar_digests(killed)) < len(tar_digests(clean))
 
     proc = _run_official(sandbox, killed, cfg, anns)

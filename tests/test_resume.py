@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CONFIG
+from tests.helpers import kill_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,9 @@ def start(sandbox, cfg: Path) -> subprocess.Popen:
     env = {**os.environ, **sandbox.env(), "LUIGI_CONFIG_PATH": str(cfg)}
     cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "RedCapsYear"]
     cmd += ["--subreddit", "sandboxroses", "--year", "2020", "--local-scheduler", "--log-level", "WARNING"]
-    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
 
 
 def outputs(data: Path) -> dict[str, str]:
@@ -53,8 +55,7 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            kill_process_group(proc)
             return
         time.sleep(0.02)
     pytest.fail("the run ended before the kill point" if proc.poll() is not None else "not reached in time")
