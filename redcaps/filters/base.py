@@ -246,6 +246,33 @@ def score_images(
     return scores, skipped
 
 
+def remove_above_threshold(
+    annotations: ann.AnnotationFile,
+    image_dir: str | Path,
+    kind: str,
+    scorer: ImageScorer,
+    *,
+    threshold: float,
+    batch_size: int,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+) -> FilterOutcome:
+    """The image filters' rule: score every image on disk, remove the instances scoring
+    strictly above ``threshold`` (the original's ``>``), record each removal with its score."""
+    scores, skipped = score_images(
+        annotations, image_dir, scorer, batch_size=batch_size, workers=workers, progress=progress
+    )
+    reason = {"nsfw": "nsfw", "faces": "face"}[kind]
+    removals = [
+        Removal(r["image_id"], r["subreddit"], reason, scores[r["image_id"]])
+        for r in annotations.annotations
+        if r["image_id"] in scores and scores[r["image_id"]] > threshold
+    ]
+    return apply_removals(
+        annotations, kind, removals, skipped, model=scorer.model_name, confidence_threshold=threshold
+    )
+
+
 def _collect(
     item: tuple[str, Future[Any]],
     batch_ids: list[str],

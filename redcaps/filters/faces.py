@@ -33,14 +33,7 @@ import numpy as np
 from PIL import Image
 
 from redcaps import annotations as ann
-from redcaps.filters.base import (
-    FilterOutcome,
-    ImageScorer,
-    Removal,
-    already_applied,
-    apply_removals,
-    score_images,
-)
+from redcaps.filters.base import FilterOutcome, ImageScorer, already_applied, remove_above_threshold
 from redcaps.models import FACES_MODEL_NAME, ModelError, require_model
 
 MEAN_BGR = np.array([104, 117, 123], dtype=np.float32)
@@ -342,15 +335,13 @@ def filter_faces(
     """
     if already_applied(annotations, "faces"):
         return FilterOutcome(annotations, already_applied=True)
-    scorer = scorer or FaceScorer(model, device=device, pad=pad, long_edge=long_edge)
-    scores, skipped = score_images(
-        annotations, image_dir, scorer, batch_size=batch_size, workers=workers, progress=progress
-    )
-    removals = [
-        Removal(r["image_id"], r["subreddit"], "face", scores[r["image_id"]])
-        for r in annotations.annotations
-        if r["image_id"] in scores and scores[r["image_id"]] > threshold
-    ]
-    return apply_removals(
-        annotations, "faces", removals, skipped, model=scorer.model_name, confidence_threshold=threshold
+    return remove_above_threshold(
+        annotations,
+        image_dir,
+        "faces",
+        scorer or FaceScorer(model, device=device, pad=pad, long_edge=long_edge),
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
     )

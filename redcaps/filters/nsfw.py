@@ -22,14 +22,7 @@ import numpy as np
 from PIL import Image
 
 from redcaps import annotations as ann
-from redcaps.filters.base import (
-    FilterOutcome,
-    ImageScorer,
-    Removal,
-    already_applied,
-    apply_removals,
-    score_images,
-)
+from redcaps.filters.base import FilterOutcome, ImageScorer, already_applied, remove_above_threshold
 from redcaps.filters.gantman import CLASSES
 from redcaps.models import NSFW_MODEL_NAME, ModelError, require_model
 
@@ -223,15 +216,13 @@ def filter_nsfw(
     """
     if already_applied(annotations, "nsfw"):
         return FilterOutcome(annotations, already_applied=True)
-    scorer = scorer or NsfwScorer(model, device=device)
-    scores, skipped = score_images(
-        annotations, image_dir, scorer, batch_size=batch_size, workers=workers, progress=progress
-    )
-    removals = [
-        Removal(r["image_id"], r["subreddit"], "nsfw", scores[r["image_id"]])
-        for r in annotations.annotations
-        if r["image_id"] in scores and scores[r["image_id"]] > threshold
-    ]
-    return apply_removals(
-        annotations, "nsfw", removals, skipped, model=scorer.model_name, confidence_threshold=threshold
+    return remove_above_threshold(
+        annotations,
+        image_dir,
+        "nsfw",
+        scorer or NsfwScorer(model, device=device),
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
     )
