@@ -13,66 +13,16 @@ the whole filter (decode threads + model + decision) per batch size and thread c
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from samples import make_images
 
 from redcaps import annotations as ann
 from redcaps.filters.faces import FaceScorer, filter_faces
-
-PHOTOS = ("astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")
-
-
-def make_images(image_dir: Path, count: int, seed: int = 0, edge: str = "longer") -> ann.AnnotationFile:
-    """``count`` JPEGs: random crops of the sample photos with one edge 512 (see ``edge``)."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("error: scikit-image is needed for the sample photos (pip install scikit-image)")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    photos = [Image.open(data / name).convert("RGB") for name in PHOTOS]
-    rng = np.random.default_rng(seed)
-    (image_dir / "bench").mkdir(parents=True, exist_ok=True)
-    records = []
-    for n in range(count):
-        photo = photos[n % len(photos)]
-        w, h = photo.size
-        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        image = photo.crop((x, y, x + cw, y + ch))
-        # longer: the original's storage (other edge 256-512); shorter: this project's default
-        # ([images] edge=shorter, other edge 512-910, up to 16:9)
-        other = int(rng.integers(256, 513)) if edge == "longer" else int(rng.integers(512, 911))
-        size = (512, other) if n % 2 else (other, 512)
-        image = image.resize(size)
-        image_id = f"img{n:05d}"
-        image.save(image_dir / "bench" / f"{image_id}.jpg", quality=90)
-        records.append(
-            {
-                "image_id": image_id,
-                "author": "bench",
-                "url": f"https://i.redd.it/{image_id}.jpg",
-                "raw_caption": "photo",
-                "caption": "photo",
-                "subreddit": "bench",
-                "score": 10,
-                "created_utc": 1_600_000_000 + n,
-                "permalink": f"/r/bench/comments/{image_id}/photo/",
-            }
-        )
-    info = {
-        "start_date": "2020-01-01",
-        "end_date": "2020-12-31",
-        "url": "https://redcaps.xyz",
-        "version": "1.0",
-    }
-    return ann.AnnotationFile(info, records)
 
 
 def _allow_spinning() -> None:

@@ -19,66 +19,16 @@ is reported (the machine is shared; the load average is printed). Prints a markd
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from samples import make_images
 
 from redcaps import annotations as ann
 from redcaps.filters.nsfw import NsfwScorer, filter_nsfw
-
-PHOTOS = ("astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")
-
-
-def sample_photos() -> list[Image.Image]:
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("error: scikit-image is needed for the sample photos (pip install scikit-image)")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return [Image.open(data / name).convert("RGB") for name in PHOTOS]
-
-
-def make_images(image_dir: Path, count: int, seed: int = 0) -> ann.AnnotationFile:
-    """``count`` JPEGs (quality 90): random crops, long side 512, short side 256-512."""
-    photos = sample_photos()
-    rng = np.random.default_rng(seed)
-    folder = image_dir / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for n in range(count):
-        photo = photos[n % len(photos)]
-        w, h = photo.size
-        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        short = int(rng.integers(256, 513))
-        image = photo.crop((x, y, x + cw, y + ch)).resize((512, short) if n % 2 else (short, 512))
-        image_id = f"img{n:05d}"
-        image.save(folder / f"{image_id}.jpg", quality=90)
-        records.append(
-            {
-                "image_id": image_id,
-                "author": "bench",
-                "url": f"https://i.redd.it/{image_id}.jpg",
-                "raw_caption": "photo",
-                "caption": "photo",
-                "subreddit": "bench",
-                "score": 10,
-                "created_utc": 1_600_000_000 + n,
-                "permalink": f"/r/bench/comments/{image_id}/photo/",
-            }
-        )
-    info = {
-        "start_date": "2020-01-01",
-        "end_date": "2020-12-31",
-        "url": "https://redcaps.xyz",
-        "version": "1.0",
-    }
-    return ann.AnnotationFile(info, records)
 
 
 def _ints(text: str) -> list[int]:

@@ -14,6 +14,8 @@ import os
 import random
 import time
 
+from samples import annotation_file, record
+
 from redcaps import annotations as ann
 from redcaps.filters.words import filter_words, load_words
 
@@ -31,25 +33,8 @@ def make_file(count: int, seed: int = 0) -> ann.AnnotationFile:
         tokens = [rng.choice(VOCAB) for _ in range(rng.randint(3, 15))]
         if rng.random() < 0.01:
             tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(words[:-1]))
-        records.append(
-            {
-                "image_id": f"c{n}",
-                "author": "bench",
-                "url": f"https://i.redd.it/c{n}.jpg",
-                "raw_caption": " ".join(tokens),
-                "caption": " ".join(tokens),
-                "subreddit": "bench",
-                "created_utc": n,
-                "permalink": f"/r/bench/comments/c{n}/x/",
-            }
-        )
-    info = {
-        "start_date": "2020-01-01",
-        "end_date": "2020-12-31",
-        "url": "https://redcaps.xyz",
-        "version": "1.0",
-    }
-    return ann.AnnotationFile(info, records)
+        records.append(record(f"c{n}", n, caption=" ".join(tokens)))
+    return annotation_file(records)
 
 
 def original_rule(caption: str, words: list[str]) -> str | None:
