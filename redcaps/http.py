@@ -4,7 +4,7 @@
   default client strings), ``Accept: image/*`` (i.redd.it serves HTML to browsers).
 * Per-host token buckets and concurrency caps: a host matches the longest policy key that
   is a dot-suffix of it (``i.imgur.com`` -> ``imgur.com``), so all hosts of one service
-  share one limit. Every attempt, retries included, takes a token.
+  share one limit. Every request takes a token: retries, and each redirect hop too.
 * Retries (tenacity) only for network errors, 408, 429 and 5xx, with exponential backoff
   and full jitter, never shorter than ``Retry-After``; 404/410 and other 4xx are final.
 * Placeholders count as failures: imgur's ``removed.png`` and flickr's
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
@@ -48,6 +48,8 @@ class HostPolicy:
 
 
 DEFAULT_POLICY = HostPolicy()
+#: Redirect hops followed per attempt (requests' own default is 30).
+MAX_REDIRECTS = 5
 #: Conservative defaults: imgur throttles hard (the original slept 2 s per imgur image).
 DEFAULT_HOST_POLICIES: dict[str, HostPolicy] = {
     "imgur.com": HostPolicy(rate=1.0, burst=2, concurrency=2),
@@ -291,31 +293,45 @@ class Fetcher:
         return exc.retry_after is None or exc.retry_after <= self.config.retry_after_max
 
     def _attempt(self, url: str, host: str, accept: str) -> FetchResult:
+        """One attempt, following redirects hop by hop: every request, a redirect's included
+        (imgur's deleted images redirect to ``removed.png`` on the same host), takes its own
+        host's slot and token. The slot is released between hops, so two hops never hold two
+        slots of one host at once (with the cap full, that would deadlock)."""
         config = self.config
-        with self.limiter.slot(host):
-            try:
-                with self.session.get(
-                    url,
-                    headers={"Accept": accept},
-                    timeout=(config.connect_timeout, config.read_timeout),
-                    stream=True,
-                    allow_redirects=True,
-                ) as resp:
-                    return self._read(url, resp)
-            except _Retry:
-                raise
-            except requests.exceptions.Timeout as exc:
-                raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
-            except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
-                raise _Retry(FetchResult(url, "truncated", error=_one_line(exc))) from None
-            except requests.exceptions.ConnectionError as exc:
-                if isinstance(exc.__context__, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(
-                    exc
-                ):
+        hop_url, hop_host = url, host
+        for _ in range(MAX_REDIRECTS + 1):
+            with self.limiter.slot(hop_host):
+                try:
+                    with self.session.get(
+                        hop_url,
+                        headers={"Accept": accept},
+                        timeout=(config.connect_timeout, config.read_timeout),
+                        stream=True,
+                        allow_redirects=False,
+                    ) as resp:
+                        location = resp.headers.get("Location") if resp.is_redirect else None
+                        if location is None:
+                            return self._read(url, resp)
+                except _Retry:
+                    raise
+                except requests.exceptions.Timeout as exc:
                     raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
-                raise _Retry(FetchResult(url, "connection_error", error=_one_line(exc))) from None
-            except requests.exceptions.RequestException as exc:
-                return FetchResult(url, "connection_error", error=_one_line(exc))
+                except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
+                    raise _Retry(FetchResult(url, "truncated", error=_one_line(exc))) from None
+                except requests.exceptions.ConnectionError as exc:
+                    timed_out = isinstance(exc.__context__, urllib3.exceptions.ReadTimeoutError)
+                    if timed_out or "timed out" in str(exc):
+                        raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
+                    raise _Retry(FetchResult(url, "connection_error", error=_one_line(exc))) from None
+                except requests.exceptions.RequestException as exc:
+                    return FetchResult(url, "connection_error", error=_one_line(exc))
+            hop_url = urljoin(hop_url, location)
+            hop_host = urlsplit(hop_url).hostname or ""
+            if urlsplit(hop_url).scheme not in ("http", "https") or not hop_host:
+                why = "redirect to a non-web URL"
+                return FetchResult(url, "connection_error", final_url=hop_url, error=why)
+        why = f"over {MAX_REDIRECTS} redirects"
+        return FetchResult(url, "connection_error", final_url=hop_url, error=why)
 
     def _read(self, url: str, resp: requests.Response) -> FetchResult:
         config = self.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import struct
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from redcaps.http import (
+    MAX_REDIRECTS,
     Fetcher,
     HostLimiter,
     HostPolicy,
@@ -52,6 +54,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_GET(self) -> None:  # noqa: N802
         srv = self.server
@@ -106,10 +114,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/huge":
             self._send(200, b"x" * 5000)
         elif path == "/removed-redirect":
-            self.send_response(302)
-            self.send_header("Location", "/removed.png")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self._redirect("/removed.png")
+        elif path == "/redirect-loop":
+            self._redirect("/redirect-loop")
+        elif path == "/redirect-ftp":
+            self._redirect("ftp://127.0.0.1/x.jpg")
         else:
             self._send(404)
 
@@ -239,3 +248,36 @@ def test_retry_after_parsing():
     assert retry_after_seconds("7") == 7
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 10) == pytest.approx(10)
     assert retry_after_seconds("soon") is None
+
+
+class CountingLimiter(HostLimiter):
+    """Records the host of every slot taken (one slot and one token per request)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.requests: list[str] = []
+
+    @contextlib.contextmanager
+    def slot(self, host: str) -> Iterator[float]:
+        self.requests.append(host)
+        with super().slot(host) as waited:
+            yield waited
+
+
+def test_every_redirect_hop_takes_its_own_token(server):
+    """imgur's deleted images redirect to removed.png on the same host: two requests, two tokens."""
+    config = fetcher().config
+    limiter = CountingLimiter(config.host_policies)
+    result = Fetcher(config, limiter).get(url(server, "/removed-redirect"))
+    assert result.final_url.endswith("/removed.png")
+    assert limiter.requests == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_redirect_loops_and_non_web_redirects_end_cleanly(server):
+    config = fetcher().config
+    limiter = CountingLimiter(config.host_policies)
+    loop = Fetcher(config, limiter).get(url(server, "/redirect-loop"))
+    assert loop.status == "connection_error" and "redirects" in loop.error and loop.attempts == 1
+    assert len(limiter.requests) == MAX_REDIRECTS + 1
+    ftp = Fetcher(config, limiter).get(url(server, "/redirect-ftp"))
+    assert ftp.status == "connection_error" and "non-web" in ftp.error

@@ -64,7 +64,9 @@ def test_official_zip_end_to_end(sandbox_env, luigi_config):
 
     # politeness: the configured concurrency caps held on every host
     assert sandbox_env.log.max_concurrency("i.imgur.com") <= 2
-    assert sandbox_env.log.max_rate("i.imgur.com", 1.0) <= 4 + 20  # burst 4, then 20/s
+    # burst 4, then 20/s; the proxy stamps arrivals, which trail the client's token by up to
+    # ~0.1 s on a busy machine (exact per-request accounting: test_http)
+    assert sandbox_env.log.max_rate("i.imgur.com", 1.0) <= 4 + 20 * 1.1
     assert sandbox_env.log.max_concurrency("i.redd.it") <= 8
 
     # a second run is a no-op: nothing is requested again
