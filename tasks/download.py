@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,13 +21,21 @@ from redcaps.download import (
     read_manifests,
     shard_slice,
 )
-from redcaps.http import Fetcher, HostLimiter, policy_key
+from redcaps.http import Fetcher, HostLimiter, HostPolicy, policy_key
 from tasks.base import StageTask
 from tasks.config import downloads, host_policies, images
 
 
 def manifest_dir(root: Path, stem: str) -> Path:
     return root / "images" / ".manifests" / stem
+
+
+@functools.lru_cache(maxsize=4)
+def process_limiter(policies: tuple[tuple[str, HostPolicy], ...]) -> HostLimiter:
+    """One limiter per worker process: consecutive shards share its buckets. A limiter per
+    shard would grant every new shard a fresh burst, so a shard boundary could exceed a
+    host's rate."""
+    return HostLimiter(dict(policies))
 
 
 def host_resource(host: str) -> str:
@@ -56,8 +65,9 @@ class DownloadImageShard(StageTask):
     def run(self) -> None:
         records = self.records()
         config = downloads()
-        limiter = HostLimiter(config.http_config().host_policies)
+        limiter = process_limiter(tuple(sorted(config.http_config().host_policies.items())))
         fetcher = Fetcher(config.http_config(), limiter)
+        waited_before = dict(limiter.waited)
         counts: Counter[str] = Counter()
         last = 0.0
 
@@ -69,7 +79,8 @@ class DownloadImageShard(StageTask):
                 last = now
                 done = sum(counts.values())
                 failed = done - counts["ok"]
-                waits = ", ".join(f"{k} {v:.0f}s" for k, v in limiter.waited.items() if v >= 1)
+                waited = {k: v - waited_before.get(k, 0.0) for k, v in limiter.waited.items()}
+                waits = ", ".join(f"{k} {v:.0f}s" for k, v in waited.items() if v >= 1)
                 self.report(
                     f"{done}/{len(records)} images: {counts['ok']} ok, {failed} failed"
                     + (f"; waited on hosts: {waits}" if waits else ""),

@@ -84,3 +84,14 @@ def test_a_malformed_chain_is_a_one_line_error(luigi_config, text):
     with pytest.raises(ValueError, match="bad task chain") as err:
         Validate(annotations=text)
     assert "\n" not in str(err.value)
+
+
+def test_shards_in_one_process_share_one_limiter(luigi_config):
+    """A limiter per shard would give every new shard a fresh burst against the same host."""
+    from redcaps.http import HostPolicy
+    from tasks.download import process_limiter
+
+    policies = (("*", HostPolicy(rate=5, burst=10, concurrency=8)),)
+    assert process_limiter(policies) is process_limiter(tuple(policies))
+    other = (("*", HostPolicy(rate=1, burst=2, concurrency=1)),)
+    assert process_limiter(other) is not process_limiter(policies)
