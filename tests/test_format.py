@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 
 from redcaps import annotations as ann
-from redcaps.atomic import atomic_open, write_json
+from redcaps.atomic import atomic_open, atomic_path, write_json
 from redcaps.errors import AnnotationFormatError, UnsafeNameError
 from redcaps.names import check_image_id, check_subreddit, image_path, split_stem
 from tests.helpers import annotation_file, record
@@ -142,3 +143,18 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
         raise RuntimeError("crash mid-write")
     assert json.loads(path.read_text()) == {"v": 1}
     assert os.listdir(tmp_path) == ["out.json"]  # no temp file left behind
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path):
+    """Temp files are created 0600; the outputs must be readable as the umask allows."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_json(tmp_path / "a.json", {"x": 1})
+    with atomic_path(tmp_path / "b.jpg") as tmp:
+        tmp.write_bytes(b"jpeg")
+    reference = tmp_path / "plain"
+    reference.write_text("x")
+    expected = stat.S_IMODE(reference.stat().st_mode)
+    assert expected == 0o666 & ~mask
+    for name in ("a.json", "b.jpg"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected
