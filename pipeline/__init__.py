@@ -8,7 +8,7 @@ Importing this package registers every task, so stage tasks can be run directly 
 (``luigi --module pipeline Tarify --annotations FILE``).
 """
 
-from pipeline import local_scheduler
+from pipeline import local_scheduler, messages
 from pipeline.batch import RedCapsBatch
 from pipeline.official import OfficialFile, RedCapsOfficial
 from pipeline.year import RedCapsYear
@@ -23,6 +23,7 @@ from tasks.validate import Validate
 
 apply_retcode_defaults()
 local_scheduler.install()
+messages.install()
 
 __all__ = [
     "DownloadImageShard",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,3 +225,16 @@ def test_year_with_every_filter(sandbox_env, luigi_config):
     assert not set(faces) & {r["image_id"] for r in published.annotations}
     assert not any((luigi_config / "images" / "sandboxroses" / f"{i}.jpg").exists() for i in faces)
     assert published.info["nsfw_filter"]["num_removed"] == 0  # the sandbox has no NSFW images
+
+
+def test_a_bad_batch_on_the_command_line_is_one_line(tmp_path):
+    config = write_batch(tmp_path / "bad.yaml", "subreddits: [cats]\nyears: [1999]\n")
+    env = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH"}
+    cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "RedCapsBatch", "--config", config]
+    cmd += ["--local-scheduler", "--redcaps-data-dir", str(tmp_path / "data")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert lines[0].endswith(f"error: {config}.years: year 1999 is outside 2005..{dt.date.today().year}")
+    assert not (tmp_path / "data").exists()
