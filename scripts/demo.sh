@@ -38,7 +38,7 @@ run RedCapsBatch --config configs/demo.yaml
 
 echo
 redcaps summary --data-dir "$DATA"
-echo "final annotation files:"
-ls -1 "$DATA"/annotations/*_????.json
+echo "final annotation files (redcaps validate):"
+for file in "$DATA"/annotations/*_????.json; do redcaps validate -a "$file"; done
 echo "tar shards:"
 ls -1 "$DATA"/tarfiles/*.tar
