@@ -16,6 +16,7 @@ not task parameters, so changing a batch size never changes a task id.
 
 from __future__ import annotations
 
+import abc
 import functools
 import os
 import time
@@ -82,8 +83,9 @@ class _FilterTask(StageTask):
     def image_dir(self) -> Path:
         return self.root / "images"
 
+    @abc.abstractmethod
     def filter(self, annotations: ann.AnnotationFile) -> base.FilterOutcome:
-        raise NotImplementedError
+        """The filter's outcome for ``annotations`` (in memory; ``run`` commits it)."""
 
     def run(self) -> None:
         output, pending = Path(self.output().path), self.pending_path
