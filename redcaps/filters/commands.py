@@ -65,6 +65,10 @@ def _model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+#: ``progress(n)``: n more images scored (a tqdm bar's ``update``).
+Progress = Callable[[int], object]
+
+
 def _load(annotations_path: str, image_dir: str) -> tuple[Path, ann.AnnotationFile, Path]:
     path, images = Path(annotations_path), Path(image_dir)
     source = ann.load(path)  # schema errors: one line, before anything is touched
@@ -97,6 +101,22 @@ def _progress_bar(source: ann.AnnotationFile) -> tqdm:
     return tqdm(total=total, unit="img", disable=None, leave=False)
 
 
+def _run_image_filter(
+    kind: str,
+    annotations_path: str,
+    image_dir: str,
+    run: Callable[[ann.AnnotationFile, Path, Progress], base.FilterOutcome],
+) -> None:
+    """Load, skip a file already filtered (no model loaded), score with a progress bar, commit."""
+    path, source, images = _load(annotations_path, image_dir)
+    if base.already_applied(source, kind):
+        _finish(kind, path, images, base.FilterOutcome(source, already_applied=True))
+        return
+    with _progress_bar(source) as bar:
+        outcome = run(source, images, bar.update)
+    _finish(kind, path, images, outcome)
+
+
 @click.command("filter-words")
 @_common
 @click.option(
@@ -127,14 +147,11 @@ def filter_nsfw_command(
     device: str,
 ) -> None:
     """Remove instances whose image is NSFW (porn + hentai > threshold); delete their images."""
-    path, source, images = _load(annotations_path, image_dir)
-    if base.already_applied(source, "nsfw"):
-        _finish("nsfw", path, images, base.FilterOutcome(source, already_applied=True))
-        return
-    from redcaps.filters.nsfw import filter_nsfw  # heavy: only when there is work
 
-    with _progress_bar(source) as bar:
-        outcome = filter_nsfw(
+    def run(source: ann.AnnotationFile, images: Path, progress: Progress) -> base.FilterOutcome:
+        from redcaps.filters.nsfw import filter_nsfw  # heavy: only when there is work
+
+        return filter_nsfw(
             source,
             images,
             model=model,
@@ -142,9 +159,10 @@ def filter_nsfw_command(
             batch_size=batch_size or 32,
             workers=workers,
             device=device,
-            progress=bar.update,
+            progress=progress,
         )
-    _finish("nsfw", path, images, outcome)
+
+    _run_image_filter("nsfw", annotations_path, image_dir, run)
 
 
 @click.command("filter-faces")
@@ -172,14 +190,11 @@ def filter_faces_command(
     long_edge: int,
 ) -> None:
     """Remove instances whose image shows a face (RetinaFace score > threshold); delete their images."""
-    path, source, images = _load(annotations_path, image_dir)
-    if base.already_applied(source, "faces"):
-        _finish("faces", path, images, base.FilterOutcome(source, already_applied=True))
-        return
-    from redcaps.filters.faces import filter_faces  # heavy: only when there is work
 
-    with _progress_bar(source) as bar:
-        outcome = filter_faces(
+    def run(source: ann.AnnotationFile, images: Path, progress: Progress) -> base.FilterOutcome:
+        from redcaps.filters.faces import filter_faces  # heavy: only when there is work
+
+        return filter_faces(
             source,
             images,
             model=model,
@@ -189,9 +204,10 @@ def filter_faces_command(
             device=device,
             pad=pad,
             long_edge=long_edge or None,
-            progress=bar.update,
+            progress=progress,
         )
-    _finish("faces", path, images, outcome)
+
+    _run_image_filter("faces", annotations_path, image_dir, run)
 
 
 COMMANDS = (filter_words_command, filter_nsfw_command, filter_faces_command)
