@@ -13,12 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-#: filter name -> (stage directory, ``info`` key the filter writes)
-FILTER_STAGES = {
-    "words": ("filter_words", "word_filter"),
-    "nsfw": ("filter_nsfw", "nsfw_filter"),
-    "faces": ("filter_faces", "face_filter"),
-}
+from redcaps.filters.base import FILTER_KEYS
+
+#: filter kind -> (stage directory, ``info`` key the filter writes)
+FILTER_STAGES = {kind: (f"filter_{kind}", key) for kind, key in FILTER_KEYS.items()}
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -11,11 +11,12 @@ from pathlib import Path
 import luigi
 
 from redcaps.errors import RedCapsError
+from redcaps.filters.base import FILTER_KEYS
 from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, parse_host_policy
 from redcaps.images import ImageOptions
 
 #: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).
-FILTER_ORDER = ("words", "nsfw", "faces")
+FILTER_ORDER = tuple(FILTER_KEYS)
 
 
 class redcaps(luigi.Config):  # noqa: N801 - the section is [redcaps]
