@@ -22,7 +22,9 @@ from pathlib import Path
 from samples import make_images
 
 from redcaps import annotations as ann
-from redcaps.filters.faces import FaceScorer, filter_faces
+from redcaps.filters.faces import FaceScorer
+from redcaps.filters.stage import filter_images
+from redcaps.settings import FaceSettings
 
 
 def _allow_spinning() -> None:
@@ -73,16 +75,14 @@ def main() -> None:
         rows = []
         for threads in args.threads:
             scorer = FaceScorer(args.model, device=args.device, threads=threads or None, pad=args.pad)
-            filter_faces(
-                ann.AnnotationFile(annotations.info, annotations.annotations[:8]), image_dir, scorer=scorer
-            )
+            warm = ann.AnnotationFile(annotations.info, annotations.annotations[:8])
+            filter_images("faces", warm, image_dir, FaceSettings(), scorer=scorer)
             for batch_size in args.batch_sizes:
                 rates, cpu = [], []
                 for _ in range(args.repeat):  # the machine is shared: report the median run
                     start, cpu_start = time.perf_counter(), time.process_time()
-                    outcome = filter_faces(
-                        annotations, image_dir, batch_size=batch_size, workers=args.workers, scorer=scorer
-                    )
+                    settings = FaceSettings(batch_size=batch_size, workers=args.workers)
+                    outcome = filter_images("faces", annotations, image_dir, settings, scorer=scorer)
                     rates.append(len(annotations.annotations) / (time.perf_counter() - start))
                     cpu.append(1000 * (time.process_time() - cpu_start) / len(annotations.annotations))
                 rate, cpu_ms = statistics.median(rates), statistics.median(cpu)

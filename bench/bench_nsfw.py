@@ -28,7 +28,9 @@ import numpy as np
 from samples import make_images
 
 from redcaps import annotations as ann
-from redcaps.filters.nsfw import NsfwScorer, filter_nsfw
+from redcaps.filters.nsfw import NsfwScorer
+from redcaps.filters.stage import filter_images
+from redcaps.settings import NsfwSettings
 
 
 def _ints(text: str) -> list[int]:
@@ -113,20 +115,15 @@ def main() -> None:
         warm = ann.AnnotationFile(annotations.info, annotations.annotations[:8])
         scorers = {t: NsfwScorer(args.model, device=args.device, threads=t) for t in args.threads}
         for scorer in scorers.values():
-            filter_nsfw(warm, image_dir, scorer=scorer)
+            filter_images("nsfw", warm, image_dir, NsfwSettings(), scorer=scorer)
         configs = [(t, b) for t in args.threads for b in args.batch_sizes]
         best = dict.fromkeys(configs, float("inf"))
         flagged = {}
         for _ in range(args.repeat):  # interleaved, so a burst of load on the shared machine hits all
             for threads, batch_size in configs:
                 start = time.perf_counter()
-                outcome = filter_nsfw(
-                    annotations,
-                    image_dir,
-                    batch_size=batch_size,
-                    workers=args.workers,
-                    scorer=scorers[threads],
-                )
+                settings = NsfwSettings(batch_size=batch_size, workers=args.workers)
+                outcome = filter_images("nsfw", annotations, image_dir, settings, scorer=scorers[threads])
                 best[threads, batch_size] = min(best[threads, batch_size], time.perf_counter() - start)
                 flagged[threads, batch_size] = len(outcome.removals)
         scorer = next(iter(scorers.values()))

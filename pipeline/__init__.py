@@ -4,16 +4,18 @@
 * ``RedCapsBatch --config configs/<name>.yaml``: many, scheduled in chunks;
 * ``RedCapsOfficial --annotations-dir DIR`` (or ``--annotations-zip``): the official release.
 
-Importing this package registers every task, so stage tasks can be run directly too
-(``luigi --module pipeline Tarify --annotations FILE``).
+``luigi --module pipeline`` imports this package and then runs: that import is the only hook
+the ``luigi`` command gives before it builds its scheduler, so this is the project's entry
+point. It registers every task (stage tasks can be run directly too: ``luigi --module pipeline
+Tarify --annotations FILE``) and calls :func:`pipeline.luigi_setup.install` once; no other
+module changes Luigi on import, and constructing a task changes nothing global.
 """
 
-from pipeline import local_scheduler, messages
+from pipeline import luigi_setup
 from pipeline.batch import RedCapsBatch
 from pipeline.official import OfficialFile, RedCapsOfficial
 from pipeline.year import RedCapsYear
 from tasks.collect import FetchMonth, MergeYear
-from tasks.config import apply_retcode_defaults
 from tasks.download import DownloadImages, DownloadImageShard
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords
 from tasks.official import OfficialAnnotations
@@ -21,9 +23,7 @@ from tasks.publish import Publish
 from tasks.tarify import Tarify
 from tasks.validate import Validate
 
-apply_retcode_defaults()
-local_scheduler.install()
-messages.install()
+luigi_setup.install()
 
 __all__ = [
     "DownloadImageShard",

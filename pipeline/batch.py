@@ -4,7 +4,8 @@ Luigi's scheduler slows down quadratically past a few thousand tasks, and one of
 ``*_2017`` year alone is ~130 tasks (120 months folded in), so the batch hands the
 scheduler ``chunk_size`` years at a time through dynamic dependencies. The whole file is
 validated when the task is created, before anything is scheduled: its structure by
-:mod:`redcaps.batch`, its ``settings`` against the luigi.cfg sections they override.
+:mod:`redcaps.batch`, its ``settings`` against the luigi.cfg sections they override. The
+settings are applied when the batch is scheduled, once, in the worker that runs its years.
 
 Several machines share one batch with ``--part i/n`` against one luigid: each takes every
 n-th subreddit. A worker runs only tasks it scheduled itself, and chunks are scheduled from
@@ -14,21 +15,24 @@ inside ``run()``, so splitting the batch (not running it twice) is what spreads 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import luigi
 
 from pipeline.year import RedCapsYear
+from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
 from redcaps.errors import RedCapsError
 from redcaps.http import parse_host_policy
 from redcaps.report import summarize_dataset
 from tasks.base import report_progress
-from tasks.config import redcaps
+from tasks.config import data_layout
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
 FREE_FORM_SECTIONS = {"host_limits"}
@@ -55,6 +59,19 @@ def _check_settings(batch: BatchConfig, where: str) -> None:
             )
 
 
+def checked_batch(path: str) -> BatchConfig:
+    """The batch at ``path``, validated with its settings; read again only when the file changes."""
+    stat = os.stat(path) if os.path.exists(path) else None
+    return _checked_batch(path, stat and (stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _checked_batch(path: str, version: tuple[int, int] | None) -> BatchConfig:
+    batch = load_batch(path)
+    _check_settings(batch, path)
+    return batch
+
+
 def parse_part(text: str) -> tuple[int, int]:
     """``"2/4"`` -> (2, 4), checked."""
     index, _, count = text.partition("/")
@@ -63,11 +80,18 @@ def parse_part(text: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
-def apply_settings(settings: dict[str, dict[str, str]]) -> None:
-    """Override luigi.cfg for this process (and the workers it forks) with a batch's settings.
+#: The digest of the batch whose settings this process runs with (they are applied once).
+_applied: str | None = None
 
-    Config sections are luigi tasks cached per process, so the cache is cleared for them to
-    be read again with the new values."""
+
+def apply_settings(settings: dict[str, dict[str, str]], digest: str) -> None:
+    """Override luigi.cfg for this process (and the workers it forks) with a batch's settings,
+    once per batch. Config sections are luigi tasks cached per process, so the cache is
+    cleared for them to be read again with the new values."""
+    global _applied
+    if _applied == digest:
+        return
+    _applied = digest
     if not settings:
         return
     config = luigi.configuration.get_config()
@@ -87,13 +111,17 @@ class RedCapsBatch(luigi.Task):
     chunk_size = luigi.IntParameter(default=10, significant=False, description="Years scheduled at once")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Checks the whole config (and the options) before anything is scheduled; changes nothing."""
         super().__init__(*args, **kwargs)
         if self.chunk_size < 1:
             raise RedCapsError(f"--chunk-size must be at least 1, got {self.chunk_size}")
         self.part_index, self.part_count = parse_part(self.part)
-        self.batch = load_batch(self.config)
-        _check_settings(self.batch, self.config)
-        apply_settings(self.batch.settings)
+        self.batch = checked_batch(self.config)
+
+    def requires(self) -> list[luigi.Task]:
+        """Scheduling the batch (in the worker that forks the years' processes) applies its settings."""
+        apply_settings(self.batch.settings, self.digest)
+        return []
 
     @property
     def digest(self) -> str:
@@ -105,8 +133,8 @@ class RedCapsBatch(luigi.Task):
 
     def output(self) -> luigi.LocalTarget:
         part = f"-part{self.part_index}of{self.part_count}" if self.part_count > 1 else ""
-        name = f"{self.batch.name}-{self.digest}{part}.json"
-        return luigi.LocalTarget(str(redcaps().root / "stages" / "batch" / name))
+        name = f"{self.batch.name}-{self.digest}{part}"
+        return luigi.LocalTarget(str(data_layout().stage_file(layout.BATCH, name)))
 
     def years(self) -> list[RedCapsYear]:
         subreddits = sorted({r.subreddit for r in self.batch.runs})
@@ -127,6 +155,6 @@ class RedCapsBatch(luigi.Task):
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
             report_progress(self, message, 100 * (number - 1) / len(chunks))
             yield chunk  # dynamic dependencies: re-entered from the top once the chunk is done
-        summary = summarize_dataset(redcaps().root, [y.stem for y in years])
+        summary = summarize_dataset(data_layout(), [y.stem for y in years])
         summary["config"] = self.config
         write_json(self.output().path, summary, indent=1)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import luigi
 
+from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
-from redcaps.names import split_stem
+from redcaps.layout import split_stem
 from redcaps.report import summarize_dataset
-from tasks.config import redcaps
+from tasks.config import data_layout
 from tasks.download import DownloadImages
 from tasks.official import OfficialAnnotations
 from tasks.tarify import Tarify
@@ -50,10 +51,10 @@ class RedCapsOfficial(luigi.Task):
         return []
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(redcaps().root / "stages" / "official" / f"{self.task_id}.json"))
+        return luigi.LocalTarget(str(data_layout().stage_file(layout.OFFICIAL, self.task_id)))
 
     def annotation_files(self) -> list[Path]:
-        directory = Path(self.annotations_dir or redcaps().root / "official" / "annotations").expanduser()
+        directory = Path(self.annotations_dir or data_layout().official_annotations).expanduser()
         if not directory.is_dir():
             raise RedCapsError(f"{directory}: not a directory of annotation files")
         files = sorted(directory.glob("*.json"))
@@ -67,4 +68,5 @@ class RedCapsOfficial(luigi.Task):
         files = self.annotation_files()
         for start in range(0, len(files), self.chunk_size):
             yield [OfficialFile(annotations=str(p)) for p in files[start : start + self.chunk_size]]
-        write_json(self.output().path, summarize_dataset(redcaps().root, [p.stem for p in files]), indent=1)
+        summary = summarize_dataset(data_layout(), [layout.stem_of(p) for p in files])
+        write_json(self.output().path, summary, indent=1)

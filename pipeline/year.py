@@ -11,16 +11,15 @@ Which filters run is ``[filters] enabled``; every other setting comes from luigi
 
 from __future__ import annotations
 
-import json
-
 import luigi
 
+from redcaps import layout
 from redcaps.atomic import write_json
-from redcaps.names import check_subreddit
 from redcaps.report import summarize_file
+from redcaps.tarify import read_index
 from tasks.base import StageTask
 from tasks.collect import MergeYear
-from tasks.config import filters, redcaps
+from tasks.config import data_layout, filters
 from tasks.download import DownloadImages
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords
 from tasks.publish import Publish
@@ -54,17 +53,19 @@ class RedCapsYear(luigi.Task):
 
     @property
     def stem(self) -> str:
-        return f"{check_subreddit(self.subreddit).lower()}_{self.year}"
+        return layout.stem(self.subreddit, self.year)
 
     def requires(self) -> tuple[Validate, Tarify]:
         return year_stages(self.subreddit, self.year, self.first_year)
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(redcaps().root / "stages" / "year" / f"{self.stem}.json"))
+        return luigi.LocalTarget(str(data_layout().stage_file(layout.YEAR, self.stem)))
 
     def run(self) -> None:
-        validate, _ = self.requires()
-        with self.input()[1].open("r") as fh:
-            shards = json.load(fh)["shards"]
-        summary = {"annotations": str(validate.input_path), "tarfiles": shards}
-        write_json(self.output().path, {**summary, **summarize_file(redcaps().root, self.stem)}, indent=1)
+        validate, tarify = self.requires()
+        where = data_layout()
+        summary = {
+            "annotations": str(validate.input_path),
+            "tarfiles": read_index(where, tarify.stem)["shards"],
+        }
+        write_json(self.output().path, {**summary, **summarize_file(where, self.stem)}, indent=1)

@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from redcaps.errors import RedCapsError, UnsafeNameError
-from redcaps.names import check_subreddit
+from redcaps.layout import stem
+from redcaps.names import normalize_subreddit
 
 FIRST_REDDIT_YEAR = 2005
 TOP_KEYS = {"name", "subreddits", "years", "date_range", "first_year", "runs", "settings"}
@@ -55,7 +56,7 @@ class YearRun:
 
     @property
     def stem(self) -> str:
-        return f"{self.subreddit}_{self.year}"
+        return stem(self.subreddit, self.year)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def _entry(entry: dict[str, Any], where: str) -> list[YearRun]:
     runs = []
     for i, name in enumerate(names):
         try:
-            subreddit = check_subreddit(name).lower()
+            subreddit = normalize_subreddit(name)
         except UnsafeNameError as exc:
             raise RedCapsError(f"{where}.subreddits[{i}]: {exc}") from None
         runs += [

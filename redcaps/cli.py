@@ -16,9 +16,13 @@ from tqdm import tqdm
 from redcaps import __version__
 from redcaps import annotations as ann
 from redcaps.errors import RedCapsError
+from redcaps.images import ImageOptions
+from redcaps.layout import DEFAULT_DATA_DIR, Layout, manifest_dir, stem, stem_of
+from redcaps.settings import SOURCES, CollectionSettings, DownloadSettings, ShardSettings
 
 EXIT_ERROR = 1
 EXIT_INVALID = 3
+DEFAULT_LAYOUT = Layout(Path(DEFAULT_DATA_DIR))
 
 
 class Group(click.Group):
@@ -46,28 +50,39 @@ def main() -> None:
 @click.option(
     "-o",
     "--save-to",
-    default="./datasets/redcaps/images",
+    default=str(DEFAULT_LAYOUT.images),
     show_default=True,
     type=click.Path(file_okay=False),
     help="Images go to <dir>/<subreddit>/<image_id>.jpg.",
 )
-@click.option("-z", "--resize", default=512, show_default=True, help="Target edge in pixels; -1 keeps size.")
+@click.option(
+    "-z", "--resize", default=ImageOptions.resize, show_default=True, help="Target edge; -1 keeps size."
+)
 @click.option(
     "--edge",
     type=click.Choice(["shorter", "longer"]),
-    default="shorter",
+    default=ImageOptions.edge,
     show_default=True,
     help="Which edge --resize sets ('longer' reproduces the original tool).",
 )
-@click.option("--quality", default=90, show_default=True, help="JPEG quality of stored images.")
-@click.option("-j", "--workers", default=16, show_default=True, help="Download threads.")
+@click.option(
+    "--quality", default=ImageOptions.quality, show_default=True, help="JPEG quality of stored images."
+)
+@click.option(
+    "-j", "--workers", default=DownloadSettings.workers, show_default=True, help="Download threads."
+)
 @click.option(
     "-u",
     "--update-annotations",
     is_flag=True,
     help="Rewrite the annotation file keeping only instances whose image was downloaded.",
 )
-@click.option("--shard-size", default=5000, show_default=True, help="Instances per manifest shard.")
+@click.option(
+    "--shard-size",
+    default=DownloadSettings.shard_size,
+    show_default=True,
+    help="Instances per manifest shard.",
+)
 def download_imgs(
     annotations_path: str,
     save_to: str,
@@ -79,52 +94,35 @@ def download_imgs(
     shard_size: int,
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
-    from redcaps.download import (
-        download_shard,
-        downloaded_annotations,
-        manifest_path,
-        num_shards,
-        shard_slice,
-    )
+    from redcaps.download import download_file, downloaded_annotations
     from redcaps.http import Fetcher
-    from redcaps.images import ImageOptions
 
     source = ann.load(annotations_path)
-    stem = Path(annotations_path).name.removesuffix(".json")
     image_dir = Path(save_to)
-    manifests = image_dir / ".manifests" / stem
     image_dir.mkdir(parents=True, exist_ok=True)
     options = ImageOptions(resize=resize, edge=edge, quality=quality)  # type: ignore[arg-type]
+    settings = DownloadSettings(shard_size=shard_size, workers=workers)
     fetcher = Fetcher()
-    counts: Counter[str] = Counter()
-    outcomes = {}
     try:
         with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:
-
-            def progress(outcome: object) -> None:
-                bar.update(1)
-
-            for shard in range(num_shards(len(source.annotations), shard_size)):
-                records = shard_slice(source.annotations, shard, shard_size)
-                for outcome in download_shard(
-                    records,
-                    image_dir,
-                    manifest_path(manifests, shard),
-                    fetcher,
-                    options,
-                    workers=workers,
-                    progress=progress,
-                ):
-                    outcomes[outcome.image_id] = outcome
-                    counts[outcome.status] += 1
+            outcomes = download_file(
+                source,
+                image_dir,
+                manifest_dir(image_dir, stem_of(annotations_path)),
+                fetcher,
+                options,
+                settings,
+                progress=lambda outcome: bar.update(1),
+            )
     finally:
         fetcher.close()
+    counts = Counter(o.status for o in outcomes)
     ok = counts.pop("ok", 0)
     click.echo(f"downloaded {ok} of {len(source.annotations)} images into {image_dir}")
     if counts:
         click.echo("failed: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if update_annotations:
-        ann.save(annotations_path, downloaded_annotations(source, outcomes))
+        ann.save(annotations_path, downloaded_annotations(source, {o.image_id: o for o in outcomes}))
         click.echo(f"updated {annotations_path}: kept {ok} instances")
 
 
@@ -142,15 +140,15 @@ def download_imgs(
 @click.option(
     "-o",
     "--save-to",
-    default="./datasets/redcaps/annotations",
+    default=str(DEFAULT_LAYOUT.annotations),
     show_default=True,
     type=click.Path(file_okay=False),
     help="Directory for <subreddit>_<YYYY-MM>.json.",
 )
 @click.option(
     "--source",
-    type=click.Choice(["arctic-shift", "pushshift", "dump"]),
-    default="arctic-shift",
+    type=click.Choice(SOURCES),
+    default=CollectionSettings.source,
     show_default=True,
     help="Where posts come from (pushshift reads its token from $PUSHSHIFT_TOKEN).",
 )
@@ -165,10 +163,15 @@ def download_imgs(
     "-c",
     "--credentials",
     type=click.Path(dir_okay=False, exists=True),
-    help="Reddit/Imgur keys [default: ./credentials.json if present]. Optional: without them the"
-    " source's fields are used and imgur albums are skipped.",
+    help=f"Reddit/Imgur keys [default: {CollectionSettings.credentials} if present]. Optional: without"
+    " them the source's fields are used and imgur albums are skipped.",
 )
-@click.option("--min-score", default=2, show_default=True, help="Drop posts scoring below this.")
+@click.option(
+    "--min-score",
+    default=CollectionSettings.min_score,
+    show_default=True,
+    help="Drop posts scoring below this.",
+)
 def download_anns(
     subreddit: str,
     month,
@@ -183,12 +186,11 @@ def download_anns(
     """Collect one month of image posts of a subreddit as an annotation file."""
     from redcaps.collect import build_imgur, build_refresher, build_source, collect_month
     from redcaps.credentials import load_credentials
-    from redcaps.names import check_subreddit
 
-    check_subreddit(subreddit)
+    path = Path(save_to) / f"{stem(subreddit, month)}.json"  # checks the name first
     if (dump_file or dump_dir) and source != "dump":
         raise RedCapsError("--dump-file/--dump-dir need --source dump")
-    creds = load_credentials(credentials or "./credentials.json")
+    creds = load_credentials(credentials or CollectionSettings.credentials)
     result = collect_month(
         subreddit,
         month.year,
@@ -198,7 +200,6 @@ def download_anns(
         imgur=build_imgur(creds),
         min_score=min_score,
     )
-    path = Path(save_to) / f"{subreddit.lower()}_{month:%Y-%m}.json"
     ann.save(path, result)
     info = result.info["collection"]
     dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items()) or "none"
@@ -251,14 +252,20 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--image-dir", required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
-@click.option("-z", "--shard-size", default=1000, show_default=True, type=click.IntRange(min=1))
-@click.option("--format", "fmt", type=click.Choice(["json", "txt"]), default="json", show_default=True)
+@click.option(
+    "-z", "--shard-size", default=ShardSettings.shard_size, show_default=True, type=click.IntRange(min=1)
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "txt"]), default=ShardSettings.format, show_default=True
+)
 def make_tarfiles(input_path: str, image_dir: str, output_dir: str, shard_size: int, fmt: str) -> None:
     """Pack an annotation file and its images into WebDataset shards <stem>_%08d.tar."""
     from redcaps.tarify import write_shards
 
-    stem = Path(input_path).name.removesuffix(".json")
-    result = write_shards(ann.load(input_path), image_dir, output_dir, stem, shard_size=shard_size, fmt=fmt)  # type: ignore[arg-type]
+    annotations = ann.load(input_path)
+    result = write_shards(
+        annotations, image_dir, output_dir, stem_of(input_path), shard_size=shard_size, fmt=fmt
+    )  # type: ignore[arg-type]
     click.echo(
         f"wrote {result.samples} samples in {len(result.shards)} shards to {output_dir}"
         f"; {len(result.missing)} instances had no image"
@@ -266,12 +273,12 @@ def make_tarfiles(input_path: str, image_dir: str, output_dir: str, shard_size: 
 
 
 @main.command()
-@click.option("--data-dir", default="./datasets/redcaps", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, type=click.Path(file_okay=False))
 def summary(data_dir: str) -> None:
     """Summarise a pipeline data directory: instances, downloads, failures, shards."""
     from redcaps.report import format_summary, summarize_dataset
 
-    click.echo(format_summary(summarize_dataset(data_dir)))
+    click.echo(format_summary(summarize_dataset(Layout.at(data_dir))))
 
 
 from redcaps.filters.commands import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists

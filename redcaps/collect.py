@@ -29,9 +29,9 @@ from redcaps.credentials import Credentials
 from redcaps.errors import RedCapsError
 from redcaps.names import check_image_id, check_subreddit
 from redcaps.rules import Dropped, ImgurResolver, classify
+from redcaps.settings import PUSHSHIFT_URL, SOURCES, CollectionSettings
 from redcaps.sources import PostSource
 
-SOURCES = ("arctic-shift", "pushshift", "dump")
 NOT_REFRESHED = "source fields used, no Reddit credentials"
 REFRESHED = "score, removal, NSFW and author refreshed from Reddit"
 
@@ -56,7 +56,7 @@ def build_source(name: str, **options: Any) -> PostSource:
 
         return ArcticShiftSource(options.get("arctic_shift_url") or options.get("base_url") or "")
     if name == "pushshift":
-        from redcaps.sources.pushshift import PUSHSHIFT_URL, PushshiftSource
+        from redcaps.sources.pushshift import PushshiftSource
 
         return PushshiftSource(
             options.get("pushshift_url") or PUSHSHIFT_URL,
@@ -136,7 +136,7 @@ def collect_month(
     source: PostSource,
     refresher: Refresher | None = None,
     imgur: ImgurResolver | None = None,
-    min_score: int = 2,
+    min_score: int = CollectionSettings.min_score,
 ) -> ann.AnnotationFile:
     """Image posts of ``r/subreddit`` created in one UTC month, sorted by (time, id), one
     record per post id."""

@@ -28,9 +28,8 @@ from redcaps.annotations import AnnotationFile, Record
 from redcaps.atomic import atomic_open, write_bytes
 from redcaps.http import RETRYABLE_STATUSES, Fetcher
 from redcaps.images import ImageOptions, ImageRejected, process_image
-from redcaps.names import image_path
-
-DEFAULT_SHARD_SIZE = 5000
+from redcaps.layout import image_path, manifest_path
+from redcaps.settings import DownloadSettings
 
 
 @dataclass
@@ -75,10 +74,6 @@ def num_shards(num_records: int, shard_size: int) -> int:
 
 def shard_slice(records: Sequence[Record], shard: int, shard_size: int) -> Sequence[Record]:
     return records[shard * shard_size : (shard + 1) * shard_size]
-
-
-def manifest_path(manifest_dir: Path, shard: int) -> Path:
-    return Path(manifest_dir) / f"{shard:05d}.jsonl"
 
 
 def journal_path(manifest: Path) -> Path:
@@ -148,7 +143,7 @@ def download_shard(
     fetcher: Fetcher,
     options: ImageOptions | None = None,
     *,
-    workers: int = 16,
+    workers: int = DownloadSettings.workers,
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Download one shard, resuming from its journal or manifest; write the manifest."""
@@ -192,6 +187,57 @@ def download_shard(
         fh.writelines(o.to_line() for o in ordered)
     journal.unlink(missing_ok=True)
     return ordered
+
+
+def download_file_shard(
+    annotations: AnnotationFile,
+    shard: int,
+    image_dir: Path,
+    manifests: Path,
+    fetcher: Fetcher,
+    options: ImageOptions,
+    settings: DownloadSettings,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Shard ``shard`` of an annotation file (what one download task runs)."""
+    return download_shard(
+        shard_slice(annotations.annotations, shard, settings.shard_size),
+        image_dir,
+        manifest_path(manifests, shard),
+        fetcher,
+        options,
+        workers=settings.workers,
+        progress=progress,
+    )
+
+
+def download_file(
+    annotations: AnnotationFile,
+    image_dir: Path,
+    manifests: Path,
+    fetcher: Fetcher,
+    options: ImageOptions,
+    settings: DownloadSettings,
+    progress: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Every shard of an annotation file in turn (the CLI's run); an outcome per instance."""
+    outcomes: list[Outcome] = []
+    for shard in range(file_shards(annotations, settings)):
+        outcomes += download_file_shard(
+            annotations, shard, image_dir, manifests, fetcher, options, settings, progress
+        )
+    return outcomes
+
+
+def file_shards(annotations: AnnotationFile, settings: DownloadSettings) -> int:
+    return num_shards(len(annotations.annotations), settings.shard_size)
+
+
+def file_outcomes(
+    annotations: AnnotationFile, manifests: Path, settings: DownloadSettings
+) -> dict[str, Outcome]:
+    """The outcomes recorded by every shard of an annotation file, by image_id."""
+    return read_manifests(manifest_path(manifests, i) for i in range(file_shards(annotations, settings)))
 
 
 def read_manifests(paths: Iterable[Path]) -> dict[str, Outcome]:

@@ -16,7 +16,7 @@ import requests
 
 from redcaps.atomic import atomic_open, write_bytes, write_json
 from redcaps.errors import RedCapsError
-from redcaps.names import split_stem
+from redcaps.layout import split_stem
 
 OFFICIAL_ZIP_NAME = "redcaps_v1.0_annotations.zip"
 _EXTRA_MEMBERS = ("LICENSE.txt", "TERMSOFUSE.txt")

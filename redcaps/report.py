@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from redcaps import layout
 from redcaps.filters.base import FILTER_KEYS
-
-#: filter kind -> (stage directory, ``info`` key the filter writes)
-FILTER_STAGES = {kind: (f"filter_{kind}", key) for kind, key in FILTER_KEYS.items()}
+from redcaps.layout import Layout
+from redcaps.tarify import read_index
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -38,18 +38,17 @@ def _counts(value: Any) -> dict[str, int]:
     return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
-def summarize_file(root: Path, stem: str) -> dict[str, Any]:
+def summarize_file(where: Layout, stem: str) -> dict[str, Any]:
     """What each stage did to one annotation file (only the stages that have finished)."""
-    stages = root / "stages"
     entry: dict[str, Any] = {}
-    collection = _info(stages / "merged" / f"{stem}.json").get("collection")
+    collection = _info(where.stage_file(layout.MERGED, stem)).get("collection")
     if isinstance(collection, dict):
         entry["collected"] = {
             "considered": collection.get("considered", 0),
             "kept": collection.get("kept", 0),
             "dropped": _counts(collection.get("dropped")),
         }
-    download = _info(stages / "downloaded" / f"{stem}.json").get("download")
+    download = _info(where.stage_file(layout.DOWNLOADED, stem)).get("download")
     if isinstance(download, dict):
         entry["download"] = {
             "attempted": download.get("attempted", 0),
@@ -57,29 +56,26 @@ def summarize_file(root: Path, stem: str) -> dict[str, Any]:
             "failed": _counts(download.get("failed")),
         }
     removed = {}
-    for name, (stage, key) in FILTER_STAGES.items():
-        block = _info(stages / stage / f"{stem}.json").get(key)
+    for kind, key in FILTER_KEYS.items():
+        block = _info(where.filtered(kind, stem)).get(key)
         if isinstance(block, dict):
-            removed[name] = block.get("num_removed", 0)
+            removed[kind] = block.get("num_removed", 0)
     if removed:
         entry["removed"] = removed
-    tars = _read(stages / "tarify" / f"{stem}.json")
+    tars = read_index(where, stem)
     if tars is not None:
         entry["tars"] = {"shards": len(tars.get("shards", [])), "samples": tars.get("samples", 0)}
     return entry
 
 
-def _stems(root: Path) -> list[str]:
-    stems = set()
-    for stage in ("merged", "downloaded", "tarify", *(s for s, _ in FILTER_STAGES.values())):
-        stems.update(p.name.removesuffix(".json") for p in (root / "stages" / stage).glob("*.json"))
-    return sorted(s for s in stems if not s.endswith(".removals") and not s.startswith("."))
+#: The stages whose outputs name the files a summary covers.
+SUMMARY_STAGES = (layout.MERGED, layout.DOWNLOADED, layout.TARIFY, *map(layout.filter_stage, FILTER_KEYS))
 
 
-def summarize_dataset(root: str | Path, stems: Iterable[str] | None = None) -> dict[str, Any]:
+def summarize_dataset(where: Layout, stems: Iterable[str] | None = None) -> dict[str, Any]:
     """Per-file entries and their totals, for ``stems`` or every file any stage has touched."""
-    root = Path(root)
-    files = {stem: summarize_file(root, stem) for stem in (_stems(root) if stems is None else stems)}
+    stems = where.stems(SUMMARY_STAGES) if stems is None else stems
+    files = {stem: summarize_file(where, stem) for stem in stems}
     totals: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -95,12 +91,12 @@ def summarize_dataset(root: str | Path, stems: Iterable[str] | None = None) -> d
         if "tars" in entry:
             totals.update(entry["tars"])
     return {
-        "root": str(root),
+        "root": str(where.root),
         "files": files,
         "totals": dict(totals),
         "dropped": dict(sorted(dropped.items())),
         "failed": dict(sorted(failed.items())),
-        "removed": {name: removed[name] for name in FILTER_STAGES if name in removed},
+        "removed": {kind: removed[kind] for kind in FILTER_KEYS if kind in removed},
     }
 
 
@@ -120,6 +116,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"removed per filter: {_per_reason(summary['removed'])}")
     lines.append(
         f"tar shards: {totals.get('shards', 0)} with {totals.get('samples', 0)} samples "
-        f"in {Path(summary['root']) / 'tarfiles'}"
+        f"in {Layout(Path(summary['root'])).tarfiles}"
     )
     return "\n".join(lines)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from redcaps.settings import CollectionSettings
+
 Post = dict[str, Any]
 
 #: Every reason a post can be dropped for, with what it means (for reports and docs).
@@ -95,7 +97,7 @@ def nsfw(post: Post) -> Dropped | None:
     return Dropped("nsfw") if marked else None
 
 
-def low_score(post: Post, min_score: int = 2) -> Dropped | None:
+def low_score(post: Post, min_score: int = CollectionSettings.min_score) -> Dropped | None:
     """An unknown score counts as too low: the rule is there to keep only upvoted posts."""
     score = post.get("score")
     return Dropped("low_score") if not isinstance(score, int | float) or score < min_score else None
@@ -203,7 +205,9 @@ def image_url(post: Post, imgur: ImgurResolver | None = None) -> Kept | Dropped:
     return Dropped("unsupported_host")
 
 
-def classify(post: Post, *, min_score: int = 2, imgur: ImgurResolver | None = None) -> Kept | Dropped:
+def classify(
+    post: Post, *, min_score: int = CollectionSettings.min_score, imgur: ImgurResolver | None = None
+) -> Kept | Dropped:
     """Apply every rule in order; the first drop wins. Albums are resolved last, so the
     Imgur quota is only spent on posts that pass every other rule."""
     for rule in (removed, nsfw):

@@ -20,19 +20,18 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open
-from redcaps.names import check_image_id, image_path
+from redcaps.atomic import atomic_open, write_json
+from redcaps.layout import TARIFY, Layout, image_path, shard_path
+from redcaps.names import check_image_id
+from redcaps.settings import Format, ShardSettings
 
-Format = Literal["json", "txt"]
-DEFAULT_SHARD_SIZE = 1000
 #: 2021-10-01, the RedCaps v1.0 release month: any fixed value makes tars reproducible.
 FIXED_MTIME = 1633046400
 OWNER = "redcaps"
 MEMBER_MODE = 0o444  # read-only members, webdataset's default
-SHARD_PATTERN = "{stem}_{index:08d}.tar"
 
 
 @dataclass
@@ -73,8 +72,8 @@ def write_shards(
     output_dir: str | Path,
     stem: str,
     *,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    fmt: Format = "json",
+    shard_size: int = ShardSettings.shard_size,
+    fmt: Format = ShardSettings.format,
 ) -> TarifyResult:
     """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted."""
     if shard_size < 1:
@@ -91,7 +90,7 @@ def write_shards(
             result.missing.append(record["image_id"])
 
     for index, chunk in enumerate(_chunks(present, shard_size)):
-        shard = output_dir / SHARD_PATTERN.format(stem=stem, index=index)
+        shard = shard_path(output_dir, stem, index)
         with atomic_open(shard, "wb") as fh, tarfile.open(fileobj=fh, mode="w") as tar:
             for record, path in chunk:
                 members = {"jpg": path.read_bytes()}
@@ -104,6 +103,38 @@ def write_shards(
         result.samples += len(chunk)
     _remove_stale_shards(output_dir, stem, len(result.shards))
     return result
+
+
+def pack(
+    annotations: AnnotationFile, layout: Layout, file_stem: str, settings: ShardSettings
+) -> TarifyResult:
+    """The pipeline's Tarify stage: shards of the layout's images, then the index, written last."""
+    result = write_shards(
+        annotations,
+        layout.images,
+        layout.tarfiles,
+        file_stem,
+        shard_size=settings.shard_size,
+        fmt=settings.format,
+    )
+    index = {
+        "shards": [str(p) for p in result.shards],
+        "samples": result.samples,
+        "missing": len(result.missing),
+        "shard_size": settings.shard_size,
+        "format": settings.format,
+    }
+    write_json(layout.stage_file(TARIFY, file_stem), index, indent=1)
+    return result
+
+
+def read_index(layout: Layout, file_stem: str) -> dict[str, Any] | None:
+    """The index :func:`pack` wrote (shards, samples, ...), or None before it has run."""
+    try:
+        index = json.loads(layout.stage_file(TARIFY, file_stem).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return index if isinstance(index, dict) else None
 
 
 def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
@@ -119,6 +150,6 @@ def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> No
 def _remove_stale_shards(output_dir: Path, stem: str, count: int) -> None:
     """A rerun with fewer samples must not leave an old higher-numbered shard behind."""
     index = count
-    while (stale := output_dir / SHARD_PATTERN.format(stem=stem, index=index)).exists():
+    while (stale := shard_path(output_dir, stem, index)).exists():
         stale.unlink()
         index += 1

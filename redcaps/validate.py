@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from redcaps import annotations as ann
 from redcaps.errors import UnsafeNameError
-from redcaps.names import split_stem
+from redcaps.layout import split_stem
 
 Severity = Literal["error", "warning"]
 

@@ -1,26 +1,30 @@
-"""What every stage task shares: its input annotation file, its output paths, progress.
+"""What every stage task shares: its input annotation file, the layout of its outputs, progress.
 
 A stage takes the task that produces its input annotation file as the ``annotations``
 parameter, so stages chain in code (``Tarify(annotations=DownloadImages(...))``) while on
-the command line ``--annotations FILE`` names an existing file. Outputs are built from
-the input's stem: ``<data_dir>/stages/<stage>/<stem>.json``.
+the command line ``--annotations FILE`` names an existing file. Outputs are the layout's
+files for the input's stem (``redcaps.layout``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import luigi
 from luigi.parameter import ParameterException
 from luigi.task_register import TaskClassException
 
 from redcaps import annotations as ann
-from tasks.config import redcaps
+from redcaps.layout import Layout, stem_of
+from tasks.config import data_layout
 
 
 class ExternalAnnotations(luigi.ExternalTask):
@@ -130,10 +134,10 @@ def load_annotations(path: str | Path) -> ann.AnnotationFile:
 
 
 class StageTask(luigi.Task):
-    """A stage that reads one annotation file, named by its stem (``roses_2020``)."""
+    """A stage that reads one annotation file, named by its stem (``roses_2020``); its outputs
+    are the layout's files for that stem."""
 
     annotations = AnnotationsParameter(description="Input annotation file (or the task that writes it)")
-    stage: ClassVar[str] = "stage"
 
     def requires(self) -> luigi.Task:
         return self.annotations
@@ -144,14 +148,11 @@ class StageTask(luigi.Task):
 
     @property
     def stem(self) -> str:
-        return self.input_path.name.removesuffix(".json")
+        return stem_of(self.input_path)
 
     @property
-    def root(self) -> Path:
-        return redcaps().root
-
-    def stage_path(self, suffix: str = ".json") -> Path:
-        return self.root / "stages" / self.stage / f"{self.stem}{suffix}"
+    def layout(self) -> Layout:
+        return data_layout()
 
     def load_input(self) -> ann.AnnotationFile:
         return load_annotations(self.input_path)
@@ -169,3 +170,16 @@ def report_progress(task: luigi.Task, message: str, percent: float | None = None
     set_percent = getattr(task, "set_progress_percentage", None)
     if percent is not None and callable(set_percent):
         set_percent(round(percent, 1))
+
+
+class Throttled:
+    """Calls ``report(done, total)`` at most every ``interval`` seconds, and always at the end."""
+
+    def __init__(self, report: Callable[[int, int], None], interval: float = 2.0) -> None:
+        self.report, self.interval, self.last = report, interval, -math.inf
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval or done >= total:
+            self.last = now
+            self.report(done, max(1, total))

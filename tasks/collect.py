@@ -1,34 +1,41 @@
 """Annotation collection: one task per subreddit-month, one per merged year.
 
-Settings are the ``[collection]`` section of luigi.cfg (config, not task parameters: they do
-not change task ids and the scheduler UI does not show them). Secrets are never settings:
-``credentials`` is only the path of credentials.json, and the Pushshift token, Reddit and
-Imgur keys come from that file or environment variables.
+Settings are the ``[collection]`` section of luigi.cfg (``redcaps.collect.CollectionSettings``):
+config, not task parameters, so they do not change task ids and the web UI does not show them.
+Secrets are never settings: ``credentials`` is only the path of credentials.json, and the
+Pushshift token, Reddit and Imgur keys come from that file or environment variables.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 import luigi
 
 from redcaps import annotations as ann
+from redcaps import layout
 from redcaps.collect import build_imgur, build_refresher, build_source, collect_month
 from redcaps.credentials import Credentials, load_credentials
 from redcaps.merge import merge_files
-from redcaps.names import check_subreddit
-from tasks.config import redcaps
+from redcaps.settings import SOURCES, CollectionSettings
+from tasks.config import data_layout, settings_from
 
 
 class collection(luigi.Config):  # noqa: N801 - the section is [collection]
-    source = luigi.ChoiceParameter(choices=["arctic-shift", "pushshift", "dump"], default="arctic-shift")
-    arctic_shift_url = luigi.Parameter(default="https://arctic-shift.photon-reddit.com")
-    pushshift_url = luigi.Parameter(default="https://api.pushshift.io", description="Token: $PUSHSHIFT_TOKEN")
-    pushshift_flavour = luigi.ChoiceParameter(choices=["pushshift", "pullpush"], default="pushshift")
-    dump_dir = luigi.Parameter(default="", description="RS_YYYY-MM.zst / <sub>_submissions.zst (dir or file)")
-    min_score = luigi.IntParameter(default=2, description="Drop posts scoring below this")
-    credentials = luigi.Parameter(default="./credentials.json", description="Path of credentials.json")
+    source = luigi.ChoiceParameter(choices=list(SOURCES), default=CollectionSettings.source)
+    arctic_shift_url = luigi.Parameter(default=CollectionSettings.arctic_shift_url)
+    pushshift_url = luigi.Parameter(default=CollectionSettings.pushshift_url, description="$PUSHSHIFT_TOKEN")
+    pushshift_flavour = luigi.ChoiceParameter(
+        choices=["pushshift", "pullpush"], default=CollectionSettings.pushshift_flavour
+    )
+    dump_dir = luigi.Parameter(default=CollectionSettings.dump_dir, description="Dump directory or file")
+    min_score = luigi.IntParameter(default=CollectionSettings.min_score, description="Drop posts below this")
+    credentials = luigi.Parameter(default=CollectionSettings.credentials, description="credentials.json path")
+
+    def settings(self) -> CollectionSettings:
+        return settings_from(self, CollectionSettings)
 
     def load_credentials(self) -> Credentials:
         """Never raises: a bad file is reported when a stage needs the section."""
@@ -64,27 +71,20 @@ class FetchMonth(luigi.Task):
         return {name: 1 for name in sorted(n for n in used if n)}
 
     def output(self) -> luigi.LocalTarget:
-        name = f"{check_subreddit(self.subreddit).lower()}_{self.month:%Y-%m}.json"
-        return luigi.LocalTarget(str(redcaps().root / "annotations" / name))
+        return luigi.LocalTarget(str(data_layout().month_file(self.subreddit, self.month)))
 
     def run(self) -> None:
         config = collection()
         creds = config.load_credentials()
-        source = build_source(
-            config.source,
-            arctic_shift_url=config.arctic_shift_url,
-            dump_dir=config.dump_dir,
-            pushshift_url=config.pushshift_url,
-            pushshift_flavour=config.pushshift_flavour,
-        )
+        settings = config.settings()
         result = collect_month(
             self.subreddit,
             self.month.year,
             self.month.month,
-            source=source,
+            source=build_source(settings.source, **dataclasses.asdict(settings)),
             refresher=build_refresher(creds),
             imgur=build_imgur(creds),
-            min_score=config.min_score,
+            min_score=settings.min_score,
         )
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
 
@@ -108,8 +108,8 @@ class MergeYear(luigi.Task):
         return [FetchMonth(subreddit=self.subreddit, month=m) for m in self.months()]
 
     def output(self) -> luigi.LocalTarget:
-        name = f"{check_subreddit(self.subreddit).lower()}_{self.year}.json"
-        return luigi.LocalTarget(str(redcaps().root / "stages" / "merged" / name))
+        stem = layout.stem(self.subreddit, self.year)
+        return luigi.LocalTarget(str(data_layout().stage_file(layout.MERGED, stem)))
 
     def run(self) -> None:
         merge_files([Path(t.path) for t in self.input()], self.output().path)

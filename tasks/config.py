@@ -1,70 +1,79 @@
 """Settings read from luigi.cfg sections (or ``--<section>-<name>`` on the command line).
 
 They are config, not task parameters: they do not change task ids and the web UI does not
-show them. Secrets are never here; credentials are read from a file or the environment.
+show them. Each default is the core's (the settings dataclass named beside each section);
+:func:`settings_from` turns a section into that dataclass. Secrets are never here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+from typing import Any, TypeVar
 
 import luigi
 
 from redcaps.errors import RedCapsError
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, parse_host_policy
+from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, default_user_agent, parse_host_policy
 from redcaps.images import ImageOptions
+from redcaps.layout import DEFAULT_DATA_DIR, Layout
+from redcaps.settings import DownloadSettings, ShardSettings
 
 #: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).
 FILTER_ORDER = tuple(FILTER_KEYS)
 
+Settings = TypeVar("Settings")
+
+
+def settings_from(section: luigi.Config, cls: type[Settings], **extra: Any) -> Settings:
+    """The core's settings dataclass ``cls`` with the section's values for its fields."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {name: getattr(section, name) for name in names if hasattr(section, name)}
+    return cls(**values, **extra)
+
 
 class redcaps(luigi.Config):  # noqa: N801 - the section is [redcaps]
-    data_dir = luigi.Parameter(default="./datasets/redcaps", description="Root of the dataset layout")
-
-    @property
-    def root(self) -> Path:
-        return Path(self.data_dir).expanduser().resolve()
+    data_dir = luigi.Parameter(default=DEFAULT_DATA_DIR, description="Root of the dataset layout")
 
 
-class images(luigi.Config):  # noqa: N801
-    resize = luigi.IntParameter(default=512, description="Target edge in pixels; -1 keeps the original")
-    edge = luigi.ChoiceParameter(choices=["shorter", "longer"], default="shorter")
-    upscale = luigi.BoolParameter(default=False)
-    quality = luigi.IntParameter(default=90, description="JPEG quality of stored images")
+def data_layout() -> Layout:
+    """The layout of ``[redcaps] data_dir``."""
+    return Layout.at(redcaps().data_dir)
+
+
+class images(luigi.Config):  # noqa: N801 - ImageOptions
+    resize = luigi.IntParameter(default=ImageOptions.resize, description="Target edge; -1 keeps the original")
+    edge = luigi.ChoiceParameter(choices=["shorter", "longer"], default=ImageOptions.edge)
+    upscale = luigi.BoolParameter(default=ImageOptions.upscale)
+    quality = luigi.IntParameter(default=ImageOptions.quality, description="JPEG quality of stored images")
 
     def options(self) -> ImageOptions:
-        return ImageOptions(resize=self.resize, edge=self.edge, upscale=self.upscale, quality=self.quality)
+        return settings_from(self, ImageOptions)
 
 
-class downloads(luigi.Config):  # noqa: N801
-    shard_size = luigi.IntParameter(default=5000, description="Images per DownloadImageShard task")
-    workers = luigi.IntParameter(default=16, description="Download threads per shard")
-    connect_timeout = luigi.FloatParameter(default=10.0)
-    read_timeout = luigi.FloatParameter(default=30.0)
-    max_attempts = luigi.IntParameter(default=5)
-    backoff_base = luigi.FloatParameter(default=1.0, description="Seconds; doubles per retry, with jitter")
-    max_bytes = luigi.IntParameter(default=50 * 2**20)
+class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
+    shard_size = luigi.IntParameter(default=DownloadSettings.shard_size, description="Images per shard task")
+    workers = luigi.IntParameter(default=DownloadSettings.workers, description="Download threads per shard")
+    connect_timeout = luigi.FloatParameter(default=HttpConfig.connect_timeout)
+    read_timeout = luigi.FloatParameter(default=HttpConfig.read_timeout)
+    max_attempts = luigi.IntParameter(default=HttpConfig.max_attempts)
+    backoff_base = luigi.FloatParameter(default=HttpConfig.backoff_base, description="Seconds, doubling")
+    max_bytes = luigi.IntParameter(default=HttpConfig.max_bytes)
     user_agent = luigi.Parameter(default="", description="Empty: the built-in descriptive User-Agent")
 
+    def settings(self) -> DownloadSettings:
+        return settings_from(self, DownloadSettings)
+
     def http_config(self) -> HttpConfig:
-        config = HttpConfig(
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            max_attempts=self.max_attempts,
-            backoff_base=self.backoff_base,
-            max_bytes=self.max_bytes,
-            host_policies=host_policies(),
-        )
-        if self.user_agent:
-            config.user_agent = self.user_agent
+        config = settings_from(self, HttpConfig, host_policies=host_policies())
+        config.user_agent = config.user_agent or default_user_agent()
         return config
 
 
 class filters(luigi.Config):  # noqa: N801
     """Which content filters ``RedCapsYear`` runs, always in the original's order."""
 
-    enabled = luigi.Parameter(default="words,nsfw,faces", description="Comma list of words, nsfw, faces")
+    enabled = luigi.Parameter(default=",".join(FILTER_ORDER), description="Comma list of words, nsfw, faces")
 
     def names(self) -> list[str]:
         wanted = [name.strip() for name in self.enabled.split(",") if name.strip()]
@@ -74,9 +83,14 @@ class filters(luigi.Config):  # noqa: N801
         return [name for name in FILTER_ORDER if name in wanted]
 
 
-class shards(luigi.Config):  # noqa: N801
-    shard_size = luigi.IntParameter(default=1000, description="Samples per WebDataset tar")
-    format = luigi.ChoiceParameter(choices=["json", "txt"], default="json")
+class shards(luigi.Config):  # noqa: N801 - ShardSettings
+    shard_size = luigi.IntParameter(
+        default=ShardSettings.shard_size, description="Samples per WebDataset tar"
+    )
+    format = luigi.ChoiceParameter(choices=["json", "txt"], default=ShardSettings.format)
+
+    def settings(self) -> ShardSettings:
+        return settings_from(self, ShardSettings)
 
 
 def host_policies() -> dict[str, HostPolicy]:
@@ -87,24 +101,3 @@ def host_policies() -> dict[str, HostPolicy]:
         for host, text in parser.items("host_limits"):
             policies[host] = parse_host_policy(text)
     return policies
-
-
-#: luigi exits 0 on failure unless [retcode] is configured: these apply wherever the user's
-#: config does not say otherwise, so a failed run is visible to shells and cron.
-RETCODE_DEFAULTS = {
-    "already_running": "10",
-    "missing_data": "20",
-    "not_run": "25",
-    "task_failed": "30",
-    "scheduling_error": "35",
-    "unhandled_exception": "40",
-}
-
-
-def apply_retcode_defaults() -> None:
-    config = luigi.configuration.get_config()
-    if not config.has_section("retcode"):
-        config.add_section("retcode")
-    for key, value in RETCODE_DEFAULTS.items():
-        if not config.has_option("retcode", key):
-            config.set("retcode", key, value)

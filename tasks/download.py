@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import luigi
 
 from redcaps import annotations as ann
+from redcaps import layout
 from redcaps.download import (
     Outcome,
-    download_shard,
+    download_file_shard,
     downloaded_annotations,
-    manifest_path,
-    num_shards,
-    read_manifests,
+    file_outcomes,
+    file_shards,
     shard_slice,
 )
 from redcaps.http import Fetcher, HostLimiter, HostPolicy, policy_key
-from tasks.base import StageTask
+from tasks.base import StageTask, Throttled
 from tasks.config import downloads, host_policies, images
-
-
-def manifest_dir(root: Path, stem: str) -> Path:
-    return root / "images" / ".manifests" / stem
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,55 +41,53 @@ class DownloadImageShard(StageTask):
     """Download one shard (``[downloads] shard_size`` instances) and write its manifest."""
 
     shard = luigi.IntParameter(description="Shard index within the annotation file")
-    stage = "download"
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(manifest_path(manifest_dir(self.root, self.stem), self.shard)))
-
-    def records(self) -> list[ann.Record]:
-        return list(shard_slice(self.load_input().annotations, self.shard, downloads().shard_size))
+        return luigi.LocalTarget(str(layout.manifest_path(self.layout.manifests(self.stem), self.shard)))
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         """One slot per image host this shard touches, so workers sharing a luigid never run
         two shards against the same host at once: each shard's limiter is then the global one."""
-        hosts = {urlsplit(r["url"]).hostname or "" for r in self.records()}
+        records = shard_slice(self.load_input().annotations, self.shard, downloads().shard_size)
+        hosts = {urlsplit(r["url"]).hostname or "" for r in records}
         return {host_resource(h): 1 for h in sorted(hosts) if h}
 
     def run(self) -> None:
-        records = self.records()
         config = downloads()
-        limiter = process_limiter(tuple(sorted(config.http_config().host_policies.items())))
-        fetcher = Fetcher(config.http_config(), limiter)
+        http = config.http_config()
+        limiter = process_limiter(tuple(sorted(http.host_policies.items())))
+        fetcher = Fetcher(http, limiter)
         waited_before = dict(limiter.waited)
         counts: Counter[str] = Counter()
-        last = 0.0
+
+        def report(done: int, total: int) -> None:
+            waited = {k: v - waited_before.get(k, 0.0) for k, v in limiter.waited.items()}
+            waits = ", ".join(f"{k} {v:.0f}s" for k, v in waited.items() if v >= 1)
+            self.report(
+                f"{done}/{total} images: {counts['ok']} ok, {done - counts['ok']} failed"
+                + (f"; waited on hosts: {waits}" if waits else ""),
+                100.0 * done / total,
+            )
+
+        source, settings = self.load_input(), config.settings()
+        total = len(shard_slice(source.annotations, self.shard, settings.shard_size))
+        throttled = Throttled(report)
 
         def progress(outcome: Outcome) -> None:
-            nonlocal last
             counts[outcome.status] += 1
-            now = time.monotonic()
-            if now - last >= 2.0 or sum(counts.values()) == len(records):
-                last = now
-                done = sum(counts.values())
-                failed = done - counts["ok"]
-                waited = {k: v - waited_before.get(k, 0.0) for k, v in limiter.waited.items()}
-                waits = ", ".join(f"{k} {v:.0f}s" for k, v in waited.items() if v >= 1)
-                self.report(
-                    f"{done}/{len(records)} images: {counts['ok']} ok, {failed} failed"
-                    + (f"; waited on hosts: {waits}" if waits else ""),
-                    100.0 * done / max(1, len(records)),
-                )
+            throttled(sum(counts.values()), total)
 
         try:
-            download_shard(
-                records,
-                self.root / "images",
-                Path(self.output().path),
+            download_file_shard(
+                source,
+                self.shard,
+                self.layout.images,
+                self.layout.manifests(self.stem),
                 fetcher,
                 images().options(),
-                workers=config.workers,
-                progress=progress,
+                settings,
+                progress,
             )
         finally:
             fetcher.close()
@@ -104,18 +96,15 @@ class DownloadImageShard(StageTask):
 class DownloadImages(StageTask):
     """All images of one annotation file; writes the file of instances whose image is ok."""
 
-    stage = "downloaded"
-
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.stage_path()))
+        return luigi.LocalTarget(str(self.layout.stage_file(layout.DOWNLOADED, self.stem)))
 
     def shards(self) -> list[DownloadImageShard]:
-        count = num_shards(len(self.load_input().annotations), downloads().shard_size)
+        count = file_shards(self.load_input(), downloads().settings())
         return [DownloadImageShard(annotations=self.annotations, shard=i) for i in range(count)]
 
     def run(self) -> Iterator[list[DownloadImageShard]]:
         source = self.load_input()  # schema-checked before any shard writes a file
-        shards = self.shards()
-        yield shards  # dynamic: the shard count is known only once the input exists
-        outcomes = read_manifests(Path(s.output().path) for s in shards)
+        yield self.shards()  # dynamic: the shard count is known only once the input exists
+        outcomes = file_outcomes(source, self.layout.manifests(self.stem), downloads().settings())
         ann.save(self.output().path, downloaded_annotations(source, outcomes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import luigi
 
 from redcaps.official import fetch_and_extract
-from tasks.config import redcaps
+from tasks.config import data_layout
 
 
 class OfficialAnnotations(luigi.Task):
@@ -15,9 +15,8 @@ class OfficialAnnotations(luigi.Task):
     sha256 = luigi.OptionalParameter(default=None, description="Expected sha256 of the zip")
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(redcaps().root / "official" / "extracted.json"))
+        return luigi.LocalTarget(str(data_layout().official_marker))
 
     def run(self) -> None:
-        fetch_and_extract(
-            self.source, redcaps().root / "official", sha256=self.sha256, marker=self.output().path
-        )
+        layout = data_layout()
+        fetch_and_extract(self.source, layout.official, sha256=self.sha256, marker=self.output().path)

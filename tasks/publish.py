@@ -17,10 +17,8 @@ class Publish(StageTask):
     keeps its own target under ``stages/`` to resume from.
     """
 
-    stage = "publish"
-
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.root / "annotations" / f"{self.stem}.json"))
+        return luigi.LocalTarget(str(self.layout.final_file(self.stem)))
 
     def run(self) -> None:
         self.load_input()  # schema-checked: a broken upstream file is never published

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import luigi
 
-from redcaps.atomic import write_json
-from redcaps.tarify import write_shards
+from redcaps import layout
+from redcaps.tarify import pack
 from tasks.base import StageTask
 from tasks.config import shards
 
@@ -13,30 +13,9 @@ from tasks.config import shards
 class Tarify(StageTask):
     """Pack the input's instances and images; the output index is written last."""
 
-    stage = "tarify"
-
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.stage_path()))
+        return luigi.LocalTarget(str(self.layout.stage_file(layout.TARIFY, self.stem)))
 
     def run(self) -> None:
-        config = shards()
-        result = write_shards(
-            self.load_input(),
-            self.root / "images",
-            self.root / "tarfiles",
-            self.stem,
-            shard_size=config.shard_size,
-            fmt=config.format,
-        )
+        result = pack(self.load_input(), self.layout, self.stem, shards().settings())
         self.report(f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing")
-        write_json(
-            self.output().path,
-            {
-                "shards": [str(p) for p in result.shards],
-                "samples": result.samples,
-                "missing": len(result.missing),
-                "shard_size": config.shard_size,
-                "format": config.format,
-            },
-            indent=1,
-        )

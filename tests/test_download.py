@@ -17,7 +17,7 @@ from redcaps.download import (
 )
 from redcaps.http import Fetcher, HttpConfig, parse_host_policy
 from redcaps.images import ImageOptions
-from redcaps.names import image_path
+from redcaps.layout import image_path
 from tests.helpers import annotation_file, record
 
 

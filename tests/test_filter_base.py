@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from redcaps import annotations as ann
-from redcaps.filters import base
+from redcaps.filters import base, stage
+from redcaps.settings import NsfwSettings
 from tests.helpers import annotation_file, record, write_images
 
 
@@ -38,7 +39,7 @@ def test_apply_removals_builds_the_filtered_file_without_mutating_the_input() ->
     assert [r["image_id"] for r in outcome.kept.annotations] == ["id4", "id3", "id2", "id0"]
     assert outcome.kept.info["face_filter"] == {"num_removed": 2, "model": "m", "confidence_threshold": 0.9}
     assert outcome.kept.info["start_date"] == "2020-01-01"
-    assert outcome.removals == [removal] and not outcome.already_applied
+    assert outcome.removals == [removal]
     assert outcome.skipped == [("id3", "unreadable: x")]
     assert outcome.skipped[0].image_id == "id3"
 
@@ -53,57 +54,80 @@ def test_info_block_without_threshold_and_already_applied() -> None:
     assert base.FILTER_KEYS == {"words": "word_filter", "nsfw": "nsfw_filter", "faces": "face_filter"}
 
 
-# --- commit -----------------------------------------------------------------------------------
+# --- the run and its commit (filters.stage) ------------------------------------------------------
 
 
-def _committed_setup(tmp_path: Path) -> tuple[base.FilterOutcome, Path]:
+class FixedScores(base.ImageScorer):
+    """id1 and id3 score above 0.9, the rest below."""
+
+    model_name = "m"
+
+    def prepare(self, path: Path) -> str:
+        return path.stem
+
+    def score(self, batch: list[Any]) -> list[float]:
+        return [{"id1": 0.95, "id3": 0.99}.get(image_id, 0.1) for image_id in batch]
+
+
+def _run_setup(tmp_path: Path) -> tuple[stage.FilterPaths, ann.AnnotationFile]:
     source = _file()
-    image_dir = tmp_path / "images"
-    write_images(image_dir, source.annotations)
-    removals = [base.Removal("id1", "roses", "nsfw", 0.95), base.Removal("id3", "roses", "nsfw", 0.99)]
-    return base.apply_removals(source, "nsfw", removals, model="m", confidence_threshold=0.9), image_dir
+    write_images(tmp_path / "images", source.annotations)
+    ann.save(tmp_path / "roses_2020.json", source)
+    out = tmp_path / "out"
+    paths = stage.FilterPaths(
+        tmp_path / "roses_2020.json", out / "roses_2020.json", out / "r.jsonl", tmp_path / "images"
+    )
+    return paths, source
 
 
-def test_commit_writes_file_and_record_then_deletes_only_removed_images(tmp_path: Path) -> None:
-    outcome, image_dir = _committed_setup(tmp_path)
-    output, record_path = tmp_path / "out" / "roses_2020.json", tmp_path / "out" / "r.jsonl"
-    base.commit(outcome, output, image_dir, removals_path=record_path)
-    assert ann.load(output).to_json() == outcome.kept.to_json()
-    lines = [json.loads(line) for line in record_path.read_text().splitlines()]
+def _run(paths: stage.FilterPaths) -> stage.FilterReport:
+    return stage.run_filter("nsfw", paths, NsfwSettings(), scorer=FixedScores)
+
+
+def test_run_writes_file_and_record_then_deletes_only_removed_images(tmp_path: Path) -> None:
+    paths, source = _run_setup(tmp_path)
+    report = _run(paths)
+    assert (report.status, report.removed, report.total) == ("filtered", 2, 5)
+    kept = ann.load(paths.output)
+    assert [r["image_id"] for r in kept.annotations] == ["id4", "id2", "id0"]
+    assert kept.info["nsfw_filter"] == {"num_removed": 2, "model": "m", "confidence_threshold": 0.9}
+    lines = [json.loads(line) for line in paths.removals.read_text().splitlines()]
     assert lines == [
         {"image_id": "id1", "subreddit": "roses", "reason": "nsfw", "score": 0.95},
         {"image_id": "id3", "subreddit": "roses", "reason": "nsfw", "score": 0.99},
     ]
-    assert sorted(p.stem for p in image_dir.rglob("*.jpg")) == ["id0", "id2", "id4"]
-    base.commit(outcome, output, image_dir, removals_path=record_path)  # rerun: harmless
-    assert sorted(p.stem for p in image_dir.rglob("*.jpg")) == ["id0", "id2", "id4"]
+    assert sorted(p.stem for p in paths.images.rglob("*.jpg")) == ["id0", "id2", "id4"]
+    assert not paths.pending("nsfw").exists()
 
 
 def test_no_image_is_deleted_when_the_file_cannot_be_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcome, image_dir = _committed_setup(tmp_path)
+    paths, _ = _run_setup(tmp_path)
 
     def fail(path: Any, annotations: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(base.ann, "save", fail)
+    monkeypatch.setattr(stage.ann, "save", fail)
     with pytest.raises(OSError, match="No space"):
-        base.commit(outcome, tmp_path / "o.json", image_dir, removals_path=tmp_path / "r.jsonl")
-    assert len(list(image_dir.rglob("*.jpg"))) == 5
-    assert not (tmp_path / "o.json").exists()
+        _run(paths)
+    assert len(list(paths.images.rglob("*.jpg"))) == 5
+    assert not paths.output.exists() and not paths.pending("nsfw").exists()
 
 
-def test_commit_of_already_applied_outcome_touches_nothing(tmp_path: Path) -> None:
-    outcome, image_dir = _committed_setup(tmp_path)
-    noop = base.FilterOutcome(outcome.kept, already_applied=True)
-    existing = tmp_path / "in_place.json"
-    existing.write_text("sentinel")
-    base.commit(noop, existing, image_dir, removals_path=tmp_path / "r.jsonl")
-    assert existing.read_text() == "sentinel" and len(list(image_dir.rglob("*.jpg"))) == 5
-    fresh = tmp_path / "stage" / "copy.json"
-    base.commit(noop, fresh, image_dir, removals_path=tmp_path / "r.jsonl")
-    assert ann.load(fresh).to_json() == outcome.kept.to_json()
+def test_an_already_filtered_input_is_a_no_op_without_a_model(tmp_path: Path) -> None:
+    paths, _ = _run_setup(tmp_path)
+    _run(paths)
+    in_place = stage.FilterPaths(paths.output, paths.output, paths.removals, paths.images)
+    before = paths.output.read_bytes()
+    report = stage.run_filter("nsfw", in_place, NsfwSettings(model="never-loaded.h5"))
+    assert report.status == "already_applied" and paths.output.read_bytes() == before
+    fresh = stage.FilterPaths(
+        paths.output, tmp_path / "next" / "copy.json", tmp_path / "next" / "r", paths.images
+    )
+    assert stage.run_filter("nsfw", fresh, NsfwSettings(model="never-loaded.h5")).status == "already_applied"
+    assert fresh.output.read_bytes() == before and fresh.removals.read_text() == ""
+    assert len(list(paths.images.rglob("*.jpg"))) == 3
 
 
 # --- score_images -----------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,15 @@ from click.testing import CliRunner, Result
 from redcaps import annotations as ann
 from redcaps import models
 from redcaps.cli import main
-from redcaps.filters import base
-from redcaps.filters.commands import removals_path
+from redcaps.filters import base, stage
+from redcaps.layout import removals_beside
+from redcaps.settings import NsfwSettings
 from tests.helpers import annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
+
+
+def removals_path(path: Path, kind: str) -> Path:
+    return removals_beside(path, base.FILTER_KEYS[kind])
 
 
 def run(*args: str) -> Result:
@@ -68,15 +71,17 @@ def test_filter_words_punctuation_mode(tmp_path: Path) -> None:
     assert _images(images) == ["aaa1"]
 
 
-def test_rerun_finishes_deletions_an_interrupted_run_recorded(tmp_path: Path) -> None:
+def test_rerun_finishes_a_commit_an_interrupted_run_recorded(tmp_path: Path) -> None:
     path, images = _words_setup(tmp_path)
     outcome = __import__("redcaps.filters.words", fromlist=["x"]).filter_words(ann.load(path))
     base.write_removals(removals_path(path, "words"), outcome.removals)
-    ann.save(path, outcome.kept)  # the file was replaced, then the run died before deleting
-    assert _images(images) == ["aaa1", "bbb2", "ccc3"]
+    pending = path.with_name(path.name + ".words.pending")
+    ann.save(pending, outcome.kept)  # the new file was written, then the run died before deleting
+    assert _images(images) == ["aaa1", "bbb2", "ccc3"] and "word_filter" not in ann.load(path).info
     result = run("filter-words", "-a", str(path), "-i", str(images))
-    assert result.exit_code == 0 and "already applied" in result.output
-    assert _images(images) == ["aaa1", "ccc3"]
+    assert result.exit_code == 0 and "finished an interrupted run: removed 1 instances" in result.output
+    assert _images(images) == ["aaa1", "ccc3"] and not pending.exists()
+    assert ann.load(path) == outcome.kept
 
 
 @pytest.mark.parametrize(
@@ -171,35 +176,35 @@ def test_filter_faces_bad_model_is_one_line(tmp_path: Path, photo_dir: Path) -> 
 
 def test_filter_nsfw_passes_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command's plumbing only (the NSFW model is tested in the NSFW filter's own tests)."""
-    calls: list[dict[str, Any]] = []
+    asked: list[tuple[str, Any]] = []
 
-    def fake_filter_nsfw(
-        annotations: ann.AnnotationFile, image_dir: Path, **kwargs: Any
-    ) -> base.FilterOutcome:
-        calls.append({"image_dir": image_dir, **kwargs})
-        kwargs["progress"](3)
-        removal = base.Removal("ccc3", "roses", "nsfw", 0.93)
-        return base.apply_removals(annotations, "nsfw", [removal], model="fake", confidence_threshold=0.8)
+    class FakeScorer(base.ImageScorer):
+        model_name = "fake"
 
-    module = sys.modules.get("redcaps.filters.nsfw") or types.ModuleType("redcaps.filters.nsfw")
-    monkeypatch.setitem(sys.modules, "redcaps.filters.nsfw", module)
-    monkeypatch.setattr(module, "filter_nsfw", fake_filter_nsfw, raising=False)
+        def prepare(self, path: Path) -> str:
+            return path.stem
+
+        def score(self, batch: list[Any]) -> list[float]:
+            return [0.93 if image_id == "ccc3" else 0.1 for image_id in batch]
+
+    def fake_new_scorer(kind: str, settings: Any) -> base.ImageScorer:
+        asked.append((kind, settings))
+        return FakeScorer()
+
+    monkeypatch.setattr(stage, "new_scorer", fake_new_scorer)
     path, images = _words_setup(tmp_path)
     result = run(
         "filter-nsfw", "-a", str(path), "-i", str(images), "-t", "0.8", "-m", "x.h5", "--device", "cpu"
     )
     assert result.exit_code == 0, result.output
-    (call,) = calls
-    assert (call["model"], call["threshold"], call["batch_size"], call["workers"], call["device"]) == (
-        "x.h5",
-        0.8,
-        32,
-        4,
-        "cpu",
-    )
-    assert call["image_dir"] == images
+    settings = NsfwSettings(model="x.h5", confidence_threshold=0.8, batch_size=32, workers=4, device="cpu")
+    assert asked == [("nsfw", settings)]
     assert _images(images) == ["aaa1", "bbb2"]
-    assert ann.load(path).info["nsfw_filter"]["num_removed"] == 1
+    assert ann.load(path).info["nsfw_filter"] == {
+        "num_removed": 1,
+        "model": "fake",
+        "confidence_threshold": 0.8,
+    }
 
 
 def test_filter_nsfw_with_the_default_model_keeps_the_photos(

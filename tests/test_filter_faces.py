@@ -18,18 +18,19 @@ from PIL import Image
 
 from redcaps import annotations as ann
 from redcaps import models
-from redcaps.filters import base
+from redcaps.filters import stage
 from redcaps.filters.faces import (
     ORIGINAL_MODEL_NAME,
     FaceScorer,
-    filter_faces,
     nms,
     num_anchors,
     preprocess,
     priors,
     valid_anchors,
 )
+from redcaps.filters.stage import filter_images
 from redcaps.models import FACES_MODEL_NAME, ModelError
+from redcaps.settings import FaceSettings
 from tests.helpers import annotation_file, record
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
@@ -122,7 +123,7 @@ def test_nms_keeps_best_of_overlapping_boxes() -> None:
 
 
 def test_expected_verdicts(default_model: Path, image_dir: Path) -> None:
-    outcome = filter_faces(_file(), image_dir, batch_size=4, workers=2)
+    outcome = filter_images("faces", _file(), image_dir, FaceSettings(batch_size=4, workers=2))
     assert sorted(r.image_id for r in outcome.removals) == sorted(FACES)
     assert all(r.reason == "face" and r.subreddit == "pics" and r.score > 0.99 for r in outcome.removals)
     assert [r["image_id"] for r in outcome.kept.annotations] == list(NO_FACES)
@@ -150,13 +151,22 @@ def test_threshold_is_strict(scorer: FaceScorer, image_dir: Path) -> None:
     astronaut = scorer.score([scorer.prepare(image_dir / "pics" / "astronaut.jpg")])[0]
     files = _file(("astronaut",))
     below = float(np.nextafter(astronaut, 0))
-    assert [r.image_id for r in filter_faces(files, image_dir, threshold=below, scorer=scorer).removals] == [
-        "astronaut"
-    ]
-    at = filter_faces(files, image_dir, threshold=astronaut, scorer=scorer)
+    assert [
+        r.image_id
+        for r in filter_images(
+            "faces", files, image_dir, FaceSettings(confidence_threshold=below), scorer=scorer
+        ).removals
+    ] == ["astronaut"]
+    at = filter_images("faces", files, image_dir, FaceSettings(confidence_threshold=astronaut), scorer=scorer)
     assert at.removals == [] and at.kept.info["face_filter"]["confidence_threshold"] == astronaut
     assert (
-        filter_faces(files, image_dir, threshold=float(np.nextafter(astronaut, 1)), scorer=scorer).removals
+        filter_images(
+            "faces",
+            files,
+            image_dir,
+            FaceSettings(confidence_threshold=float(np.nextafter(astronaut, 1))),
+            scorer=scorer,
+        ).removals
         == []
     )
 
@@ -175,21 +185,24 @@ def test_batched_scores_equal_single_image_scores(
 def test_corrupt_image_is_skipped_rest_scored(scorer: FaceScorer, image_dir: Path) -> None:
     (image_dir / "pics" / "coffee.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (image_dir / "pics" / "rocket.jpg").unlink()  # missing: not judged, not reported (as the original)
-    outcome = filter_faces(_file(), image_dir, batch_size=8, scorer=scorer)
+    outcome = filter_images("faces", _file(), image_dir, FaceSettings(batch_size=8), scorer=scorer)
     assert [s.image_id for s in outcome.skipped] == ["coffee"]
     assert outcome.skipped[0].reason.startswith("unreadable:") and "\n" not in outcome.skipped[0].reason
     assert sorted(r.image_id for r in outcome.removals) == sorted(FACES)
     assert [r["image_id"] for r in outcome.kept.annotations] == list(NO_FACES)
 
 
-def test_commit_and_rerun(scorer: FaceScorer, image_dir: Path, tmp_path: Path) -> None:
-    outcome = filter_faces(_file(), image_dir, scorer=scorer)
+def test_run_and_rerun(scorer: FaceScorer, image_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "pics_2020.json"
-    base.commit(outcome, output, image_dir, removals_path=tmp_path / "pics_2020.removals.jsonl")
+    ann.save(output, _file())
+    paths = stage.FilterPaths(output, output, tmp_path / "pics_2020.removals.jsonl", image_dir)
+    report = stage.run_filter("faces", paths, FaceSettings(), scorer=lambda: scorer)
+    assert (report.status, report.removed) == ("filtered", len(FACES))
     assert sorted(p.stem for p in (image_dir / "pics").iterdir()) == sorted(NO_FACES)
-    again = filter_faces(ann.load(output), image_dir, model=tmp_path / "absent.onnx")  # never loaded
-    assert again.already_applied and again.removals == [] and again.skipped == []
-    assert again.kept.to_json() == ann.load(output).to_json()
+    before = output.read_bytes()
+    never_loaded = FaceSettings(model=str(tmp_path / "absent.onnx"))
+    assert stage.run_filter("faces", paths, never_loaded).status == "already_applied"
+    assert output.read_bytes() == before
 
 
 def test_user_onnx_path_and_model_name(face_model_dir: Path, photo_dir: Path) -> None:
@@ -209,7 +222,7 @@ def test_missing_default_model_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     assert "\n" not in message
     assert f"python -m redcaps.models faces --dest {tmp_path / 'empty'}" in message
     with pytest.raises(ModelError, match="not found"):
-        filter_faces(_file(), tmp_path)
+        filter_images("faces", _file(), tmp_path, FaceSettings())
     with pytest.raises(ModelError, match="not found"):
         FaceScorer(tmp_path / "nope.pth")
 

@@ -18,9 +18,11 @@ from PIL import Image
 
 from redcaps import annotations as ann
 from redcaps import models
-from redcaps.filters import base
-from redcaps.filters.nsfw import ORIGINAL_MODEL_NAME, NsfwScorer, filter_nsfw, preprocess
+from redcaps.filters import base, stage
+from redcaps.filters.nsfw import ORIGINAL_MODEL_NAME, NsfwScorer, preprocess
+from redcaps.filters.stage import filter_images
 from redcaps.models import NSFW_MODEL_NAME, ModelError
+from redcaps.settings import NsfwSettings
 from tests.helpers import annotation_file, record
 from tests.models_fixture import SOURCES, copy_photos
 
@@ -92,7 +94,7 @@ def test_preprocess_is_keras_load_img_nearest_over_255(photo_dir: Path, tmp_path
 
 
 def test_default_model_keeps_the_photos(default_model: Path, image_dir: Path) -> None:
-    outcome = filter_nsfw(_file(), image_dir, batch_size=4, workers=2)
+    outcome = filter_images("nsfw", _file(), image_dir, NsfwSettings(batch_size=4, workers=2))
     assert outcome.removals == [] and outcome.skipped == []
     assert [r["image_id"] for r in outcome.kept.annotations] == list(SOURCES)
     assert outcome.kept.info["nsfw_filter"] == {
@@ -129,7 +131,9 @@ def test_threshold_is_strict_and_sums_porn_and_hentai(image_dir: Path) -> None:
         "chelsea": 0.0,
         "rocket": 1.0,
     }
-    outcome = filter_nsfw(_file(), image_dir, threshold=0.9, scorer=FixedScorer(scores), batch_size=2)
+    outcome = filter_images(
+        "nsfw", _file(), image_dir, NsfwSettings(batch_size=2), scorer=FixedScorer(scores)
+    )
     assert sorted(r.image_id for r in outcome.removals) == ["camera", "coffee", "rocket"]  # 0.9 itself kept
     assert all(r.reason == "nsfw" and r.score == scores[r.image_id] for r in outcome.removals)
     assert [r["image_id"] for r in outcome.kept.annotations] == ["astronaut", "chelsea"]
@@ -154,15 +158,21 @@ def test_threshold_is_strict_and_sums_porn_and_hentai(image_dir: Path) -> None:
 def test_threshold_edge_on_the_real_model(scorer: NsfwScorer, image_dir: Path) -> None:
     chelsea = scorer.score([scorer.prepare(image_dir / "pics" / "chelsea.jpg")])[0]
     files = _file(("chelsea",))
-    below = filter_nsfw(files, image_dir, threshold=float(np.nextafter(chelsea, 0)), scorer=scorer)
+    below = filter_images(
+        "nsfw",
+        files,
+        image_dir,
+        NsfwSettings(confidence_threshold=float(np.nextafter(chelsea, 0))),
+        scorer=scorer,
+    )
     assert [r.image_id for r in below.removals] == ["chelsea"]
-    at = filter_nsfw(files, image_dir, threshold=chelsea, scorer=scorer)
+    at = filter_images("nsfw", files, image_dir, NsfwSettings(confidence_threshold=chelsea), scorer=scorer)
     assert at.removals == [] and at.kept.info["nsfw_filter"]["confidence_threshold"] == chelsea
 
 
 def test_one_model_call_per_batch(image_dir: Path) -> None:
     fixed = FixedScorer(dict.fromkeys(SOURCES, 0.0))
-    filter_nsfw(_file(), image_dir, scorer=fixed, batch_size=2, workers=3)
+    filter_images("nsfw", _file(), image_dir, NsfwSettings(batch_size=2, workers=3), scorer=fixed)
     assert fixed.calls == [2, 2, 1]
 
 
@@ -170,7 +180,9 @@ def test_corrupt_image_is_skipped_rest_scored(scorer: NsfwScorer, image_dir: Pat
     (image_dir / "pics" / "coffee.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (image_dir / "pics" / "chelsea.jpg").write_bytes((image_dir / "pics" / "camera.jpg").read_bytes()[:2000])
     (image_dir / "pics" / "rocket.jpg").unlink()  # missing: not judged, not reported (as the original)
-    outcome = filter_nsfw(_file(), image_dir, batch_size=8, threshold=0.0, scorer=scorer)
+    outcome = filter_images(
+        "nsfw", _file(), image_dir, NsfwSettings(batch_size=8, confidence_threshold=0.0), scorer=scorer
+    )
     assert sorted(s.image_id for s in outcome.skipped) == ["chelsea", "coffee"]
     assert all(s.reason.startswith("unreadable:") and "\n" not in s.reason for s in outcome.skipped)
     # threshold 0: every image that was scored is removed, so exactly the readable ones went
@@ -178,15 +190,18 @@ def test_corrupt_image_is_skipped_rest_scored(scorer: NsfwScorer, image_dir: Pat
     assert [r["image_id"] for r in outcome.kept.annotations] == ["coffee", "chelsea", "rocket"]
 
 
-def test_commit_deletes_only_removed_and_rerun_is_noop(image_dir: Path, tmp_path: Path) -> None:
+def test_run_deletes_only_removed_and_rerun_is_noop(image_dir: Path, tmp_path: Path) -> None:
     scores = dict.fromkeys(SOURCES, 0.1) | {"rocket": 0.99}
-    outcome = filter_nsfw(_file(), image_dir, scorer=FixedScorer(scores))
     output = tmp_path / "pics_2020.json"
-    base.commit(outcome, output, image_dir, removals_path=tmp_path / "pics_2020.removals.jsonl")
+    ann.save(output, _file())
+    paths = stage.FilterPaths(output, output, tmp_path / "pics_2020.removals.jsonl", image_dir)
+    report = stage.run_filter("nsfw", paths, NsfwSettings(), scorer=lambda: FixedScorer(scores))
+    assert (report.status, report.removed) == ("filtered", 1)
     assert sorted(p.stem for p in (image_dir / "pics").iterdir()) == sorted(set(SOURCES) - {"rocket"})
-    again = filter_nsfw(ann.load(output), image_dir, model=tmp_path / "absent.onnx")  # never loaded
-    assert again.already_applied and again.removals == [] and again.skipped == []
-    assert again.kept.to_json() == ann.load(output).to_json()
+    before = output.read_bytes()
+    never_loaded = NsfwSettings(model=str(tmp_path / "absent.onnx"))
+    assert stage.run_filter("nsfw", paths, never_loaded).status == "already_applied"
+    assert output.read_bytes() == before
 
 
 # --- user models: .onnx and the original .h5 --------------------------------------------------
@@ -265,7 +280,12 @@ def test_original_h5_architecture_loads_and_scores(photo_dir: Path, image_dir: P
     expected = np.asarray(original.predict_on_batch(np.stack(batch)))
     assert scorer.score(batch) == pytest.approx((expected[:, 1] + expected[:, 3]).tolist(), abs=1e-5)
 
-    outcome = filter_nsfw(_file(), image_dir, model=path, threshold=0.0, batch_size=3, device="cpu")
+    outcome = filter_images(
+        "nsfw",
+        _file(),
+        image_dir,
+        NsfwSettings(model=str(path), confidence_threshold=0.0, batch_size=3, device="cpu"),
+    )
     assert sorted(r.image_id for r in outcome.removals) == sorted(SOURCES)  # every image scored
     assert outcome.kept.info["nsfw_filter"]["model"] == scorer.model_name
 
@@ -365,7 +385,7 @@ def test_missing_default_model_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     assert "\n" not in str(err.value)
     assert f"python -m redcaps.models nsfw --dest {tmp_path / 'empty'}" in str(err.value)
     with pytest.raises(ModelError, match="not found"):
-        filter_nsfw(_file(), tmp_path)
+        filter_images("nsfw", _file(), tmp_path, NsfwSettings())
     with pytest.raises(ModelError, match="not found"):
         NsfwScorer(tmp_path / "nope.h5")
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,8 @@ from redcaps import annotations as ann
 from redcaps import models
 from redcaps.errors import AnnotationFormatError
 from redcaps.filters import base
-from tasks.filters import FilterFaces, FilterNsfw, FilterWords, _nsfw_scorer
+from redcaps.settings import NsfwSettings
+from tasks.filters import FilterFaces, FilterNsfw, FilterWords, cached_scorer
 from tests.helpers import annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
@@ -117,7 +115,7 @@ def test_already_filtered_input_passes_through_unchanged(luigi_config: Path, tmp
     task = FilterWords(annotations=source)
     assert build(task).status == luigi.LuigiStatusCode.SUCCESS
     assert ann.load(task.output().path).to_json() == filtered.to_json()
-    assert task.removals_path.read_text() == ""
+    assert task.paths.removals.read_text() == ""
     assert _images(luigi_config) == ["aaa1", "bbb2", "ccc3"]  # nothing deleted
 
 
@@ -161,7 +159,7 @@ def test_words_then_faces_chain_with_the_default_model(
         "model": models.FACES_MODEL_NAME,
         "confidence_threshold": 0.9,
     }
-    lines = [json.loads(line) for line in faces.removals_path.read_text().splitlines()]
+    lines = [json.loads(line) for line in faces.paths.removals.read_text().splitlines()]
     assert sorted(x["image_id"] for x in lines) == sorted(FACES)
     assert all(x["reason"] == "face" and x["score"] > 0.9 for x in lines)
     assert _images(luigi_config) == ["chelsea", "rocket"]
@@ -192,47 +190,38 @@ def test_filter_faces_threshold_from_config(
     }
 
 
-class FakeScorer:
-    def __init__(self, model: str | None, *, device: str) -> None:
-        self.args = (model, device)
-
-
-def test_filter_nsfw_task_passes_its_config_to_filter_nsfw(
+def test_filter_nsfw_task_passes_its_config_to_the_scorer(
     filter_config: Any, luigi_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The task's plumbing only (the NSFW model itself is tested in the NSFW filter's tests)."""
-    calls: list[dict[str, Any]] = []
-    _nsfw_scorer.cache_clear()
-    monkeypatch.setattr(
-        tasks.filters, "_nsfw_scorer", functools.lru_cache(maxsize=2)(_nsfw_scorer.__wrapped__)
-    )
+    asked: list[tuple[str, Any]] = []
 
-    def fake_filter_nsfw(
-        annotations: ann.AnnotationFile, image_dir: Path, **kwargs: Any
-    ) -> base.FilterOutcome:
-        calls.append({"image_dir": image_dir, **kwargs})
-        kwargs["progress"](1)
-        removal = base.Removal("bbb2", "roses", "nsfw", 0.97)
-        return base.apply_removals(annotations, "nsfw", [removal], model="fake", confidence_threshold=0.5)
+    class FakeScorer(base.ImageScorer):
+        model_name = "fake"
 
-    module = sys.modules.get("redcaps.filters.nsfw") or types.ModuleType("redcaps.filters.nsfw")
-    monkeypatch.setitem(sys.modules, "redcaps.filters.nsfw", module)
-    monkeypatch.setattr(module, "filter_nsfw", fake_filter_nsfw, raising=False)
-    monkeypatch.setattr(module, "NsfwScorer", FakeScorer, raising=False)
+        def prepare(self, path: Path) -> str:
+            return path.stem
+
+        def score(self, batch: list[Any]) -> list[float]:
+            return [0.97 if image_id == "bbb2" else 0.2 for image_id in batch]
+
+    def fake_new_scorer(kind: str, settings: Any) -> base.ImageScorer:
+        asked.append((kind, settings))
+        return FakeScorer()
+
+    cached_scorer.cache_clear()
+    monkeypatch.setattr(tasks.filters, "new_scorer", fake_new_scorer)
     filter_config("filter_nsfw", "confidence_threshold", "0.5")
     filter_config("filter_nsfw", "batch_size", "7")
     task = FilterNsfw(annotations=_words_input(tmp_path, luigi_config))
     assert build(task).status == luigi.LuigiStatusCode.SUCCESS
-    (call,) = calls
-    assert call["image_dir"] == luigi_config / "images"
-    assert isinstance(call["scorer"], FakeScorer) and call["scorer"].args == (None, "auto")
-    assert (call["model"], call["threshold"], call["batch_size"], call["workers"], call["device"]) == (
-        None,
-        0.5,
-        7,
-        4,
-        "auto",
-    )
+    cached_scorer.cache_clear()
+    assert asked == [("nsfw", NsfwSettings(confidence_threshold=0.5, batch_size=7))]
+    assert ann.load(task.output().path).info["nsfw_filter"] == {
+        "num_removed": 1,
+        "model": "fake",
+        "confidence_threshold": 0.5,
+    }
     assert _images(luigi_config) == ["aaa1", "ccc3"]
     assert task.output().path.endswith("stages/filter_nsfw/roses_2020.json")
 

@@ -10,7 +10,7 @@ import pytest
 
 from redcaps import annotations as ann
 from redcaps.captions import sanitize_caption
-from redcaps.filters import base
+from redcaps.filters import base, stage
 from redcaps.filters.words import (
     MODEL,
     WORDS_SHA256,
@@ -20,6 +20,7 @@ from redcaps.filters.words import (
     load_words,
     words_bytes,
 )
+from redcaps.settings import WordSettings
 from tests.helpers import annotation_file, record, write_images
 
 WORDS = load_words()
@@ -138,7 +139,6 @@ def _file() -> ann.AnnotationFile:
 def test_filter_words_removals_and_info() -> None:
     source = _file()
     outcome = filter_words(source)
-    assert not outcome.already_applied
     assert [r["image_id"] for r in outcome.kept.annotations] == ["aaa1", "ddd4"]
     assert outcome.removals == [
         base.Removal("bbb2", "roses", "word:porn"),
@@ -155,21 +155,24 @@ def test_filter_words_removals_and_info() -> None:
     assert [(r.image_id, r.reason) for r in custom.removals] == [("aaa1", "word:rose")]
 
 
-def test_rerun_is_a_noop() -> None:
-    first = filter_words(_file()).kept
-    again = filter_words(first, mode="punctuation")
-    assert again.already_applied
-    assert again.removals == [] and again.skipped == []
-    assert again.kept.to_json() == first.to_json()
+def test_rerun_is_a_noop(tmp_path: Path) -> None:
+    path = tmp_path / "roses_2020.json"
+    ann.save(path, filter_words(_file()).kept)
+    before = path.read_bytes()
+    paths = stage.FilterPaths(path, path, tmp_path / "removals.jsonl", tmp_path)
+    report = stage.run_filter("words", paths, WordSettings(mode="punctuation"))
+    assert report.status == "already_applied" and path.read_bytes() == before
 
 
 def test_commit_deletes_only_removed_images(tmp_path: Path) -> None:
     source = _file()
     image_dir = tmp_path / "images"
     write_images(image_dir, source.annotations)
-    outcome = filter_words(source)
     output = tmp_path / "roses_2020.json"
-    base.commit(outcome, output, image_dir, removals_path=tmp_path / "removals.jsonl")
+    ann.save(output, source)
+    stage.run_filter(
+        "words", stage.FilterPaths(output, output, tmp_path / "removals.jsonl", image_dir), WordSettings()
+    )
     present = sorted(p.stem for p in image_dir.rglob("*.jpg"))
     assert present == ["aaa1", "ddd4"]
     saved = ann.load(output)

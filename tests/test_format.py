@@ -11,7 +11,8 @@ import pytest
 from redcaps import annotations as ann
 from redcaps.atomic import atomic_open, atomic_path, write_json
 from redcaps.errors import AnnotationFormatError, UnsafeNameError
-from redcaps.names import check_image_id, check_subreddit, image_path, split_stem
+from redcaps.layout import image_path, split_stem
+from redcaps.names import check_image_id, check_subreddit
 from tests.helpers import annotation_file, record
 
 OFFICIAL_EXAMPLE = {

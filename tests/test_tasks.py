@@ -35,7 +35,7 @@ def test_validate_fails_and_writes_every_problem_beside_its_target(luigi_config,
     result = luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="CRITICAL")
     assert result.status == luigi.LuigiStatusCode.FAILED
     assert not task.complete()
-    errors = task.stage_path(".errors.txt").read_text()
+    errors = task.layout.validate_errors(task.stem).read_text()
     assert "duplicate image_id" in errors and "does not match the file name" in errors
 
 

@@ -1,10 +1,8 @@
 """What every content filter shares: the outcome, the info block, a safe commit, batched scoring.
 
 A filter is split in two so a crash can never lose data: the pure part (:func:`apply_removals`)
-decides what goes and builds the new annotation file in memory; :func:`commit` writes that file
-and the removal record durably and only then deletes the removed instances' images. Rerunning
-``commit`` on the same outcome is harmless, so a crash between the two steps is repaired by
-running again.
+decides what goes and builds the new annotation file in memory; ``filters.stage`` writes it and
+the removal record durably and only then deletes the removed instances' images.
 
 :func:`score_images` is the speed-critical loop of the image filters: images are decoded and
 preprocessed in a thread pool (Pillow and numpy release the GIL) while the calling thread runs
@@ -15,7 +13,6 @@ from __future__ import annotations
 
 import abc
 import json
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +23,7 @@ from typing import Any, NamedTuple
 from redcaps import annotations as ann
 from redcaps.atomic import atomic_open
 from redcaps.errors import RedCapsError
-from redcaps.names import image_path
+from redcaps.layout import image_path
 
 #: filter kind -> the ``info`` key it sets (the original's names).
 FILTER_KEYS = {"words": "word_filter", "nsfw": "nsfw_filter", "faces": "face_filter"}
@@ -55,12 +52,11 @@ class Skipped(NamedTuple):
 
 @dataclass
 class FilterOutcome:
-    """The result of one filter run, not yet on disk (see :func:`commit`)."""
+    """The result of one filter run, not yet on disk (``filters.stage`` commits it)."""
 
     kept: ann.AnnotationFile
     removals: list[Removal] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    already_applied: bool = False
 
 
 def _key(kind: str) -> str:
@@ -124,38 +120,6 @@ def delete_images(image_dir: str | Path, removals: Iterable[Removal]) -> int:
         except FileNotFoundError:
             pass
     return deleted
-
-
-def commit(
-    outcome: FilterOutcome, output_path: str | Path, image_dir: str | Path, *, removals_path: str | Path
-) -> None:
-    """Make ``outcome`` durable, then delete the flagged images (never the other way round).
-
-    For an ``already_applied`` outcome nothing is written or deleted unless ``output_path`` is
-    missing (e.g. a task whose input was already filtered), in which case the input is copied.
-    """
-    if outcome.already_applied:
-        if not Path(output_path).exists():
-            ann.save(output_path, outcome.kept)
-        return
-    write_removals(removals_path, outcome.removals)
-    ann.save(output_path, outcome.kept)
-    delete_images(image_dir, outcome.removals)
-    _fsync_dir(Path(output_path).parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist the renames themselves (POSIX); best effort where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ImageScorer(abc.ABC):

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from redcaps import annotations as ann
-from redcaps.filters.base import FilterOutcome, ImageScorer, already_applied, remove_above_threshold
+from redcaps.filters.base import ImageScorer
+from redcaps.filters.onnx import check_device, onnx_session
 from redcaps.models import FACES_MODEL_NAME, ModelError, require_model
+from redcaps.settings import FaceSettings
 
 MEAN_BGR = np.array([104, 117, 123], dtype=np.float32)
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
@@ -52,10 +53,6 @@ Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # --- preprocessing and anchors ---------------------------------------------------------------
 
 
-#: The longer edge, in pixels, of every image the original filtered (its download size).
-ORIGINAL_LONG_EDGE = 512
-
-
 def resize_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
     """The original download's resize: ``scale = N / max(w, h)``, rounded, BICUBIC, up or down."""
     scale = long_edge / max(image.size)
@@ -64,7 +61,7 @@ def resize_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
     return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
 
 
-def preprocess(path: str | Path, long_edge: int | None = ORIGINAL_LONG_EDGE) -> np.ndarray:
+def preprocess(path: str | Path, long_edge: int | None = FaceSettings.long_edge) -> np.ndarray:
     """Decode to (3, H, W) float32 BGR minus the mean, as the original fed the network."""
     with Image.open(path) as image:
         rgb_image = image.convert("RGB")
@@ -143,7 +140,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = NMS_THRESHOLD)
 
 
 def detect(
-    loc: np.ndarray, conf: np.ndarray, height: int, width: int, threshold: float = 0.9
+    loc: np.ndarray,
+    conf: np.ndarray,
+    height: int,
+    width: int,
+    threshold: float = FaceSettings.confidence_threshold,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One image's detections as the original computed them: (boxes in pixels, scores)."""
     scores = conf[:, 1]
@@ -160,29 +161,8 @@ def detect(
 # --- backends --------------------------------------------------------------------------------
 
 
-def _check_device(device: str) -> None:
-    if device not in ("auto", "cpu") and not (device == "cuda" or device.startswith("cuda:")):
-        raise ModelError(f"unknown device {device!r} (use auto, cpu or cuda)")
-
-
 def _onnx_backend(path: Path, device: str, threads: int | None) -> Backend:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    # Idle intra-op threads spin by default, stealing the cores the decode threads need (they
-    # run concurrently by design): measured 17 ms -> 8 ms per 512x384 image on 2 busy cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-        device_id = int(device.partition(":")[2] or 0)
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
-    elif device.startswith("cuda"):
-        raise ModelError(
-            "device cuda requested but onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu)"
-        )
-    session = ort.InferenceSession(str(path), options, providers=providers)
+    session = onnx_session(path, device, threads=threads or 0, spin=False)
     shape = session.get_inputs()[0].shape
     if any(isinstance(d, int) for d in shape[2:]):
         raise ModelError(f"{path}: fixed input size {shape[2:]}; export RetinaFace with dynamic height/width")
@@ -251,9 +231,9 @@ class FaceScorer(ImageScorer):
         threads: int | None = None,
         half: bool = False,
         pad: bool = False,
-        long_edge: int | None = ORIGINAL_LONG_EDGE,
+        long_edge: int | None = FaceSettings.long_edge,
     ) -> None:
-        _check_device(device)
+        check_device(device)
         self.pad = pad
         self.long_edge = long_edge
         if model is None:
@@ -271,6 +251,15 @@ class FaceScorer(ImageScorer):
             self._run = _torch_backend(path, device, threads, half)
         else:
             raise ModelError(f"{path}: face model must be .onnx or .pth")
+
+    @classmethod
+    def from_settings(cls, settings: FaceSettings) -> FaceScorer:
+        return cls(
+            settings.model or None,
+            device=settings.device,
+            pad=settings.pad,
+            long_edge=settings.long_edge or None,
+        )
 
     def prepare(self, path: Path) -> np.ndarray:
         return preprocess(path, self.long_edge)
@@ -307,41 +296,10 @@ class FaceScorer(ImageScorer):
                     scores[i] = float(conf[row, valid, 1].max())
         return scores
 
-    def detect(self, path: str | Path, threshold: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, path: str | Path, threshold: float = FaceSettings.confidence_threshold
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The original's boxes and scores for one image, run alone."""
         x = self.prepare(Path(path))
         loc, conf, _ = self.forward([x])
         return detect(loc[0], conf[0], x.shape[1], x.shape[2], threshold)
-
-
-def filter_faces(
-    annotations: ann.AnnotationFile,
-    image_dir: str | Path,
-    *,
-    model: str | Path | None = None,
-    threshold: float = 0.9,
-    batch_size: int = 16,
-    workers: int = 4,
-    device: str = "auto",
-    pad: bool = False,
-    long_edge: int | None = ORIGINAL_LONG_EDGE,
-    scorer: FaceScorer | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> FilterOutcome:
-    """Remove instances whose image has a face (max face probability > ``threshold``).
-
-    Pass ``scorer`` to reuse one loaded model across many files. Images not on disk are not
-    judged (as in the original); unreadable ones are kept and reported in ``skipped``.
-    """
-    if already_applied(annotations, "faces"):
-        return FilterOutcome(annotations, already_applied=True)
-    return remove_above_threshold(
-        annotations,
-        image_dir,
-        "faces",
-        scorer or FaceScorer(model, device=device, pad=pad, long_edge=long_edge),
-        threshold=threshold,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-    )

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from redcaps import annotations as ann
-from redcaps.filters.base import FilterOutcome, ImageScorer, already_applied, remove_above_threshold
+from redcaps.filters.base import ImageScorer
 from redcaps.filters.gantman import CLASSES
+from redcaps.filters.onnx import check_device, onnx_session
 from redcaps.models import NSFW_MODEL_NAME, ModelError, require_model
+from redcaps.settings import NsfwSettings
 
 #: Columns summed into the score (the original's rule).
 NSFW_CLASSES = (CLASSES.index("porn"), CLASSES.index("hentai"))
@@ -46,11 +47,6 @@ def preprocess(path: str | Path, size: int) -> np.ndarray:
     return array / np.float32(255.0)
 
 
-def _check_device(device: str) -> None:
-    if device not in ("auto", "cpu") and not (device == "cuda" or device.startswith("cuda:")):
-        raise ModelError(f"unknown device {device!r} (use auto, cpu or cuda)")
-
-
 def _square_side(shape: list[Any] | tuple[Any, ...], path: Path) -> int:
     height, width = shape
     if not (isinstance(height, int) and height == width and height > 0):
@@ -68,25 +64,10 @@ def default_threads() -> int:
 
 
 def _onnx_backend(path: Path, device: str, threads: int | None) -> tuple[Backend, int]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
     if threads is None:  # measured on 2 cores: leave one core to the decode threads, never spin
-        options.intra_op_num_threads = default_threads()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    elif threads > 0:
-        options.intra_op_num_threads = threads
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
-    elif device.startswith("cuda"):
-        raise ModelError(
-            "device cuda requested but onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu)"
-        )
-    try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"{path}: not a loadable ONNX model: {' '.join(str(exc).split())[:200]}") from None
+        session = onnx_session(path, device, threads=default_threads(), spin=False)
+    else:
+        session = onnx_session(path, device, threads=threads)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelError(f"{path}: expected one image input, the model has {len(inputs)}")
@@ -162,7 +143,7 @@ class NsfwScorer(ImageScorer):
     def __init__(
         self, model: str | Path | None = None, *, device: str = "auto", threads: int | None = None
     ) -> None:
-        _check_device(device)
+        check_device(device)
         if model is None:
             path = require_model("nsfw")
             self.model_name = NSFW_MODEL_NAME
@@ -180,6 +161,10 @@ class NsfwScorer(ImageScorer):
         else:
             raise ModelError(f"{path}: NSFW model must be .onnx, .h5 or .keras")
 
+    @classmethod
+    def from_settings(cls, settings: NsfwSettings) -> NsfwScorer:
+        return cls(settings.model or None, device=settings.device)
+
     def prepare(self, path: Path) -> np.ndarray:
         return preprocess(path, self.size)
 
@@ -195,34 +180,3 @@ class NsfwScorer(ImageScorer):
     def score(self, batch: list[Any]) -> list[float]:
         probs = self.probabilities(batch)
         return (probs[:, NSFW_CLASSES[0]] + probs[:, NSFW_CLASSES[1]]).tolist()
-
-
-def filter_nsfw(
-    annotations: ann.AnnotationFile,
-    image_dir: str | Path,
-    *,
-    model: str | Path | None = None,
-    threshold: float = 0.9,
-    batch_size: int = 32,
-    workers: int = 4,
-    device: str = "auto",
-    scorer: ImageScorer | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> FilterOutcome:
-    """Remove instances whose image scores ``porn + hentai > threshold`` (strict, as the original).
-
-    Pass ``scorer`` to reuse one loaded model across many files. Images not on disk are not
-    judged (as in the original); unreadable ones are kept and reported in ``skipped``.
-    """
-    if already_applied(annotations, "nsfw"):
-        return FilterOutcome(annotations, already_applied=True)
-    return remove_above_threshold(
-        annotations,
-        image_dir,
-        "nsfw",
-        scorer or NsfwScorer(model, device=device),
-        threshold=threshold,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-    )

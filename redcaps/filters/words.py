@@ -16,18 +16,19 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import get_args
 
 from redcaps import annotations as ann
-from redcaps.filters.base import FilterOutcome, Removal, already_applied, apply_removals
+from redcaps.filters.base import FilterOutcome, Removal, apply_removals
+from redcaps.settings import WordMode, WordSettings
 
 MODEL = "LDNOOBW/List-of-Dirty-Naughty-Obscene-and-Otherwise-Bad-Words"
 WORDS_FILE = "ldnoobw-en.txt"
 #: sha256 of the upstream ``en`` file (last changed 2020-07-13); the shipped copy is identical.
 WORDS_SHA256 = "af851ecef1d5f212caba17339b12ac39cc2fef7d78c74876f67237644fcee8bd"
 
-Mode = Literal["exact", "punctuation"]
-MODES: tuple[Mode, ...] = ("exact", "punctuation")
+Mode = WordMode
+MODES: tuple[Mode, ...] = get_args(WordMode)
 
 
 def words_bytes() -> bytes:
@@ -82,11 +83,9 @@ def find_blocked(caption: str, words: Sequence[str], mode: Mode = "exact") -> st
 
 
 def filter_words(
-    annotations: ann.AnnotationFile, *, mode: Mode = "exact", words: Sequence[str] | None = None
+    annotations: ann.AnnotationFile, *, mode: Mode = WordSettings.mode, words: Sequence[str] | None = None
 ) -> FilterOutcome:
     """Remove instances whose caption contains a blocklisted word (reason ``word:<word>``)."""
-    if already_applied(annotations, "words"):
-        return FilterOutcome(annotations, already_applied=True)
     blocklist = _blocklist(tuple(load_words() if words is None else words), mode)
     removals = []
     for record in annotations.annotations:

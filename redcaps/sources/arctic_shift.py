@@ -22,11 +22,11 @@ import requests
 
 from redcaps.errors import RedCapsError
 from redcaps.http import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
+from redcaps.settings import ARCTIC_SHIFT_URL
 from redcaps.sources.retry import RetryLater, retrying
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://arctic-shift.photon-reddit.com"
 SEARCH_PATH = "/api/posts/search"
 PAGE_SIZES = (100, 50, 25)
 GROW_AFTER = 20  # successful pages at a shrunk size before trying the next size up
@@ -59,7 +59,7 @@ class ArcticShiftSource:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str = ARCTIC_SHIFT_URL,
         *,
         session: requests.Session | None = None,
         limiter: HostLimiter | None = DEFAULT_LIMITER,
@@ -70,7 +70,7 @@ class ArcticShiftSource:
         clock: Callable[[], float] = time.time,
         timeout: tuple[float, float] = (10.0, 90.0),
     ) -> None:
-        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = (base_url or ARCTIC_SHIFT_URL).rstrip("/")
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = default_user_agent()
         self.limiter = limiter

@@ -21,12 +21,11 @@ import requests
 
 from redcaps.errors import RedCapsError
 from redcaps.http import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
+from redcaps.settings import PUSHSHIFT_URL
 from redcaps.sources.retry import RetryLater, retrying
 
 log = logging.getLogger(__name__)
 
-PUSHSHIFT_URL = "https://api.pushshift.io"
-PULLPUSH_URL = "https://api.pullpush.io"
 SEARCH_PATHS = {"pushshift": "/reddit/submission/search", "pullpush": "/reddit/search/submission/"}
 SIZE = 100
 #: About one request a second, as the original (it slept 1 s after every request); mirrors

@@ -1,0 +1,81 @@
+"""The settings of each stage and their defaults, stated once: luigi.cfg sections (``tasks/``) and
+the CLI's options read them from here. Images and HTTP have theirs beside their code
+(``images.ImageOptions``, ``http.HttpConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+#: Where posts come from (``redcaps.collect.build_source``).
+SOURCES = ("arctic-shift", "pushshift", "dump")
+ARCTIC_SHIFT_URL = "https://arctic-shift.photon-reddit.com"
+PUSHSHIFT_URL = "https://api.pushshift.io"
+Format = Literal["json", "txt"]
+WordMode = Literal["exact", "punctuation"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class CollectionSettings:
+    """Where posts come from and the score rule; ``credentials`` is a path, never a secret."""
+
+    source: str = "arctic-shift"
+    arctic_shift_url: str = ARCTIC_SHIFT_URL
+    pushshift_url: str = PUSHSHIFT_URL  # its token: $PUSHSHIFT_TOKEN
+    pushshift_flavour: str = "pushshift"  # or pullpush, for PullPush-style mirrors
+    dump_dir: str = ""  # RS_YYYY-MM.zst / <sub>_submissions.zst (a directory or one file)
+    min_score: int = 2  # posts scoring below this are dropped
+    credentials: str = "./credentials.json"
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """How a file's images are fetched: instances per shard (a task each) and threads per shard."""
+
+    shard_size: int = 5000
+    workers: int = 16
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """How WebDataset shards are made: samples per tar, and the caption member's format."""
+
+    shard_size: int = 1000
+    format: Format = "json"
+
+
+@dataclass(frozen=True)
+class WordSettings:
+    """``exact`` is the original's rule; ``punctuation`` also catches words touching punctuation."""
+
+    mode: WordMode = "exact"
+
+
+@dataclass(frozen=True)
+class ImageFilterSettings:
+    """What every image filter takes: the model, the strict threshold, batching and the device."""
+
+    model: str = ""  # empty: the installed default model
+    confidence_threshold: float = 0.9
+    batch_size: int = 16
+    workers: int = 4  # image decoding threads
+    device: Device = "auto"
+
+
+@dataclass(frozen=True)
+class NsfwSettings(ImageFilterSettings):
+    """GantMan classifier: remove when porn + hentai > ``confidence_threshold``."""
+
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class FaceSettings(ImageFilterSettings):
+    """RetinaFace: remove when the best face score > ``confidence_threshold``."""
+
+    long_edge: int = 512  # as the original stored images; 0 keeps the stored size
+    pad: bool = False  # one padded model call per batch (GPU); border scores can shift
+
+
+FilterSettings = WordSettings | NsfwSettings | FaceSettings
