@@ -25,6 +25,7 @@ from typing import Literal
 from redcaps.annotations import AnnotationFile, Record
 from redcaps.atomic import atomic_open
 from redcaps.names import check_image_id, image_path
+from redcaps.validate import check_unique_ids
 
 Format = Literal["json", "txt"]
 DEFAULT_SHARD_SIZE = 1000
@@ -76,9 +77,13 @@ def write_shards(
     shard_size: int = DEFAULT_SHARD_SIZE,
     fmt: Format = "json",
 ) -> TarifyResult:
-    """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted."""
+    """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted.
+
+    A repeated ``image_id`` is an error before anything is written: its samples would share
+    one image file and one tar key."""
     if shard_size < 1:
         raise ValueError("shard size must be at least 1")
+    check_unique_ids(annotations.annotations, stem)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     layout = layout_of(image_dir)
     result = TarifyResult()
