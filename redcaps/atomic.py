@@ -1,20 +1,31 @@
 """Atomic file writes: a reader sees either the old file or the whole new one, never a part.
 
 Every output of the pipeline goes through here, so a killed worker leaves at most a
-``.tmp-*`` file behind, which no completeness check ever mistakes for output.
+``.tmp-*`` file behind, which no completeness check ever mistakes for output and
+:func:`sweep_temp_files` removes on the next run. A full disk is one
+:class:`~redcaps.errors.DiskFullError` line naming the path and the space left, never a
+traceback, and leaves no temp file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from redcaps.errors import DiskFullError
+
 TMP_PREFIX = ".tmp-"
+#: A temp file younger than this may belong to a writer that is still running.
+SWEEP_GRACE_SECONDS = 3600.0
+_DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}
 
 
 def _umask() -> int:
@@ -26,6 +37,44 @@ def _umask() -> int:
 #: What a plain ``open()`` would give: temp files are created 0600, and a dataset others
 #: (a training job, a worker under another account) cannot read would be no dataset.
 FILE_MODE = 0o666 & ~_umask()
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.absolute()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def disk_full_error(path: str | Path, exc: OSError) -> DiskFullError:
+    """``no space left writing <path> (<free> free on <mount>)`` for an ENOSPC/EDQUOT ``exc``."""
+    path = Path(path)
+    where = next((p for p in (path.parent, *path.parents) if p.exists()), Path("/"))
+    try:
+        free = f"{_size(shutil.disk_usage(where).free)} free on {_mount_point(where)}"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(f"{_DISK_FULL[exc.errno]} writing {path} ({free})")
+
+
+@contextlib.contextmanager
+def reporting_disk_full(path: str | Path) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT inside the block into a :class:`DiskFullError` naming ``path``
+    (for writers that cannot be atomic, such as an append-only journal)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise disk_full_error(path, exc) from None
 
 
 def _temp_file(path: Path) -> tuple[int, Path]:
@@ -40,14 +89,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a writer that wants a name (Pillow,
     tarfile); on success fsync it and rename it into place."""
     path = Path(path)
-    fd, tmp_path = _temp_file(path)
+    with reporting_disk_full(path):
+        fd, tmp_path = _temp_file(path)
     os.close(fd)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, FILE_MODE)
-        os.replace(tmp_path, path)
+        with reporting_disk_full(path):
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, FILE_MODE)
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -62,14 +113,16 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     if "b" not in mode:
         kwargs.setdefault("encoding", "utf-8")
     path = Path(path)
-    fd, tmp_path = _temp_file(path)
+    with reporting_disk_full(path):
+        fd, tmp_path = _temp_file(path)
     try:
-        with open(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fchmod(fh.fileno(), FILE_MODE)
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        with reporting_disk_full(path):
+            with open(fd, mode, **kwargs) as fh:
+                yield fh
+                fh.flush()
+                os.fchmod(fh.fileno(), FILE_MODE)
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -89,3 +142,25 @@ def write_json(path: str | Path, obj: Any, **dump_kwargs: Any) -> None:
     """Write JSON atomically (``json.dump`` defaults unless told otherwise, like the original)."""
     with atomic_open(path, "w") as fh:
         json.dump(obj, fh, **dump_kwargs)
+
+
+def sweep_temp_files(directory: str | Path, older_than: float = SWEEP_GRACE_SECONDS) -> list[Path]:
+    """Remove this module's temp files (``.tmp-*``) directly inside ``directory`` that were last
+    modified over ``older_than`` seconds ago: leftovers of a killed run. A younger one may be a
+    live writer's, so it stays. Returns what was removed."""
+    cutoff = time.time() - older_than
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TMP_PREFIX) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass  # its writer renamed or removed it meanwhile
+    return removed

@@ -14,6 +14,10 @@ settings:                      # luigi.cfg sections for this run
 ``first_year`` folds earlier years into the first listed year's file, as the official
 ``*_2017`` files hold 2008-2017. Every problem is reported with its place in the file, and
 nothing runs until the whole file is valid.
+
+A config may come from someone else, so loading it is bounded: a size limit, a nesting
+limit, no anchors or aliases (whose expansion is the "billion laughs" attack), strict UTF-8,
+and year ranges checked at their ends before they are expanded.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from redcaps.layout import stem
 from redcaps.names import normalize_subreddit
 
 FIRST_REDDIT_YEAR = 2005
+#: The official release's config is 28 KB; nothing legitimate comes near these.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_DEPTH = 16
+MAX_RUNS = 100_000
 TOP_KEYS = {"name", "subreddits", "years", "date_range", "first_year", "runs", "settings"}
 RUN_KEYS = {"subreddit", "subreddits", "years", "date_range", "first_year"}
 SETTING_SECTIONS = {
@@ -46,6 +54,7 @@ SETTING_SECTIONS = {
     "host_limits",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_RANGE = re.compile(r"\s*([0-9]{1,9})\s*-\s*([0-9]{1,9})\s*")
 
 
 @dataclass(frozen=True, order=True)
@@ -66,28 +75,36 @@ class BatchConfig:
     settings: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def _check_year(year: int, where: str) -> None:
+    last = dt.date.today().year
+    if not FIRST_REDDIT_YEAR <= year <= last:
+        raise RedCapsError(f"{where}: year {year} is outside {FIRST_REDDIT_YEAR}..{last}")
+
+
 def _years(value: Any, where: str) -> list[int]:
+    """Sorted distinct years; a range's ends are checked before it is expanded."""
     if isinstance(value, int) and not isinstance(value, bool):
-        years = [value]
+        years: Any = [value]
     elif isinstance(value, str) and "-" in value:
-        start, _, end = value.partition("-")
-        if not (start.strip().isdigit() and end.strip().isdigit()):
-            raise RedCapsError(f"{where}: expected a range like 2017-2020, got {value!r}")
-        years = list(range(int(start), int(end) + 1))
+        match = _RANGE.fullmatch(value)
+        if not match:
+            raise RedCapsError(f"{where}: expected a range like 2017-2020, got {value[:40]!r}")
+        start, end = int(match[1]), int(match[2])
+        _check_year(start, where)
+        _check_year(end, where)
+        if start > end:
+            raise RedCapsError(f"{where}: empty year range {value!r}")
+        years = range(start, end + 1)
     elif (
         isinstance(value, list)
         and value
         and all(isinstance(y, int) and not isinstance(y, bool) for y in value)
     ):
-        years = list(value)
+        years = value
     else:
         raise RedCapsError(f"{where}: expected a year, a list of years or a range like 2017-2020")
-    last = dt.date.today().year
     for year in years:
-        if not FIRST_REDDIT_YEAR <= year <= last:
-            raise RedCapsError(f"{where}: year {year} is outside {FIRST_REDDIT_YEAR}..{last}")
-    if not years:
-        raise RedCapsError(f"{where}: empty year range {value!r}")
+        _check_year(year, where)
     return sorted(set(years))
 
 
@@ -116,6 +133,8 @@ def _entry(entry: dict[str, Any], where: str) -> list[YearRun]:
         [first_year] = _years(first_year, f"{where}.first_year")
         if first_year > years[0]:
             raise RedCapsError(f"{where}.first_year: {first_year} is after the first year {years[0]}")
+    if len(names) * len(years) > MAX_RUNS:
+        raise RedCapsError(f"{where}: {len(names)} subreddits x {len(years)} years is over {MAX_RUNS} runs")
     runs = []
     for i, name in enumerate(names):
         try:
@@ -179,12 +198,77 @@ def parse_batch(data: Any, name: str = "batch") -> BatchConfig:
     )
 
 
-def load_batch(path: str | Path) -> BatchConfig:
-    path = Path(path)
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses anchors and aliases and nesting deeper than ``MAX_DEPTH``,
+    and reports a scalar Python cannot build (a 5000-digit int, 2020-02-30) at its place."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed", event.start_mark
+            )
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read value: {exc}", node.start_mark
+            ) from None
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError, text: str) -> RedCapsError:
+    """``<file>:<line>:<column>: <problem>`` on one line, whatever PyYAML's multi-line text."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML forbids, found before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return RedCapsError(f"{path}:{line}:{column}: invalid YAML: character #x{exc.character:04x}")
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    place = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    return RedCapsError(f"{place}: invalid YAML: {problem}")
+
+
+def _read_text(path: Path) -> str:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise RedCapsError(f"{path}: cannot read: {exc.strerror}") from None
+        raise RedCapsError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise RedCapsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; is this a batch config?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RedCapsError(f"{path}:{line}:{column}: not UTF-8 (byte {raw[exc.start]:#04x})") from None
+
+
+def load_batch(path: str | Path) -> BatchConfig:
+    """Read, bound-check and validate a batch config; every problem is one ``RedCapsError`` line."""
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        loader = _BoundedLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise RedCapsError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        raise _yaml_error(path, exc, text) from None
     return parse_batch(data, str(path))

@@ -11,3 +11,10 @@ class UnsafeNameError(RedCapsError, ValueError):
 
 class AnnotationFormatError(RedCapsError):
     """An annotation file that does not follow the schema."""
+
+
+class DiskFullError(RedCapsError):
+    """No space (or quota) left while writing an output; the message names the path and free space.
+
+    Deliberately not an ``OSError``: code that contains one image's I/O failure must not
+    swallow a full disk, which stops the run."""

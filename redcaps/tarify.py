@@ -27,6 +27,7 @@ from redcaps.atomic import atomic_open, write_json
 from redcaps.layout import TARIFY, Layout, image_path, shard_path
 from redcaps.names import check_image_id
 from redcaps.settings import Format, ShardSettings
+from redcaps.validate import check_unique_ids
 
 #: 2021-10-01, the RedCaps v1.0 release month: any fixed value makes tars reproducible.
 FIXED_MTIME = 1633046400
@@ -75,9 +76,13 @@ def write_shards(
     shard_size: int = ShardSettings.shard_size,
     fmt: Format = ShardSettings.format,
 ) -> TarifyResult:
-    """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted."""
+    """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted.
+
+    A repeated ``image_id`` is an error before anything is written: its samples would share
+    one image file and one tar key."""
     if shard_size < 1:
         raise ValueError("shard size must be at least 1")
+    check_unique_ids(annotations.annotations, stem)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     layout = layout_of(image_dir)
     result = TarifyResult()

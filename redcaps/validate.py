@@ -14,12 +14,13 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from redcaps import annotations as ann
-from redcaps.errors import UnsafeNameError
+from redcaps.errors import RedCapsError, UnsafeNameError
 from redcaps.layout import split_stem
 
 Severity = Literal["error", "warning"]
@@ -47,6 +48,32 @@ def _error(where: str, message: str) -> Problem:
 
 def _warning(where: str, message: str) -> Problem:
     return Problem("warning", where, message)
+
+
+def duplicate_ids(records: Iterable[Any]) -> list[tuple[str, int, int]]:
+    """``(image_id, first position, repeated position)`` for every repeat of an ``image_id``, in
+    file order. Ids name image files and tar members, so a repeat would overwrite one sample."""
+    first: dict[str, int] = {}
+    repeats = []
+    for index, record in enumerate(records):
+        image_id = record.get("image_id") if isinstance(record, dict) else None
+        if isinstance(image_id, str):
+            if image_id in first:
+                repeats.append((image_id, first[image_id], index))
+            first.setdefault(image_id, index)
+    return repeats
+
+
+def check_unique_ids(records: Iterable[Any], source: str) -> None:
+    """Raise a one-line :class:`RedCapsError` naming the first repeated ``image_id`` and both places."""
+    repeats = duplicate_ids(records)
+    if repeats:
+        image_id, first, again = repeats[0]
+        more = f" ({len(repeats) - 1} more repeats)" if len(repeats) > 1 else ""
+        raise RedCapsError(
+            f"{source}: duplicate image_id {image_id!r} at records {first} and {again}{more};"
+            " ids must be unique (run `redcaps validate` for all problems)"
+        )
 
 
 def iso_date(value: Any) -> dt.date | None:
@@ -161,7 +188,7 @@ class _Context:
     window: tuple[int, int] | None
     subreddit: str | None
     dates: str
-    seen: dict[str, int] = field(default_factory=dict)
+    first_of_repeat: dict[int, int] = field(default_factory=dict)
 
 
 def _record_where(index: int, record: Any) -> str:
@@ -177,11 +204,8 @@ def _record_problems(index: int, record: Any, ctx: _Context) -> list[Problem]:
     unknown = sorted(set(record) - set(ann.FIELDS))
     if unknown:
         problems.append(_warning(where, f"unknown fields {unknown}"))
-    image_id = record.get("image_id")
-    if isinstance(image_id, str):
-        if image_id in ctx.seen:
-            problems.append(_error(where, f"duplicate image_id (first at record {ctx.seen[image_id]})"))
-        ctx.seen.setdefault(image_id, index)
+    if index in ctx.first_of_repeat:
+        problems.append(_error(where, f"duplicate image_id (first at record {ctx.first_of_repeat[index]})"))
     problems += _subreddit_problems(where, record.get("subreddit"), ctx.subreddit)
     created = record.get("created_utc")
     if ctx.window and _is_number(created) and not ctx.window[0] <= created <= ctx.window[1]:
@@ -229,6 +253,7 @@ def validate(annotations: ann.AnnotationFile | dict[str, Any], file_name: str | 
     if not isinstance(records, list):
         return [*problems, _error("annotations", f"must be a list, got {ann.json_type(records)}")]
     ctx = _Context(_window(info), subreddit, f"{info.get('start_date')}..{info.get('end_date')}")
+    ctx.first_of_repeat = {again: first for _, first, again in duplicate_ids(records)}
     for index, record in enumerate(records):
         problems += _record_problems(index, record, ctx)
     return problems

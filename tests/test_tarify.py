@@ -9,6 +9,7 @@ import tarfile
 import pytest
 import webdataset as wds
 
+from redcaps.errors import RedCapsError
 from redcaps.tarify import write_shards
 from tests.helpers import annotation_file, record, write_images
 
@@ -105,3 +106,35 @@ def test_failed_shard_leaves_no_partial_tar(dataset, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=4)
     assert list((tmp / "tars").iterdir()) == []
+
+
+def test_duplicate_image_ids_fail_before_anything_is_written(dataset):
+    af, tmp = dataset
+    old = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=3)
+    before = {p.name: _sha(p) for p in old.shards}
+    af.annotations.append(dict(af.annotations[1], caption="another caption"))
+    with pytest.raises(RedCapsError) as err:
+        write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=1)
+    assert str(err.value).startswith("roses_2020: duplicate image_id 'id001' at records 1 and 7;")
+    assert {p.name: _sha(p) for p in (tmp / "tars").iterdir()} == before
+
+
+def test_make_tarfiles_refuses_duplicates_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from redcaps.cli import main
+    from tests.helpers import annotation_file
+
+    records = [record("a1"), record("b2"), record("a1")]
+    write_images(tmp_path / "images", records[:2])
+    src = tmp_path / "roses_2020.json"
+    src.write_text(json.dumps(annotation_file(records).to_json()))
+    images, tars = str(tmp_path / "images"), str(tmp_path / "tars")
+    args = ["make-tarfiles", "--input", str(src), "--image-dir", images, "--output-dir", tars]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: roses_2020: duplicate image_id 'a1' at records 0 and 2;"
+        " ids must be unique (run `redcaps validate` for all problems)"
+    ]
+    assert not (tmp_path / "tars").exists()

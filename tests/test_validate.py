@@ -8,7 +8,8 @@ import json
 import pytest
 
 from redcaps import annotations as ann
-from redcaps.validate import Problem, validate, validate_file
+from redcaps.errors import RedCapsError
+from redcaps.validate import Problem, check_unique_ids, duplicate_ids, validate, validate_file
 
 END_OF_2019 = 1577836799  # 2019-12-31T23:59:59Z
 START_OF_2019 = 1546300800  # 2019-01-01T00:00:00Z
@@ -249,6 +250,22 @@ def test_each_duplicate_is_reported():
         "error: record 2 (image_id 'bpzj7r'): duplicate image_id (first at record 0)",
         "error: record 3 (image_id 'bpzj7r'): duplicate image_id (first at record 0)",
     ]
+
+
+def test_duplicate_ids_names_the_id_and_both_positions():
+    records = [{"image_id": i} for i in ("a", "b", "a", "c", "b", "a")] + [[1], {"image_id": 7}, {}]
+    assert duplicate_ids(records) == [("a", 0, 2), ("b", 1, 4), ("a", 0, 5)]
+    assert duplicate_ids([{"image_id": "a"}, {"image_id": "A"}]) == []
+
+
+def test_check_unique_ids_is_one_line_naming_the_first_repeat():
+    check_unique_ids([{"image_id": "a"}, {"image_id": "b"}], "roses_2020")
+    with pytest.raises(RedCapsError) as err:
+        check_unique_ids([{"image_id": i} for i in ("x", "y", "x", "y")], "roses_2020")
+    assert str(err.value) == (
+        "roses_2020: duplicate image_id 'x' at records 0 and 2 (1 more repeats);"
+        " ids must be unique (run `redcaps validate` for all problems)"
+    )
 
 
 # --- warnings -------------------------------------------------------------------------------
