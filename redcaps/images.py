@@ -26,6 +26,7 @@ most JPEGs).
 from __future__ import annotations
 
 import io
+import os
 import re
 import threading
 import warnings
@@ -38,6 +39,13 @@ from typing import Literal
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 Edge = Literal["shorter", "longer"]
+
+#: Pillow allocates rasters in blocks of this size. Blocks above glibc's largest dynamic mmap
+#: threshold (32 MiB) are always mmapped, so a freed raster goes back to the system at once
+#: instead of staying in the malloc arena of whichever download thread decoded it.
+RASTER_BLOCK_BYTES = 64 * 2**20
+if "PILLOW_BLOCK_SIZE" not in os.environ:  # the user's own Pillow setting wins
+    Image.core.set_block_size(RASTER_BLOCK_BYTES)
 
 
 @dataclass(frozen=True)
