@@ -278,3 +278,14 @@ def test_decodes_share_the_process_wide_budget():
     with pytest.raises(ImageRejected) as err:  # a working set bigger than the whole budget: refused at once
         process_image(body, ImageOptions(memory_budget=1000))
     assert err.value.reason == "raster_too_large"
+
+
+def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system():
+    """Blocks over glibc's 32 MiB dynamic mmap threshold are unmapped when freed (see
+    docs/benchmarks/memory.md): without this, each download thread's arena kept its rasters."""
+    import os
+
+    from redcaps.images import RASTER_BLOCK_BYTES
+
+    if "PILLOW_BLOCK_SIZE" not in os.environ:
+        assert Image.core.get_block_size() == RASTER_BLOCK_BYTES > 32 * 2**20
