@@ -289,3 +289,31 @@ def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system():
 
     if "PILLOW_BLOCK_SIZE" not in os.environ:
         assert Image.core.get_block_size() == RASTER_BLOCK_BYTES > 32 * 2**20
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_pixel_limit_is_pillows_bomb_limit_without_racing_on_warning_filters():
+    import threading
+    import warnings
+
+    over = Image.MAX_IMAGE_PIXELS + 1  # Pillow only warns here; twice as many is its error
+    body = _png_header_only(over, 1, 1, 0)
+    with pytest.raises(ImageRejected) as err:
+        process_image(body, ImageOptions(max_aspect_ratio=float("inf")))
+    assert err.value.reason == "too_many_pixels"
+    filters = list(warnings.filters)
+    outcomes = []
+
+    def many() -> None:
+        for _ in range(50):
+            try:
+                process_image(body, ImageOptions(max_aspect_ratio=float("inf")))
+            except ImageRejected as exc:
+                outcomes.append(exc.reason)
+
+    threads = [threading.Thread(target=many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["too_many_pixels"] * 200 and warnings.filters == filters
