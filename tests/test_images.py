@@ -120,3 +120,200 @@ def test_whole_body_decode_matches_chunked_decode_and_still_detects_truncation(m
 def _chunked(image):
     image.decodermaxblock = 65536
     return image
+
+
+def _png_header_only(width: int, height: int, bit_depth: int, color_type: int) -> bytes:
+    """A PNG signature and IHDR (valid CRC) claiming a size, with a tiny IDAT and IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A tiny real JPEG whose SOF header is edited to claim ``width`` x ``height``."""
+    import struct
+
+    body = bytearray(encode(Image.new("RGB", (16, 16), (90, 90, 90)), "JPEG", quality=50))
+    sof = body.index(b"\xff\xc0")
+    body[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(body)
+
+
+def test_16_bit_big_endian_tiff_is_converted_like_native_16_bit():
+    import numpy as np
+
+    values = (np.arange(120 * 160).reshape(120, 160) * 3).astype(np.uint16)
+    big_endian = encode(Image.fromarray(values.astype(">u2")), "TIFF")
+    assert Image.open(io.BytesIO(big_endian)).mode == "I;16B"
+    native = encode(Image.fromarray(values.astype("<u2")), "PNG")
+    assert process_image(big_endian).jpeg == process_image(native).jpeg
+    grey = decoded(process_image(big_endian)).getpixel((159, 119))
+    assert abs(grey[0] - int(values[119, 159]) // 256) <= 2  # scaled to 8 bits, not clipped
+
+
+@pytest.mark.parametrize("cut", [60, 100, 300, 500, 700])
+def test_phone_jpeg_cut_in_its_header_is_rejected(cut):
+    body, _ = render("phone", "https://i.redd.it/phone1.jpg")
+    with pytest.raises(ImageRejected) as err:
+        process_image(body[:cut])
+    assert err.value.reason in ("truncated", "not_image") and "\n" not in str(err.value)
+
+
+def test_any_exception_inside_pillow_is_a_rejection(monkeypatch):
+    body, _ = render("web", "boom")
+    for exc in (RuntimeError("bad"), TypeError("Missing dimensions"), IndexError(), MemoryError()):
+
+        def failing(*args, exc=exc, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(Image.Image, "load", failing)
+        with pytest.raises(ImageRejected) as err:
+            process_image(body)
+        assert err.value.reason == "decode_error" and type(exc).__name__ in str(err.value)
+
+
+def test_small_jpeg_claiming_an_extreme_aspect_ratio_is_refused():
+    body = _jpeg_claiming(65000, 1000)
+    assert len(body) < 1000
+    with pytest.raises(ImageRejected) as err:
+        process_image(body)
+    assert err.value.reason == "extreme_aspect_ratio" and "65000x1000" in str(err.value)
+
+
+@pytest.mark.parametrize(("size", "ok"), [((2000, 100), True), ((2100, 100), False), ((100, 2100), False)])
+def test_aspect_ratio_limit_is_inclusive(size, ok):
+    body = encode(Image.new("RGB", size, (10, 200, 10)), "PNG")
+    if ok:
+        assert process_image(body).original_width == size[0]
+        return
+    with pytest.raises(ImageRejected) as err:
+        process_image(body)
+    assert err.value.reason == "extreme_aspect_ratio"
+    assert process_image(body, ImageOptions(max_aspect_ratio=25)).original_width == size[0]
+
+
+def test_raster_bytes_count_bit_depth_and_bands():
+    from redcaps.images import raster_bytes
+
+    rgba16 = Image.open(io.BytesIO(_png_header_only(9400, 9400, 16, 6)))
+    assert raster_bytes(rgba16) == 9400 * 9400 * 8
+    grey16 = Image.open(io.BytesIO(_png_header_only(1000, 1000, 16, 0)))
+    assert raster_bytes(grey16) == 1000 * 1000 * 2
+    palette = Image.open(io.BytesIO(encode(Image.new("P", (300, 200)), "PNG")))
+    assert raster_bytes(palette) == 300 * 200
+    rgb = Image.open(io.BytesIO(encode(Image.new("RGB", (300, 200)), "PNG")))
+    assert raster_bytes(rgb) == 300 * 200 * 4  # Pillow stores RGB in four bytes a pixel
+
+
+def test_huge_16_bit_png_is_refused_from_its_header_before_decoding(monkeypatch):
+    body = _png_header_only(9400, 9400, 16, 6)
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded a refused raster"))
+    with pytest.raises(ImageRejected) as err:
+        process_image(body)
+    assert err.value.reason == "raster_too_large" and str(9400 * 9400 * 8) in str(err.value)
+    monkeypatch.undo()
+    with pytest.raises(ImageRejected) as err:  # a bigger budget lets it through to the decoder
+        process_image(body, ImageOptions(max_raster_bytes=2**30, memory_budget=2**32))
+    assert err.value.reason == "truncated"
+
+
+def test_jpeg_raster_is_checked_at_its_draft_size():
+    body, _ = render("phone", "https://i.redd.it/phone2.jpg")  # decoded at 1/4 scale or less
+    limit = Image.open(io.BytesIO(body)).size
+    small = ImageOptions(max_raster_bytes=limit[0] * limit[1])  # under the full-size raster
+    assert process_image(body, small).jpeg == process_image(body).jpeg
+    with pytest.raises(ImageRejected) as err:
+        process_image(body, ImageOptions(resize=-1, max_raster_bytes=limit[0] * limit[1]))
+    assert err.value.reason == "raster_too_large"
+
+
+def test_memory_budget_waits_until_a_reservation_fits_and_refuses_one_over_the_whole():
+    import threading
+
+    from redcaps.images import MemoryBudget
+
+    budget = MemoryBudget(100)
+    entered = threading.Event()
+
+    def second() -> None:
+        with budget.reserve(60):
+            entered.set()
+
+    with budget.reserve(60):
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.3)  # 60 + 60 does not fit: it waits
+        with budget.reserve(40):  # 60 + 40 fits: it does not
+            assert budget.used == 100
+    assert entered.wait(5)
+    thread.join()
+    assert budget.used == 0
+    with pytest.raises(ImageRejected) as err, budget.reserve(101):
+        pass
+    assert err.value.reason == "raster_too_large" and budget.used == 0
+
+
+def test_decodes_share_the_process_wide_budget():
+    import threading
+
+    from redcaps.images import shared_budget
+
+    options = ImageOptions(memory_budget=123_456_789)  # a budget of its own for this test
+    assert shared_budget(options.memory_budget) is shared_budget(options.memory_budget)
+    body, _ = render("web", "budget")
+    results = []
+    thread = threading.Thread(target=lambda: results.append(process_image(body, options)))
+    with shared_budget(options.memory_budget).reserve(options.memory_budget):  # another decode holds it all
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive() and not results
+    thread.join(10)
+    assert results[0].jpeg == process_image(body).jpeg
+    with pytest.raises(ImageRejected) as err:  # a working set bigger than the whole budget: refused at once
+        process_image(body, ImageOptions(memory_budget=1000))
+    assert err.value.reason == "raster_too_large"
+
+
+def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system():
+    """Blocks over glibc's 32 MiB dynamic mmap threshold are unmapped when freed (see
+    docs/benchmarks/memory.md): without this, each download thread's arena kept its rasters."""
+    import os
+
+    from redcaps.images import RASTER_BLOCK_BYTES
+
+    if "PILLOW_BLOCK_SIZE" not in os.environ:
+        assert Image.core.get_block_size() == RASTER_BLOCK_BYTES > 32 * 2**20
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_pixel_limit_is_pillows_bomb_limit_without_racing_on_warning_filters():
+    import threading
+    import warnings
+
+    over = Image.MAX_IMAGE_PIXELS + 1  # Pillow only warns here; twice as many is its error
+    body = _png_header_only(over, 1, 1, 0)
+    with pytest.raises(ImageRejected) as err:
+        process_image(body, ImageOptions(max_aspect_ratio=float("inf")))
+    assert err.value.reason == "too_many_pixels"
+    filters = list(warnings.filters)
+    outcomes = []
+
+    def many() -> None:
+        for _ in range(50):
+            try:
+                process_image(body, ImageOptions(max_aspect_ratio=float("inf")))
+            except ImageRejected as exc:
+                outcomes.append(exc.reason)
+
+    threads = [threading.Thread(target=many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["too_many_pixels"] * 200 and warnings.filters == filters
