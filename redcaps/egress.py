@@ -27,6 +27,8 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util import connection, parse_url
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
+from redcaps.errors import RedCapsError
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: Names only a local resolver answers: RFC 6761 (localhost), RFC 6762 (.local),
@@ -75,7 +77,9 @@ def is_internal(address: Address) -> bool:
     """Loopback, private, link-local, shared (100.64/10), multicast, reserved, unspecified,
     or anything else not globally reachable; IPv4 inside IPv6 (mapped, 6to4, NAT64) too."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
+        if address.ipv4_mapped is not None:  # the IPv4 address itself is what gets connected to
+            return is_internal(address.ipv4_mapped)
+        embedded = address.sixtofour
         if embedded is None and address in _NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None and is_internal(embedded):
@@ -104,7 +108,7 @@ class EgressGuard:
         try:
             self.allowed = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in allow_networks)
         except ValueError as exc:
-            raise ValueError(f"allow_networks: {exc}") from None
+            raise RedCapsError(f"allow_networks: {exc}") from None
 
     def address_allowed(self, address: Address) -> bool:
         candidates = [address]

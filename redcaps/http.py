@@ -262,10 +262,16 @@ def _read_before(resp: requests.Response, ends: float, read_timeout: float) -> b
     remaining = ends - time.monotonic()
     if remaining <= 0:
         raise urllib3.exceptions.TimeoutError("body not complete before the deadline")
+    timeout = min(read_timeout, remaining)
     sock = getattr(resp.raw.connection, "sock", None)
     if sock is not None:
-        sock.settimeout(min(read_timeout, remaining))
-    return resp.raw.read1(1 << 16)
+        sock.settimeout(timeout)
+    try:
+        return resp.raw.read1(1 << 16)
+    except urllib3.exceptions.ReadTimeoutError:
+        if timeout < read_timeout:  # the deadline cut this read short, not the read timeout
+            raise urllib3.exceptions.TimeoutError("body not complete before the deadline") from None
+        raise
 
 
 class Fetcher:
