@@ -10,6 +10,11 @@
 * Placeholders count as failures: imgur's ``removed.png`` and flickr's
   ``photo_unavailable`` are served with HTTP 200 after a redirect.
 * Standard ``HTTP(S)_PROXY`` / ``REQUESTS_CA_BUNDLE`` apply (requests' ``trust_env``).
+* No internal addresses (:mod:`redcaps.egress`): a refused URL or redirect hop is
+  ``blocked_address``, final.
+* Deadlines: ``request_deadline`` for one request, body included (a trickling body is cut),
+  ``url_deadline`` for one URL across attempts, redirects and backoff; both end as
+  ``timeout``, which a later run retries. Waiting for our own host limits does not count.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import tenacity
 import urllib3.exceptions
 
 from redcaps import __version__
+from redcaps.egress import BlockedAddress, EgressGuard, GuardedAdapter
 
 IMGUR_REMOVED_MD5 = "d835884373f4d6c8f24742ceabe74946"
 
@@ -168,6 +174,12 @@ class HttpConfig:
     retry_after_max: float = 120.0
     host_policies: dict[str, HostPolicy] = field(default_factory=lambda: dict(DEFAULT_HOST_POLICIES))
     pool_size: int = 32
+    #: Seconds for one request from connecting to the body's last byte.
+    request_deadline: float = 60.0
+    #: Seconds for one URL across all attempts, redirects and backoff waits.
+    url_deadline: float = 180.0
+    #: CIDRs of internal networks that may be fetched (e.g. your own mirror); none by default.
+    allow_networks: tuple[str, ...] = ()
 
 
 @dataclass
@@ -231,6 +243,37 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
+class _Deadline:
+    """When one URL's time is up; waits for our own host limits push it back."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def extend(self, seconds: float) -> None:
+        self.at += seconds
+
+
+def _read_before(resp: requests.Response, ends: float, read_timeout: float) -> bytes:
+    """The body's next bytes, as soon as any arrive, or a timeout once ``ends`` has passed:
+    a body that trickles in never trips the read timeout, so each read waits only until ``ends``."""
+    remaining = ends - time.monotonic()
+    if remaining <= 0:
+        raise urllib3.exceptions.TimeoutError("body not complete before the deadline")
+    timeout = min(read_timeout, remaining)
+    sock = getattr(resp.raw.connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(timeout)
+    try:
+        return resp.raw.read1(1 << 16)
+    except urllib3.exceptions.ReadTimeoutError:
+        if timeout < read_timeout:  # the deadline cut this read short, not the read timeout
+            raise urllib3.exceptions.TimeoutError("body not complete before the deadline") from None
+        raise
+
+
 class Fetcher:
     """Fetch URLs politely; :meth:`get` never raises for network or HTTP problems."""
 
@@ -243,8 +286,11 @@ class Fetcher:
         self.config = config or HttpConfig()
         self.limiter = limiter or HostLimiter(self.config.host_policies)
         self.session = session or requests.Session()
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=self.config.pool_size, pool_maxsize=self.config.pool_size, max_retries=0
+        adapter = GuardedAdapter(
+            EgressGuard(self.config.allow_networks),
+            pool_connections=self.config.pool_size,
+            pool_maxsize=self.config.pool_size,
+            max_retries=0,
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -267,14 +313,18 @@ class Fetcher:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return FetchResult(url, "invalid_url", error=f"not an http(s) URL: {url[:80]!r}")
         attempts = 0
+        deadline = _Deadline(self.config.url_deadline)
 
         def attempt() -> FetchResult:
             nonlocal attempts
             attempts += 1
-            return self._attempt(url, parts.hostname or "", accept)
+            return self._attempt(url, parts.hostname or "", accept, deadline)
+
+        def past_deadline(state: tenacity.RetryCallState) -> bool:
+            return state.upcoming_sleep >= deadline.remaining()
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(1, self.config.max_attempts)),
+            stop=tenacity.stop_after_attempt(max(1, self.config.max_attempts)) | past_deadline,
             wait=self._wait,
             retry=tenacity.retry_if_exception(self._worth_retrying),
             reraise=True,
@@ -292,7 +342,7 @@ class Fetcher:
         # a server asking us to wait longer than we are willing to: give up now, retry next run
         return exc.retry_after is None or exc.retry_after <= self.config.retry_after_max
 
-    def _attempt(self, url: str, host: str, accept: str) -> FetchResult:
+    def _attempt(self, url: str, host: str, accept: str, deadline: _Deadline) -> FetchResult:
         """One attempt, following redirects hop by hop: every request, a redirect's included
         (imgur's deleted images redirect to ``removed.png`` on the same host), takes its own
         host's slot and token. The slot is released between hops, so two hops never hold two
@@ -300,30 +350,39 @@ class Fetcher:
         config = self.config
         hop_url, hop_host = url, host
         for _ in range(MAX_REDIRECTS + 1):
-            with self.limiter.slot(hop_host):
+            with self.limiter.slot(hop_host) as waited:
+                deadline.extend(waited)
+                budget = min(config.request_deadline, deadline.remaining())
+                if budget <= 0:
+                    raise _Retry(
+                        FetchResult(url, "timeout", error=f"over the {config.url_deadline:g} s URL deadline")
+                    )
+                ends = time.monotonic() + budget
                 try:
                     with self.session.get(
                         hop_url,
                         headers={"Accept": accept},
-                        timeout=(config.connect_timeout, config.read_timeout),
+                        timeout=(min(config.connect_timeout, budget), min(config.read_timeout, budget)),
                         stream=True,
                         allow_redirects=False,
                     ) as resp:
                         location = resp.headers.get("Location") if resp.is_redirect else None
                         if location is None:
-                            return self._read(url, resp)
+                            return self._read(url, resp, ends)
                 except _Retry:
                     raise
-                except requests.exceptions.Timeout as exc:
+                except BlockedAddress as exc:
+                    return FetchResult(url, "blocked_address", final_url=hop_url, error=_one_line(exc))
+                except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError) as exc:
                     raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
                 except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
                     raise _Retry(FetchResult(url, "truncated", error=_one_line(exc))) from None
-                except requests.exceptions.ConnectionError as exc:
+                except (requests.exceptions.ConnectionError, urllib3.exceptions.SSLError) as exc:
                     timed_out = isinstance(exc.__context__, urllib3.exceptions.ReadTimeoutError)
                     if timed_out or "timed out" in str(exc):
                         raise _Retry(FetchResult(url, "timeout", error=_one_line(exc))) from None
                     raise _Retry(FetchResult(url, "connection_error", error=_one_line(exc))) from None
-                except requests.exceptions.RequestException as exc:
+                except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
                     return FetchResult(url, "connection_error", error=_one_line(exc))
             hop_url = urljoin(hop_url, location)
             hop_host = urlsplit(hop_url).hostname or ""
@@ -333,7 +392,7 @@ class Fetcher:
         why = f"over {MAX_REDIRECTS} redirects"
         return FetchResult(url, "connection_error", final_url=hop_url, error=why)
 
-    def _read(self, url: str, resp: requests.Response) -> FetchResult:
+    def _read(self, url: str, resp: requests.Response, ends: float) -> FetchResult:
         config = self.config
         result = FetchResult(
             url,
@@ -354,7 +413,7 @@ class Fetcher:
             result.status, result.error = "too_large", f"Content-Length {length} > {config.max_bytes}"
             return result
         chunks, size = [], 0
-        for chunk in resp.iter_content(1 << 16):
+        while chunk := _read_before(resp, ends, config.read_timeout):
             size += len(chunk)
             if size > config.max_bytes:
                 result.status, result.error = "too_large", f"body over {config.max_bytes} bytes"

@@ -139,6 +139,7 @@ def fetcher(**overrides: object) -> Fetcher:
         backoff_base=0.01,
         max_bytes=4096,
         host_policies={"*": HostPolicy(rate=1000, burst=1000, concurrency=16)},
+        allow_networks=("127.0.0.0/8",),  # the test server is on loopback
     )
     for k, v in overrides.items():
         setattr(config, k, v)

@@ -27,7 +27,8 @@ class Request:
 @dataclass
 class Response:
     """``fault``: None, "reset" (drop the connection), "truncate" (send half the body),
-    "slow" (headers, then a stall longer than any sane read timeout) or "huge" (stream
+    "slow" (headers, then a stall longer than any sane read timeout), "trickle" (the body a
+    byte at a time, each sooner than any read timeout) or "huge" (stream
     ``headers['Content-Length']`` bytes of zeros)."""
 
     status: int

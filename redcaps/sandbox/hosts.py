@@ -51,6 +51,8 @@ def _fault_response(world: World, request: Request, fault: str) -> Response | No
         return Response(200, {"Content-Type": "image/jpeg", "Content-Length": str(HUGE_BYTES)}, fault="huge")
     if fault == "bomb":
         return Response(200, {"Content-Type": "image/png"}, bomb_png())
+    if fault == "internal_redirect":  # a hostile post: its image redirects into the downloader's network
+        return Response(302, {"Location": world.internal_url, "Content-Type": "text/html"})
     return None  # recovered (429/503 bursts over) or slow/truncated, served below
 
 
@@ -71,6 +73,8 @@ def image_handler(world: World, pattern: re.Pattern[str]):  # noqa: ANN201 - ret
             response.fault = "slow"
         elif fault == "truncated":
             response.fault = "truncate"
+        elif fault == "trickle":
+            response.fault = "trickle"
         return response
 
     return handle

@@ -23,6 +23,7 @@ import trustme
 from redcaps.sandbox.app import Request, RequestLog, RequestRecord, Response, Router, now
 
 SLOW_STALL = 120.0  # seconds a "slow" response stalls mid-body: longer than any read timeout
+TRICKLE_INTERVAL = 0.5  # seconds between the bytes of a "trickle" body: shorter than any read timeout
 
 
 class ProxyServer(http.server.ThreadingHTTPServer):
@@ -173,6 +174,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(response.body[:16])
             self.wfile.flush()
             self._stall(SLOW_STALL)
+            self.close_connection = True
+        elif response.fault == "trickle":  # a byte at a time: only a deadline on the whole body ends it
+            for i in range(len(response.body)):
+                self.wfile.write(response.body[i : i + 1])
+                self.wfile.flush()
+                self._stall(TRICKLE_INTERVAL)
+                self.connection.settimeout(None)
+                if self.server.stopping.is_set():
+                    break
             self.close_connection = True
         elif response.fault == "huge":
             remaining = int(headers["Content-Length"])

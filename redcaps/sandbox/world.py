@@ -36,8 +36,12 @@ FAULT_STATUS = {
     "flickr_unavailable": "placeholder",
     "huge": "too_large",
     "bomb": "too_many_pixels",
+    "internal_redirect": "blocked_address",
+    "trickle": "timeout",
 }
-FAULTS = tuple(f for f in FAULT_STATUS if f)
+#: Faults a test puts on a URL itself (``world.faults[url] = ...``); the official files have none.
+OPT_IN_FAULTS = ("internal_redirect", "trickle")
+FAULTS = tuple(f for f in FAULT_STATUS if f and f not in OPT_IN_FAULTS)
 
 OFFICIAL = {  # stem -> (records, first day, last day)
     "sandboxcats_2020": (60, dt.date(2020, 1, 1), dt.date(2020, 12, 31)),
@@ -73,6 +77,8 @@ class World:
         self.faults: dict[str, str] = posts.image_faults(seed)
         self.kinds: dict[str, str] = posts.image_kinds(seed)
         self.hits: Counter[str] = Counter()
+        #: Where ``internal_redirect`` points (nothing listens on port 9; tests put a listener here).
+        self.internal_url = "http://127.0.0.1:9/secret.jpg"
         self._lock = threading.Lock()
         self._official: dict[str, dict[str, Any]] | None = None
 
