@@ -142,14 +142,16 @@ class ArcticShiftSource:
 
     def _shrink(self) -> None:
         self._good_pages = 0
-        if self.page_size > PAGE_SIZES[-1]:
-            self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) + 1]
+        smaller = [size for size in PAGE_SIZES if size < self.page_size]
+        if smaller:
+            self.page_size = max(smaller)
             log.info("Arctic Shift asked us to slow down: pages of %d now", self.page_size)
 
     def _grow(self) -> None:
         self._good_pages += 1
-        if self.page_size < PAGE_SIZES[0] and self._good_pages >= GROW_AFTER:
-            self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) - 1]
+        bigger = [size for size in PAGE_SIZES if size > self.page_size]
+        if bigger and self._good_pages >= GROW_AFTER:
+            self.page_size = min(bigger)
             self._good_pages = 0
 
     def _fetch(self, subreddit: str, after: int, before: int) -> tuple[list[dict[str, Any]], int]:
