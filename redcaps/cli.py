@@ -286,6 +286,10 @@ from redcaps.filters.commands import COMMANDS as FILTER_COMMANDS  # noqa: E402 -
 for _command in FILTER_COMMANDS:
     main.add_command(_command)
 
+from redcaps.check_sources import check_sources_command  # noqa: E402 - after main exists
+
+main.add_command(check_sources_command)
+
 
 if __name__ == "__main__":
     main()

@@ -50,11 +50,15 @@ def build_source(name: str, **options: Any) -> PostSource:
     * ``pushshift``: ``pushshift_url``, ``pushshift_flavour`` (``pushshift``/``pullpush``),
       ``token`` (default ``$PUSHSHIFT_TOKEN``: a secret, so never a task parameter)
     * ``dump``: ``dump_dir``
+    * any web source: ``on_wait``, called with a one-line message before each long wait
+      (a rate limit, a retry), for a task's status line
     """
     if name == "arctic-shift":
         from redcaps.sources.arctic_shift import ArcticShiftSource
 
-        return ArcticShiftSource(options.get("arctic_shift_url") or options.get("base_url") or "")
+        return ArcticShiftSource(
+            options.get("arctic_shift_url") or options.get("base_url") or "", on_wait=options.get("on_wait")
+        )
     if name == "pushshift":
         from redcaps.sources.pushshift import PushshiftSource
 
@@ -62,6 +66,7 @@ def build_source(name: str, **options: Any) -> PostSource:
             options.get("pushshift_url") or PUSHSHIFT_URL,
             token=options.get("token") or os.environ.get("PUSHSHIFT_TOKEN"),
             flavour=options.get("pushshift_flavour") or None,
+            on_wait=options.get("on_wait"),
         )
     if name == "dump":
         from redcaps.sources.dump import DumpSource

@@ -78,7 +78,7 @@ def test_422_slow_down_shrinks_the_page_and_retries_the_same_cursor(apis):
     source = arctic()
     result = collect_month("sandboxcats", 2020, 7, source=source)  # the sandbox times out once here
     statuses = [(q["status"], q["limit"], q["after"]) for q in apis.arctic_queries]
-    start = str(reddit_apis.CHOSEN_422_AFTER)
+    start = str(reddit_apis.CHOSEN_422_AFTER - 1)  # the month's first second, overlapped by one
     assert statuses[0] == (422, "100", start) and statuses[1] == (200, "50", start)
     assert source.page_size == 50
     assert result.info["collection"]["kept"] == expected_counts("sandboxcats", 2020, 7)[0]

@@ -1,20 +1,34 @@
 """The Reddit-data APIs over the synthetic population (:mod:`redcaps.sandbox.posts`), with
-the behaviours clients must cope with:
+the behaviours their documentation describes, which clients must cope with:
 
-* Arctic Shift ``/api/posts/search``: ``after`` inclusive, ``before`` exclusive, ``limit``
-  1-100, ``sort``; ``X-RateLimit-Remaining/Reset`` over a short window (429 for a client
-  that ignores them); a 422 "Timeout. Maybe slow down a bit" the first time a full page
-  (``limit=100``) starting at :data:`CHOSEN_422_AFTER` is asked for.
+* Arctic Shift ``/api/posts/search``
+  (https://github.com/ArthurHeitmann/arctic_shift/blob/master/api/README.md): ``before``
+  exclusive, ``after`` inclusive or exclusive (:attr:`ApiState.arctic_after_inclusive`: the
+  README does not say, so tests run both), ``limit`` 1-100, ``sort``;
+  ``X-RateLimit-Remaining/Reset`` over a short window (429 for a client that ignores them);
+  a 422 "Timeout. Maybe slow down a bit" (issue #66) the first time a full page
+  (``limit=100``) starting at :data:`CHOSEN_422_AFTER` is asked for; the README's
+  "Query timed out" (or any error text) on the :attr:`ApiState.arctic_error_call`-th call.
 * Pushshift (``api.pushshift.io``: bearer token, 403 without) and PullPush
-  (``api.pullpush.io``): exclusive bounds, ``size`` up to 100, newest first unless
-  ``sort=asc``; one 429 with ``Retry-After`` on the :attr:`ApiState.pushshift_429_call`-th call.
+  (``api.pullpush.io``): exclusive bounds, ``size`` up to 100, newest first unless asked
+  otherwise. Pushshift sorts with ``sort=<field>&order=asc`` and answers 422 to the old
+  ``sort=asc`` (https://github.com/pushshift/api/issues/146). PullPush takes
+  ``sort=asc&sort_type=created_utc`` and enforces its published limits
+  (https://pullpush.io): slower answers past a soft limit (15 a minute), 429 past the hard
+  limit (30 a minute) and past the long-term limit (1,000 an hour), without
+  ``Retry-After``; the windows are knobs so tests run in seconds. One 429 with
+  ``Retry-After`` on the :attr:`ApiState.pushshift_429_call`-th call of either.
 * Arctic Shift knobs: one 429 with ``Retry-After`` (:attr:`ApiState.arctic_429_call`) and a
   dying API that answers 400 from the :attr:`ApiState.arctic_fail_from`-th call on.
 * Reddit OAuth: ``POST www.reddit.com/api/v1/access_token`` (Basic auth) and
   ``GET oauth.reddit.com/api/info/`` with ``x-ratelimit-*`` headers, one 429 with
-  ``Retry-After`` on the :attr:`ApiState.reddit_429_call`-th info call.
-* Imgur ``GET api.imgur.com/3/album/{id}`` (``Client-ID``) with its rate-limit headers and
-  one 429 on the :attr:`ApiState.imgur_429_call`-th call.
+  ``Retry-After`` on the :attr:`ApiState.reddit_429_call`-th info call, and Cloudflare's
+  520/522/524 or an HTML page with a 200 (:attr:`ApiState.reddit_fault`), which prawcore
+  raises as ``ServerError``, a plain ``ResponseException`` or ``BadJSON``.
+* Imgur ``GET api.imgur.com/3/album/{id}`` and ``/3/credits`` (``Client-ID``) with its
+  rate-limit headers, one 429 on the :attr:`ApiState.imgur_429_call`-th call, and the 403
+  a blocked country gets (:attr:`ApiState.imgur_blocked_country`; the UK since September
+  2025, https://help.imgur.com/hc/en-us/articles/41592665292443).
 
 Tests read and tune the per-world :class:`ApiState` with :func:`state`.
 """
@@ -53,17 +67,33 @@ class ApiState:
     arctic_429_call: int = 0  # the n-th search answers 429 with Retry-After once (0: never)
     arctic_retry_after: int = 1
     arctic_fail_from: int = 0  # from the n-th search on, answer HTTP 400 (0: never): a dying API
+    arctic_after_inclusive: bool = True  # does `after` include its own second?
+    arctic_error_call: int = 0  # the n-th search answers arctic_error_status/text once (0: never)
+    arctic_error_status: int = 400
+    arctic_error_text: str = "Query timed out"
     pushshift_429_call: int = 0  # the n-th search answers 429 with Retry-After once (0: never)
     pushshift_calls: int = 0
+    pullpush_soft_limit: int = 15  # requests a minute before answers slow down
+    pullpush_hard_limit: int = 30  # requests a minute before 429
+    pullpush_hourly_limit: int = 1000  # requests an hour before 429
+    pullpush_minute: float = 60.0  # seconds in the sandbox's "minute" and "hour"
+    pullpush_hour: float = 3600.0
+    pullpush_soft_delay: float = 0.5  # seconds an answer past the soft limit is held back
     reddit_429_call: int = 2  # the n-th /api/info call answers 429 once (0: never)
     reddit_limit: int = 1000
+    reddit_fault: str = ""  # "520", "522", "524" or "badjson": answered from reddit_fault_call on
+    reddit_fault_call: int = 1
+    reddit_fault_times: int = 1  # how many calls in a row get the fault
     imgur_429_call: int = 1  # the n-th album call answers 429 once (0: never)
     imgur_client_remaining: int = 12_500
     imgur_user_remaining: int = 500
+    imgur_blocked_country: str = ""  # e.g. "GB": every call answers 403 "Banned Country Attempt"
 
     arctic_queries: list[dict[str, Any]] = field(default_factory=list)  # params and status
     arctic_window_start: float = 0.0
     arctic_used: int = 0
+    pushshift_queries: list[dict[str, Any]] = field(default_factory=list)  # host, params and status
+    pullpush_served: list[float] = field(default_factory=list)  # monotonic times of served requests
     reddit_tokens: list[str] = field(default_factory=list)
     reddit_info_calls: list[list[str]] = field(default_factory=list)  # fullnames per call
     reddit_window_start: float = field(default_factory=lambda: time.time() - REDDIT_WINDOW / 2)
@@ -169,12 +199,16 @@ def arctic_shift(world: World, request: Request) -> Response:
     if not 1 <= limit <= 100:
         record["status"] = 400
         return _json(400, {"data": None, "error": "limit must be between 1 and 100"}, **headers)
+    if calls == api.arctic_error_call and "arctic_error" not in api.injected:
+        api.injected.add("arctic_error")
+        record["status"] = api.arctic_error_status
+        return _json(api.arctic_error_status, {"data": None, "error": api.arctic_error_text}, **headers)
     key = f"422:{query.get('subreddit', [''])[0].lower()}"
-    if limit == 100 and after == CHOSEN_422_AFTER and key not in api.injected:
+    if limit == 100 and after in (CHOSEN_422_AFTER - 1, CHOSEN_422_AFTER) and key not in api.injected:
         api.injected.add(key)
         record["status"] = 422
         return _json(422, {"data": None, "error": "Timeout. Maybe slow down a bit"}, **headers)
-    matches = _matches(world, query, after, before)
+    matches = _matches(world, query, after if api.arctic_after_inclusive else after + 1, before)
     if (query.get("sort") or ["desc"])[0] != "asc":
         matches.reverse()
     record["status"] = 200
@@ -182,27 +216,69 @@ def arctic_shift(world: World, request: Request) -> Response:
 
 
 # -- Pushshift and PullPush ---------------------------------------------------------------------
+def _pullpush_limit(api: ApiState) -> str | None:
+    """Apply PullPush's published limits to one request: the 429 text when refused (after
+    holding an answer past the soft limit back)."""
+    now = time.monotonic()
+    with api.lock:
+        served = api.pullpush_served
+        in_hour = sum(1 for t in served if now - t < api.pullpush_hour)
+        in_minute = sum(1 for t in served if now - t < api.pullpush_minute)
+        if in_hour >= api.pullpush_hourly_limit:
+            return "Too many requests: long-term limit reached"
+        if in_minute >= api.pullpush_hard_limit:
+            return "Too many requests: hard limit reached"
+        served.append(now)
+    if in_minute >= api.pullpush_soft_limit:
+        time.sleep(api.pullpush_soft_delay)
+    return None
+
+
 def pushshift(world: World, request: Request, needs_token: bool) -> Response:
     if needs_token and request.headers.get("authorization") != f"Bearer {PUSHSHIFT_TOKEN}":
         return _json(403, {"detail": "Not authenticated"})
     if request.path.rstrip("/") not in ("/reddit/submission/search", "/reddit/search/submission"):
         return _json(404, {"detail": "Not Found"})
     api = state(world)
+    query = request.query
+    record: dict[str, Any] = {"host": "pushshift" if needs_token else "pullpush"}
+    record.update({k: v[0] for k, v in query.items()})
     with api.lock:
         api.pushshift_calls += 1
         calls = api.pushshift_calls
+        api.pushshift_queries.append(record)
     if calls == api.pushshift_429_call and "pushshift429" not in api.injected:
         api.injected.add("pushshift429")
+        record["status"] = 429
         return _json(429, {"detail": "Too many requests"}, **{"Retry-After": "3"})
-    query = request.query
+    if not needs_token:
+        refused = _pullpush_limit(api)
+        if refused:
+            record["status"] = 429
+            return _json(429, {"detail": refused})
+    order = (query.get("sort") or ["desc"])[0]
+    if needs_token:  # Pushshift since its 2022 rewrite: sort=<field>, order=asc|desc
+        sort = (query.get("sort") or ["created_utc"])[0]
+        if sort not in ("id", "created_utc", "score"):
+            record["status"] = 422
+            detail = {
+                "loc": ["query", "sort"],
+                "msg": "unexpected value; permitted: 'id', 'created_utc', 'score'",
+                "type": "value_error.const",
+                "ctx": {"given": sort, "permitted": ["id", "created_utc", "score"]},
+            }
+            return _json(422, {"detail": [detail]})
+        order = (query.get("order") or ["desc"])[0]
     try:
         size = min(_int(query, "size", 25), 100)
         after, before = _int(query, "after", -1), _int(query, "before", 2**40)
     except ValueError:
+        record["status"] = 400
         return _json(400, {"detail": "invalid parameter"})
     matches = _matches(world, query, after + 1, before)  # this API's bounds are exclusive
-    if (query.get("sort") or ["desc"])[0] != "asc":
+    if order != "asc":
         matches.reverse()  # newest first, as Pushshift
+    record["status"] = 200
     return _json(200, {"data": matches[:size]})
 
 
@@ -242,6 +318,9 @@ def reddit_info(world: World, request: Request) -> Response:
         "x-ratelimit-remaining": str(max(0, api.reddit_limit - used)),
         "x-ratelimit-reset": str(max(1, int(REDDIT_WINDOW - elapsed))),
     }
+    fault = _reddit_fault(api, calls)
+    if fault is not None:
+        return fault
     if calls == api.reddit_429_call and "reddit429" not in api.injected:
         api.injected.add("reddit429")
         return _json(429, {"message": "Too Many Requests", "error": 429}, **headers, **{"retry-after": "1"})
@@ -259,6 +338,16 @@ def reddit_info(world: World, request: Request) -> Response:
     return _json(200, listing, **headers)
 
 
+def _reddit_fault(api: ApiState, calls: int) -> Response | None:
+    """Cloudflare's error pages in front of Reddit: 520/522/524 or an HTML page with a 200."""
+    first = api.reddit_fault_call
+    if not api.reddit_fault or not first <= calls < first + api.reddit_fault_times:
+        return None
+    page = b"<html><head><title>reddit.com: error</title></head><body>Cloudflare</body></html>"
+    status = 200 if api.reddit_fault == "badjson" else int(api.reddit_fault)
+    return Response(status, {"Content-Type": "text/html; charset=utf-8"}, page)
+
+
 # -- Imgur API --------------------------------------------------------------------------------------
 def imgur_album(world: World, request: Request) -> Response:
     api = state(world)
@@ -266,7 +355,12 @@ def imgur_album(world: World, request: Request) -> Response:
         return _json(429, {"data": {"error": "Too Many Requests"}, "success": False, "status": 429})
     if request.headers.get("authorization") != f"Client-ID {IMGUR_CLIENT_ID}":
         return _json(403, {"data": {"error": "Invalid client_id"}, "success": False, "status": 403})
+    if api.imgur_blocked_country:  # Imgur's answer to a country it blocks (imgurpython issue #83)
+        error = f"Banned Country Attempt ({api.imgur_blocked_country})"
+        return _json(403, {"data": {"error": error, "method": "GET"}, "success": False, "status": 403})
     parts = request.path.strip("/").split("/")
+    if parts == ["3", "credits"]:
+        return _imgur_credits(api)
     if len(parts) != 3 or parts[:2] != ["3", "album"]:
         return _json(404, {"data": {"error": "Not found"}, "success": False, "status": 404})
     with api.lock:
@@ -274,13 +368,7 @@ def imgur_album(world: World, request: Request) -> Response:
         api.imgur_client_remaining = max(0, api.imgur_client_remaining - 1)
         api.imgur_user_remaining = max(0, api.imgur_user_remaining - 1)
         calls = len(api.imgur_calls)
-    headers = {
-        "X-RateLimit-UserLimit": "500",
-        "X-RateLimit-UserRemaining": str(api.imgur_user_remaining),
-        "X-RateLimit-UserReset": str(int(time.time()) + 3600),
-        "X-RateLimit-ClientLimit": "12500",
-        "X-RateLimit-ClientRemaining": str(api.imgur_client_remaining),
-    }
+    headers = _imgur_headers(api)
     if calls == api.imgur_429_call and "imgur429" not in api.injected:
         api.injected.add("imgur429")
         return _json(
@@ -299,6 +387,28 @@ def imgur_album(world: World, request: Request) -> Response:
         "images": [dict(i, id=i["link"].rsplit("/", 1)[1].split(".")[0]) for i in images],
     }
     return _json(200, {"data": data, "success": True, "status": 200}, **headers)
+
+
+def _imgur_headers(api: ApiState) -> dict[str, str]:
+    return {
+        "X-RateLimit-UserLimit": "500",
+        "X-RateLimit-UserRemaining": str(api.imgur_user_remaining),
+        "X-RateLimit-UserReset": str(int(time.time()) + 3600),
+        "X-RateLimit-ClientLimit": "12500",
+        "X-RateLimit-ClientRemaining": str(api.imgur_client_remaining),
+    }
+
+
+def _imgur_credits(api: ApiState) -> Response:
+    """``GET /3/credits`` (https://apidocs.imgur.com, "Credits"): the quotas, free of charge."""
+    data = {
+        "UserLimit": 500,
+        "UserRemaining": api.imgur_user_remaining,
+        "UserReset": int(time.time()) + 3600,
+        "ClientLimit": 12500,
+        "ClientRemaining": api.imgur_client_remaining,
+    }
+    return _json(200, {"data": data, "success": True, "status": 200}, **_imgur_headers(api))
 
 
 def register(router: Router, world: World) -> None:

@@ -1,14 +1,18 @@
 """Arctic Shift (``/api/posts/search``), the live no-auth replacement for Pushshift.
 
-Paged by ``created_utc`` the way its own UI pages: ``sort=asc&after=<last created_utc>``.
-``after`` is inclusive, so posts are de-duplicated by id, and the cursor moves one second on
-when a full page did not move it. ``fields`` is left off: it cannot select
+Paged by ``created_utc`` the way its own UI pages: ``sort=asc&after=<cursor>``. The API's
+README does not say whether ``after`` includes its own second (its download tool behaves as
+if it does, its search page as if it does not), so every query overlaps the previous page
+by one second (``after=<last created_utc> - 1``) and posts are de-duplicated by id: no post
+is lost either way. ``fields`` is left off: it cannot select
 ``media_metadata``/``gallery_data``, which galleries need.
 
-Being polite is part of being reliable here: a 422 "Timeout. Maybe slow down a bit" (or a
-"Slow down" error) backs off and shrinks the page (100 -> 50 -> 25, growing back after a
-run of successes); 429 and 5xx back off honouring ``Retry-After``; when
-``X-RateLimit-Remaining`` reaches 0 the source sleeps until ``X-RateLimit-Reset``.
+Being polite is part of being reliable here. The errors its README and issues document
+(https://github.com/ArthurHeitmann/arctic_shift/blob/master/api/README.md, issues #12 and
+#66): "Query timed out", "Timeout. Maybe slow down a bit" (a 422) and "Slow down a little"
+back off and shrink the page (100 -> 50 -> 25, growing back after a run of successes);
+429 and 5xx back off honouring ``Retry-After``; when ``X-RateLimit-Remaining`` reaches 0
+the source sleeps until ``X-RateLimit-Reset``. Long waits are announced through ``on_wait``.
 """
 
 from __future__ import annotations
@@ -47,9 +51,13 @@ def reset_delay(value: str | None, now: float, default: float = 60.0) -> float:
     return max(0.0, reset)
 
 
-def _is_slow_down(text: str) -> bool:
+#: Error texts that mean "the query was too heavy right now": retry smaller and later.
+SLOW_DOWN_TEXTS = ("slow down", "timeout", "timed out")
+
+
+def is_slow_down(text: str) -> bool:
     text = text.lower()
-    return "slow down" in text or "timeout" in text
+    return any(marker in text for marker in SLOW_DOWN_TEXTS)
 
 
 class ArcticShiftSource:
@@ -66,6 +74,7 @@ class ArcticShiftSource:
         max_attempts: int = 8,
         backoff_base: float = 2.0,
         max_reset_wait: float = 900.0,
+        on_wait: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         timeout: tuple[float, float] = (10.0, 90.0),
@@ -76,6 +85,7 @@ class ArcticShiftSource:
         self.limiter = limiter
         self.max_attempts, self.backoff_base = max_attempts, backoff_base
         self.max_reset_wait, self.sleep, self.clock, self.timeout = max_reset_wait, sleep, clock, timeout
+        self.on_wait = on_wait
         self.page_size = PAGE_SIZES[0]
         self._good_pages = 0
         self.requests = 0  # attempts made, for reports and tests
@@ -101,7 +111,10 @@ class ArcticShiftSource:
             exhausted = False
         if exhausted:
             wait = min(self.max_reset_wait, reset_delay(resp.headers.get("X-RateLimit-Reset"), self.clock()))
-            log.info("Arctic Shift rate limit reached: sleeping %.0f s", wait)
+            message = f"Arctic Shift rate limit reached: sleeping {wait:.0f} s until X-RateLimit-Reset"
+            log.info("%s", message)
+            if self.on_wait is not None:
+                self.on_wait(message)
             self.rate_limit_waits.append(wait)
             self.sleep(wait)
 
@@ -112,7 +125,8 @@ class ArcticShiftSource:
         self._honour_rate_limit(resp)
         code = resp.status_code
         if code == 429:
-            raise RetryLater("HTTP 429", retry_after_seconds(resp.headers.get("Retry-After")))
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            raise RetryLater("HTTP 429", wait, rate_limited=True)
         if code >= 500:
             raise RetryLater(f"HTTP {code}", retry_after_seconds(resp.headers.get("Retry-After")))
         try:
@@ -120,7 +134,7 @@ class ArcticShiftSource:
         except ValueError:
             body = None
         error = str(body.get("error") or "") if isinstance(body, dict) else resp.text[:200]
-        if code == 422 or _is_slow_down(error):
+        if code == 422 or is_slow_down(error):
             raise RetryLater(f"HTTP {code}: {error[:80]}", shrink=True)
         if code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise RedCapsError(f"Arctic Shift answered HTTP {code} for r/{subreddit}: {error[:120]!r}")
@@ -128,14 +142,16 @@ class ArcticShiftSource:
 
     def _shrink(self) -> None:
         self._good_pages = 0
-        if self.page_size > PAGE_SIZES[-1]:
-            self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) + 1]
+        smaller = [size for size in PAGE_SIZES if size < self.page_size]
+        if smaller:
+            self.page_size = max(smaller)
             log.info("Arctic Shift asked us to slow down: pages of %d now", self.page_size)
 
     def _grow(self) -> None:
         self._good_pages += 1
-        if self.page_size < PAGE_SIZES[0] and self._good_pages >= GROW_AFTER:
-            self.page_size = PAGE_SIZES[PAGE_SIZES.index(self.page_size) - 1]
+        bigger = [size for size in PAGE_SIZES if size > self.page_size]
+        if bigger and self._good_pages >= GROW_AFTER:
+            self.page_size = min(bigger)
             self._good_pages = 0
 
     def _fetch(self, subreddit: str, after: int, before: int) -> tuple[list[dict[str, Any]], int]:
@@ -147,7 +163,14 @@ class ArcticShiftSource:
                     self._shrink()
                 raise
 
-        policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
+        policy = retrying(
+            self.max_attempts,
+            self.backoff_base,
+            self.sleep,
+            max_block_wait=self.max_reset_wait,
+            on_wait=self.on_wait,
+            service="Arctic Shift",
+        )
         try:
             page = policy(attempt)
         except RetryLater as exc:
@@ -158,9 +181,9 @@ class ArcticShiftSource:
     # -- the walk ---------------------------------------------------------------------------
     def iter_posts(self, subreddit: str, start: int, end: int) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
-        cursor = start
+        cursor = start  # every post before this second has been seen
         while cursor < end:
-            page, limit = self._fetch(subreddit, cursor, end)
+            page, limit = self._fetch(subreddit, cursor - 1, end)  # one second of overlap
             for post in page:
                 if not isinstance(post, dict) or "id" not in post or "created_utc" not in post:
                     continue
@@ -174,7 +197,7 @@ class ArcticShiftSource:
                 (int(float(p.get("created_utc", cursor))) for p in page if isinstance(p, dict)),
                 default=cursor,
             )
-            if last <= cursor:  # a whole page in one second: move on (more than a page is lost)
+            if last <= cursor:  # a whole page within two seconds: move on (the rest is lost)
                 log.warning("r/%s: over %d posts at %d; moving the cursor on", subreddit, limit, cursor)
                 last = cursor + 1
             cursor = last

@@ -6,6 +6,12 @@ precious: when ``X-RateLimit-UserRemaining`` runs low the resolver sleeps until
 ``UserReset``; when ``X-RateLimit-ClientRemaining`` (the app's daily budget) runs low it
 stops resolving and drops the rest as ``imgur_quota``. The original called ``sys.exit(0)``
 there, throwing the month's work away unsaved.
+
+A 403 is a credentials error only when Imgur says the client id is wrong ("Invalid
+client_id"). Imgur also answers 403 from countries it blocks (the United Kingdom since 30
+September 2025, https://help.imgur.com/hc/en-us/articles/41592665292443; "Banned Country
+Attempt", https://github.com/Imgur/imgurpython/issues/83): that album is dropped and
+counted as ``imgur_error``, and the month is still written.
 """
 
 from __future__ import annotations
@@ -34,6 +40,20 @@ def _int_header(headers: Any, name: str) -> int | None:
         return int(float(headers[name]))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _error(resp: requests.Response) -> str:
+    """Imgur's error text (``data.error``), or the start of the body."""
+    try:
+        error = (resp.json().get("data") or {}).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return str(error if error is not None else resp.text[:120])
+
+
+def _says_bad_client_id(resp: requests.Response) -> bool:
+    text = _error(resp).lower()
+    return "client_id" in text or "client id" in text
 
 
 class ImgurResolver:
@@ -72,6 +92,7 @@ class ImgurResolver:
         self.timeout = timeout
         self.exhausted = False
         self.requests = 0
+        self.refused = 0  # albums answered 403 for another reason than the client id (a blocked region)
         self._cache: dict[str, Kept | Dropped] = {}
 
     def __repr__(self) -> str:
@@ -99,8 +120,14 @@ class ImgurResolver:
             return Dropped("imgur_error")
         if resp.status_code == 404:
             return Dropped("imgur_album_gone")
-        if resp.status_code in (401, 403):
+        if resp.status_code == 401 or (resp.status_code == 403 and _says_bad_client_id(resp)):
             raise RedCapsError(f"the Imgur API rejected the client id (HTTP {resp.status_code})")
+        if resp.status_code == 403:
+            if not self.refused:
+                why = _error(resp)
+                log.warning("Imgur refused album %s (HTTP 403, %s): counted as imgur_error", album_id, why)
+            self.refused += 1
+            return Dropped("imgur_error")
         if resp.status_code != 200:
             return Dropped("imgur_error")
         try:

@@ -8,6 +8,18 @@ halves. Unlike the original it has a floor (``min_window`` seconds, default 1): 
 window that small is paged through oldest-first by ``created_utc`` instead of being split
 forever. Bounds are exclusive in this API, so a window ``[start, end)`` is queried as
 ``after=start-1&before=end`` (the original lost a second at each edge).
+
+The two flavours differ where their documentation does:
+
+* Pushshift since its 2022 rewrite sorts with ``sort=<field>&order=asc|desc`` and answers
+  422 ``unexpected value; permitted: 'id', 'created_utc', 'score'`` to the old
+  ``sort=asc`` (https://github.com/pushshift/api/issues/146 and #129).
+* PullPush keeps the old ``sort=asc&sort_type=created_utc`` and publishes its limits
+  (https://pullpush.io, since February 2024): a soft limit after 15 requests a minute, a
+  hard limit after 30 a minute and a long-term limit of 1,000 an hour. Its limiter stays
+  under the soft limit (at most 15 requests in any minute, 900 an hour), and a 429 is
+  waited out for up to ``max_block_wait`` seconds (an hour-long block included), each
+  wait announced through ``on_wait``.
 """
 
 from __future__ import annotations
@@ -28,9 +40,17 @@ log = logging.getLogger(__name__)
 
 SEARCH_PATHS = {"pushshift": "/reddit/submission/search", "pullpush": "/reddit/search/submission/"}
 SIZE = 100
-#: About one request a second, as the original (it slept 1 s after every request); mirrors
-#: such as PullPush throttle hard, and a process-wide bucket keeps every source to it.
-DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=1.0, burst=5, concurrency=1)})
+#: Pushshift: about one request a second, as the original (it slept 1 s after every request).
+#: PullPush: 14 a minute with a burst of 1, so never more than 15 in any minute (its soft
+#: limit) nor 1,000 in an hour. One process-wide bucket per flavour.
+DEFAULT_LIMITERS = {
+    "pushshift": HostLimiter({"*": HostPolicy(rate=1.0, burst=5, concurrency=1)}),
+    "pullpush": HostLimiter({"*": HostPolicy(rate=14 / 60, burst=1, concurrency=1)}),
+}
+DEFAULT_LIMITER = DEFAULT_LIMITERS["pushshift"]
+#: How long a rate-limit block is waited out: PullPush's hourly limit plus a margin.
+MAX_BLOCK_WAIT = 3900.0
+_DEFAULT = object()
 
 
 class PushshiftSource:
@@ -47,9 +67,12 @@ class PushshiftSource:
         size: int | None = None,
         min_window: int = 1,
         session: requests.Session | None = None,
-        limiter: HostLimiter | None = DEFAULT_LIMITER,
+        limiter: HostLimiter | None | object = _DEFAULT,
         max_attempts: int = 6,
         backoff_base: float = 1.0,
+        max_block_wait: float = MAX_BLOCK_WAIT,
+        block_probe: float = 300.0,
+        on_wait: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         timeout: tuple[float, float] = (10.0, 60.0),
     ) -> None:
@@ -57,6 +80,7 @@ class PushshiftSource:
         flavour = flavour or ("pullpush" if "pullpush" in base_url else "pushshift")
         if flavour not in SEARCH_PATHS:
             raise RedCapsError(f"unknown Pushshift flavour {flavour!r} (pushshift or pullpush)")
+        self.flavour = flavour
         self.url = base_url + SEARCH_PATHS[flavour]
         self.size = size or SIZE
         self.min_window = max(1, min_window)
@@ -64,13 +88,14 @@ class PushshiftSource:
         self.session.headers["User-Agent"] = default_user_agent()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        self.limiter = limiter
+        self.limiter: HostLimiter | None = DEFAULT_LIMITERS[flavour] if limiter is _DEFAULT else limiter  # type: ignore[assignment]
         self.max_attempts, self.backoff_base, self.sleep, self.timeout = (
             max_attempts,
             backoff_base,
             sleep,
             timeout,
         )
+        self.max_block_wait, self.block_probe, self.on_wait = max_block_wait, block_probe, on_wait
         self.requests = 0
 
     def _query(self, subreddit: str, start: int, end: int, ascending: bool) -> list[dict[str, Any]]:
@@ -80,7 +105,9 @@ class PushshiftSource:
             "before": end,
             "size": self.size,
         }
-        if ascending:
+        if ascending and self.flavour == "pushshift":
+            params.update(sort="created_utc", order="asc")
+        elif ascending:
             params.update(sort="asc", sort_type="created_utc")
         self.requests += 1
         try:
@@ -96,10 +123,13 @@ class PushshiftSource:
                 f"{self.url}: HTTP {resp.status_code}: this API needs a valid token "
                 "(PUSHSHIFT_TOKEN); public Pushshift access ended in 2023"
             )
-        if resp.status_code == 429 or resp.status_code >= 500:
+        if resp.status_code == 429:
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            raise RetryLater("HTTP 429", wait, rate_limited=True)
+        if resp.status_code >= 500:
             raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
-            raise RedCapsError(f"{self.url}: HTTP {resp.status_code} for r/{subreddit}")
+            raise RedCapsError(f"{self.url}: HTTP {resp.status_code} for r/{subreddit}: {resp.text[:160]!r}")
         try:
             data = resp.json().get("data")
         except (ValueError, AttributeError):
@@ -107,7 +137,15 @@ class PushshiftSource:
         return [p for p in data or [] if isinstance(p, dict) and "id" in p and "created_utc" in p]
 
     def _fetch(self, subreddit: str, start: int, end: int, ascending: bool = False) -> list[dict[str, Any]]:
-        policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
+        policy = retrying(
+            self.max_attempts,
+            self.backoff_base,
+            self.sleep,
+            max_block_wait=self.max_block_wait,
+            block_probe=self.block_probe,
+            on_wait=self.on_wait,
+            service="PullPush" if self.flavour == "pullpush" else "Pushshift",
+        )
         try:
             return policy(self._query, subreddit, start, end, ascending)
         except RetryLater as exc:

@@ -5,8 +5,11 @@ posting; Reddit has the settled score and knows what was deleted or removed sinc
 are asked for in batches of 100 fullnames, one ``reddit.info`` call per batch so a batch
 can be retried alone. Ids Reddit does not return count as deleted
 (``removed_by_category = "deleted"``). A 429 (``prawcore.exceptions.TooManyRequests``,
-which prawcore never retries) sleeps ``retry_after`` and retries the batch; an in-process
-token bucket keeps to 100 requests a minute (Reddit's free tier per client id).
+which prawcore never retries) sleeps ``retry_after`` and retries the batch; so do server
+failures, including those prawcore raises as a plain ``ResponseException`` (a 5xx it has no
+class for, such as Cloudflare's 521/523/524) and ``BadJSON`` (an HTML error page with a 200);
+only 4xx answers are reported as a credentials problem. An in-process token bucket keeps to
+100 requests a minute (Reddit's free tier per client id).
 
 Requests go through a plain ``requests.Session``, so ``HTTPS_PROXY`` and
 ``REQUESTS_CA_BUNDLE`` apply and the Reddit URLs stay the real ones.
@@ -64,6 +67,11 @@ def _current(submission: Any) -> dict[str, Any]:
     }
 
 
+def _is_server_failure(exc: prawcore.exceptions.ResponseException, status: int | None) -> bool:
+    """A failure on Reddit's side (5xx, an unparsable body), worth retrying the batch."""
+    return isinstance(exc, prawcore.exceptions.BadJSON) or (status is not None and status >= 500)
+
+
 class RedditRefresher:
     """``refresh(posts)`` returns copies of ``posts`` with Reddit's current status."""
 
@@ -111,10 +119,23 @@ class RedditRefresher:
                 except ValueError:
                     wait = self.default_retry_after
                 log.info("Reddit answered 429: sleeping %.0f s before retrying the batch", wait)
-            except (prawcore.exceptions.ServerError, prawcore.exceptions.RequestException) as exc:
+            except (
+                prawcore.exceptions.ServerError,
+                prawcore.exceptions.RequestException,
+                requests.exceptions.JSONDecodeError,  # the token endpoint's body is parsed unguarded
+            ) as exc:
                 wait = backoff(attempt, self.backoff_base)
                 log.info("Reddit failed (%s): retrying the batch in %.1f s", type(exc).__name__, wait)
-            except (prawcore.exceptions.OAuthException, prawcore.exceptions.ResponseException) as exc:
+            except prawcore.exceptions.ResponseException as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if not _is_server_failure(exc, status):
+                    raise RedCapsError(
+                        f"Reddit refused the request (HTTP {status}): check the credentials"
+                    ) from None
+                wait = backoff(attempt, self.backoff_base)
+                why = f"HTTP {status}, {type(exc).__name__}"
+                log.info("Reddit failed (%s): retrying the batch in %.1f s", why, wait)
+            except prawcore.exceptions.OAuthException as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", "?")
                 raise RedCapsError(
                     f"Reddit refused the request (HTTP {status}): check the credentials"
