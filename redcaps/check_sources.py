@@ -21,10 +21,10 @@ import requests
 
 from redcaps.credentials import Credentials, load_credentials
 from redcaps.http import default_user_agent
-from redcaps.sources.arctic_shift import DEFAULT_BASE_URL as ARCTIC_SHIFT_URL
+from redcaps.settings import ARCTIC_SHIFT_URL, PULLPUSH_URL, PUSHSHIFT_URL
 from redcaps.sources.arctic_shift import SEARCH_PATH as ARCTIC_SHIFT_SEARCH
 from redcaps.sources.imgur import API_URL as IMGUR_URL
-from redcaps.sources.pushshift import PULLPUSH_URL, PUSHSHIFT_URL, SEARCH_PATHS
+from redcaps.sources.pushshift import SEARCH_PATHS
 from redcaps.sources.reddit_refresh import REFRESHED_FIELDS
 
 SOURCES = ("arctic-shift", "pushshift", "pullpush", "reddit", "imgur")

@@ -25,6 +25,7 @@ most JPEGs).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -43,8 +44,13 @@ Edge = Literal["shorter", "longer"]
 #: threshold (32 MiB) are always mmapped, so a freed raster goes back to the system at once
 #: instead of staying in the malloc arena of whichever download thread decoded it.
 RASTER_BLOCK_BYTES = 64 * 2**20
-if "PILLOW_BLOCK_SIZE" not in os.environ:  # the user's own Pillow setting wins
-    Image.core.set_block_size(RASTER_BLOCK_BYTES)
+
+
+@functools.cache
+def _use_large_raster_blocks() -> None:
+    """Set once, at the first image processed (not on import); a user's PILLOW_BLOCK_SIZE wins."""
+    if "PILLOW_BLOCK_SIZE" not in os.environ:
+        Image.core.set_block_size(RASTER_BLOCK_BYTES)
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def process_image(data: bytes, options: ImageOptions | None = None) -> ProcessedImage:
     """Turn downloaded bytes into the stored JPEG, or raise :class:`ImageRejected` (and nothing else)."""
     options = options or ImageOptions()
+    _use_large_raster_blocks()
     try:
         return _process(data, options)
     except ImageRejected:

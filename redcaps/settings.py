@@ -11,6 +11,7 @@ from typing import Literal
 SOURCES = ("arctic-shift", "pushshift", "dump")
 ARCTIC_SHIFT_URL = "https://arctic-shift.photon-reddit.com"
 PUSHSHIFT_URL = "https://api.pushshift.io"
+PULLPUSH_URL = "https://api.pullpush.io"
 Format = Literal["json", "txt"]
 WordMode = Literal["exact", "punctuation"]
 Device = Literal["auto", "cpu", "cuda"]

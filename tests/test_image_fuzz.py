@@ -22,7 +22,7 @@ from PIL import Image
 from redcaps.download import download_shard, fetch_one, read_outcomes
 from redcaps.http import FetchResult
 from redcaps.images import REJECTION_REASONS, ImageOptions, ImageRejected, process_image
-from redcaps.names import image_path
+from redcaps.layout import image_path
 from tests.helpers import record
 
 #: Pillow warns about malformed TIFF tags and EXIF; expected here by the thousand.

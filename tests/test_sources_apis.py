@@ -19,9 +19,10 @@ from redcaps.rules import Dropped
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import expected as expected_counts
 from redcaps.sandbox.posts import month_posts, population
+from redcaps.settings import PULLPUSH_URL
 from redcaps.sources.arctic_shift import ArcticShiftSource
 from redcaps.sources.imgur import ImgurResolver
-from redcaps.sources.pushshift import PULLPUSH_URL, PushshiftSource
+from redcaps.sources.pushshift import PushshiftSource
 from redcaps.sources.reddit_refresh import RedditRefresher, make_reddit
 
 JAN_2020, JAN_2021 = 1577836800, 1609459200
