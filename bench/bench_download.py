@@ -64,6 +64,8 @@ quality = {quality}
 shard_size = 5000
 workers = {workers}
 max_attempts = 1
+# the benchmark server is ours, on loopback (internal addresses are refused otherwise)
+allow_networks = 127.0.0.0/8
 
 [shards]
 shard_size = {tar_samples}

@@ -24,7 +24,7 @@ from redcaps.errors import DiskFullError
 
 TMP_PREFIX = ".tmp-"
 #: A temp file younger than this may belong to a writer that is still running.
-SWEEP_GRACE_SECONDS = 3600.0
+SWEEP_GRACE_SECONDS = 600.0  # a live writer touches its file far more often
 _DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}
 
 

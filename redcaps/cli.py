@@ -92,17 +92,18 @@ def download_imgs(
     workers: int,
     update_annotations: bool,
     shard_size: int,
+    allow_networks: tuple[str, ...],
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
     from redcaps.download import download_file, downloaded_annotations
-    from redcaps.http import Fetcher
+    from redcaps.http import Fetcher, HttpConfig
 
     source = ann.load(annotations_path)
     image_dir = Path(save_to)
     image_dir.mkdir(parents=True, exist_ok=True)
     options = ImageOptions(resize=resize, edge=edge, quality=quality)  # type: ignore[arg-type]
     settings = DownloadSettings(shard_size=shard_size, workers=workers)
-    fetcher = Fetcher()
+    fetcher = Fetcher(HttpConfig(allow_networks=allow_networks))
     try:
         with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:
             outcomes = download_file(

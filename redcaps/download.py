@@ -25,11 +25,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open, write_bytes
+from redcaps.atomic import atomic_open, reporting_disk_full, sweep_temp_files, write_bytes
 from redcaps.http import RETRYABLE_STATUSES, Fetcher
 from redcaps.images import ImageOptions, ImageRejected, process_image
 from redcaps.layout import image_path, manifest_path
 from redcaps.settings import DownloadSettings
+from redcaps.validate import check_unique_ids
 
 
 @dataclass
@@ -165,9 +166,11 @@ def download_shard(
             progress(outcome)
 
     journal.parent.mkdir(parents=True, exist_ok=True)
+    for directory in {journal.parent} | {image_dir / r["subreddit"] for r in todo}:
+        sweep_temp_files(directory)  # what a killed run left half-written
     lock = threading.Lock()
     cpu_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
-    with open(journal, "a", encoding="utf-8") as log:
+    with reporting_disk_full(journal), open(journal, "a", encoding="utf-8") as log:
 
         def work(record: Record) -> None:
             outcome = fetch_one(record, image_dir, fetcher, options, cpu_slots)
@@ -221,6 +224,7 @@ def download_file(
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Every shard of an annotation file in turn (the CLI's run); an outcome per instance."""
+    check_unique_ids(annotations.annotations, manifests.name)
     outcomes: list[Outcome] = []
     for shard in range(file_shards(annotations, settings)):
         outcomes += download_file_shard(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open, write_json
+from redcaps.atomic import atomic_open, sweep_temp_files, write_json
 from redcaps.layout import TARIFY, Layout, image_path, shard_path
 from redcaps.names import check_image_id
 from redcaps.settings import Format, ShardSettings
@@ -84,6 +84,7 @@ def write_shards(
         raise ValueError("shard size must be at least 1")
     check_unique_ids(annotations.annotations, stem)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
+    sweep_temp_files(output_dir)  # shards a killed run left half-written
     layout = layout_of(image_dir)
     result = TarifyResult()
     present: list[tuple[Record, Path]] = []

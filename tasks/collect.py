@@ -20,6 +20,7 @@ from redcaps.collect import build_imgur, build_refresher, build_source, collect_
 from redcaps.credentials import Credentials, load_credentials
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
+from tasks.base import report_progress
 from tasks.config import data_layout, settings_from
 
 
@@ -81,12 +82,17 @@ class FetchMonth(luigi.Task):
             self.subreddit,
             self.month.year,
             self.month.month,
-            source=build_source(settings.source, **dataclasses.asdict(settings)),
+            source=build_source(
+                settings.source, **dataclasses.asdict(settings), on_wait=lambda message: self.report(message)
+            ),
             refresher=build_refresher(creds),
             imgur=build_imgur(creds),
             min_score=settings.min_score,
         )
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
+
+    def report(self, message: str) -> None:
+        report_progress(self, message)
 
 
 class MergeYear(luigi.Task):

@@ -26,10 +26,11 @@ Settings = TypeVar("Settings")
 
 
 def settings_from(section: luigi.Config, cls: type[Settings], **extra: Any) -> Settings:
-    """The core's settings dataclass ``cls`` with the section's values for its fields."""
+    """The core's settings dataclass ``cls`` with the section's values for its fields (``extra``
+    overrides them, for values a section holds in another form)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values = {name: getattr(section, name) for name in names if hasattr(section, name)}
-    return cls(**values, **extra)
+    return cls(**{**values, **extra})
 
 
 class redcaps(luigi.Config):  # noqa: N801 - the section is [redcaps]
@@ -46,6 +47,10 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
     edge = luigi.ChoiceParameter(choices=["shorter", "longer"], default=ImageOptions.edge)
     upscale = luigi.BoolParameter(default=ImageOptions.upscale)
     quality = luigi.IntParameter(default=ImageOptions.quality, description="JPEG quality of stored images")
+    max_pixels = luigi.IntParameter(default=ImageOptions.max_pixels)
+    max_raster_bytes = luigi.IntParameter(default=ImageOptions.max_raster_bytes, description="Per image")
+    memory_budget = luigi.IntParameter(default=ImageOptions.memory_budget, description="Decodes per process")
+    max_aspect_ratio = luigi.FloatParameter(default=ImageOptions.max_aspect_ratio)
 
     def options(self) -> ImageOptions:
         return settings_from(self, ImageOptions)
@@ -60,12 +65,18 @@ class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
     backoff_base = luigi.FloatParameter(default=HttpConfig.backoff_base, description="Seconds, doubling")
     max_bytes = luigi.IntParameter(default=HttpConfig.max_bytes)
     user_agent = luigi.Parameter(default="", description="Empty: the built-in descriptive User-Agent")
+    request_deadline = luigi.FloatParameter(default=HttpConfig.request_deadline, description="Whole body, s")
+    url_deadline = luigi.FloatParameter(default=HttpConfig.url_deadline, description="All attempts, s")
+    allow_networks = luigi.Parameter(
+        default="", description="Comma list of internal CIDRs that may be fetched"
+    )
 
     def settings(self) -> DownloadSettings:
         return settings_from(self, DownloadSettings)
 
     def http_config(self) -> HttpConfig:
-        config = settings_from(self, HttpConfig, host_policies=host_policies())
+        networks = tuple(n.strip() for n in self.allow_networks.split(",") if n.strip())
+        config = settings_from(self, HttpConfig, host_policies=host_policies(), allow_networks=networks)
         config.user_agent = config.user_agent or default_user_agent()
         return config
 

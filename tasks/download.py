@@ -20,6 +20,7 @@ from redcaps.download import (
     shard_slice,
 )
 from redcaps.http import Fetcher, HostLimiter, HostPolicy, policy_key
+from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
 from tasks.config import downloads, host_policies, images
 
@@ -105,6 +106,7 @@ class DownloadImages(StageTask):
 
     def run(self) -> Iterator[list[DownloadImageShard]]:
         source = self.load_input()  # schema-checked before any shard writes a file
+        check_unique_ids(source.annotations, str(self.input_path))
         yield self.shards()  # dynamic: the shard count is known only once the input exists
         outcomes = file_outcomes(source, self.layout.manifests(self.stem), downloads().settings())
         ann.save(self.output().path, downloaded_annotations(source, outcomes))
