@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from redcaps import annotations as ann
+from redcaps.filters.base import ImageScorer
 
 
 def record(
@@ -87,3 +88,16 @@ def kill_process_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+class ScoresById(ImageScorer):
+    """A model stand-in: each image scores what ``scores`` says for its id (``default`` otherwise)."""
+
+    def __init__(self, scores: dict[str, float], model_name: str = "fake", default: float = 0.1) -> None:
+        self.scores, self.model_name, self.default = scores, model_name, default
+
+    def prepare(self, path: Path) -> str:
+        return path.stem
+
+    def score(self, batch: list[Any]) -> list[float]:
+        return [self.scores.get(image_id, self.default) for image_id in batch]

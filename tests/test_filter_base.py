@@ -16,7 +16,7 @@ from PIL import Image
 from redcaps import annotations as ann
 from redcaps.filters import base, stage
 from redcaps.settings import NsfwSettings
-from tests.helpers import annotation_file, record, write_images
+from tests.helpers import ScoresById, annotation_file, record, write_images
 
 
 def _file(n: int = 5) -> ann.AnnotationFile:
@@ -57,18 +57,6 @@ def test_info_block_without_threshold_and_already_applied() -> None:
 # --- the run and its commit (filters.stage) ------------------------------------------------------
 
 
-class FixedScores(base.ImageScorer):
-    """id1 and id3 score above 0.9, the rest below."""
-
-    model_name = "m"
-
-    def prepare(self, path: Path) -> str:
-        return path.stem
-
-    def score(self, batch: list[Any]) -> list[float]:
-        return [{"id1": 0.95, "id3": 0.99}.get(image_id, 0.1) for image_id in batch]
-
-
 def _run_setup(tmp_path: Path) -> tuple[stage.FilterPaths, ann.AnnotationFile]:
     source = _file()
     write_images(tmp_path / "images", source.annotations)
@@ -81,7 +69,9 @@ def _run_setup(tmp_path: Path) -> tuple[stage.FilterPaths, ann.AnnotationFile]:
 
 
 def _run(paths: stage.FilterPaths) -> stage.FilterReport:
-    return stage.run_filter("nsfw", paths, NsfwSettings(), scorer=FixedScores)
+    return stage.run_filter(
+        "nsfw", paths, NsfwSettings(), scorer=lambda: ScoresById({"id1": 0.95, "id3": 0.99}, model_name="m")
+    )
 
 
 def test_run_writes_file_and_record_then_deletes_only_removed_images(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from redcaps.cli import main
 from redcaps.filters import base, stage
 from redcaps.layout import removals_beside
 from redcaps.settings import NsfwSettings
-from tests.helpers import annotation_file, record, write_images
+from tests.helpers import ScoresById, annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
 
@@ -178,18 +178,9 @@ def test_filter_nsfw_passes_its_options(tmp_path: Path, monkeypatch: pytest.Monk
     """The command's plumbing only (the NSFW model is tested in the NSFW filter's own tests)."""
     asked: list[tuple[str, Any]] = []
 
-    class FakeScorer(base.ImageScorer):
-        model_name = "fake"
-
-        def prepare(self, path: Path) -> str:
-            return path.stem
-
-        def score(self, batch: list[Any]) -> list[float]:
-            return [0.93 if image_id == "ccc3" else 0.1 for image_id in batch]
-
     def fake_new_scorer(kind: str, settings: Any) -> base.ImageScorer:
         asked.append((kind, settings))
-        return FakeScorer()
+        return ScoresById({"ccc3": 0.93})
 
     monkeypatch.setattr(stage, "new_scorer", fake_new_scorer)
     path, images = _words_setup(tmp_path)

@@ -17,7 +17,7 @@ from redcaps.errors import AnnotationFormatError
 from redcaps.filters import base
 from redcaps.settings import NsfwSettings
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords, cached_scorer
-from tests.helpers import annotation_file, record, write_images
+from tests.helpers import ScoresById, annotation_file, record, write_images
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
 
 
@@ -196,18 +196,9 @@ def test_filter_nsfw_task_passes_its_config_to_the_scorer(
     """The task's plumbing only (the NSFW model itself is tested in the NSFW filter's tests)."""
     asked: list[tuple[str, Any]] = []
 
-    class FakeScorer(base.ImageScorer):
-        model_name = "fake"
-
-        def prepare(self, path: Path) -> str:
-            return path.stem
-
-        def score(self, batch: list[Any]) -> list[float]:
-            return [0.97 if image_id == "bbb2" else 0.2 for image_id in batch]
-
     def fake_new_scorer(kind: str, settings: Any) -> base.ImageScorer:
         asked.append((kind, settings))
-        return FakeScorer()
+        return ScoresById({"bbb2": 0.97}, default=0.2)
 
     cached_scorer.cache_clear()
     monkeypatch.setattr(tasks.filters, "new_scorer", fake_new_scorer)
