@@ -60,7 +60,8 @@ class ThrottleState:
 
 def fresh_state(rate: float, now: float) -> ThrottleState:
     """A group not heard from yet: one token, no burst until it has earned one."""
-    return ThrottleState(rate=rate, tokens=1.0, stamp=now, cut_at=float("-inf"))
+    never = float("-inf")
+    return ThrottleState(rate=rate, tokens=1.0, stamp=now, cut_at=never, limited_at=never)
 
 
 def take(state: ThrottleState, burst: float, now: float) -> float:
