@@ -1,13 +1,14 @@
 """Adaptive per-host rate control: one token bucket per politeness group whose rate follows the host.
 
-The rate starts at the policy's ``rate`` and, while the bucket is what holds the client back and
-the host answers well (2xx, 3xx, 404 and other final 4xx, latency not climbing), rises: doubling
-per second until the host first pushes back (slow start), then additively, by a fixed share of the
-rate where it last pushed back per response (so a cycle back up takes ~150 responses whatever the
-capacity). It never exceeds the policy's ``ceiling``. On 429, 503, timeouts and refused
-connections it is cut multiplicatively (at most once per ``HOLD`` seconds, since requests already
-in flight answer for the old rate too), and ``Retry-After`` pauses the whole group. The state is a
-small record that a :mod:`redcaps.hostbudget` store keeps in memory or shares between processes.
+The rate starts at the policy's ``rate`` and, while the bucket is what holds the client back
+and the host answers well (2xx, 3xx, 404 and other final 4xx, latency not climbing), rises:
+doubling per second until the host first pushes back (slow start), then additively, by a share
+of the rate where it last pushed back, per response and at most 5% of it per second (a cycle
+back up takes at least ~150 responses and ~6 s). It never exceeds the policy's ``ceiling``. On
+429, 503, timeouts and refused connections it is cut multiplicatively (at most once per ``HOLD``
+seconds: answers in flight reflect the old rate too), and ``Retry-After`` pauses the whole group.
+The state is a small record that a :mod:`redcaps.hostbudget` store keeps in memory or shares
+between processes.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ FIRST_CUT = 0.5
 HOLD = 0.5
 #: Slow start: rate += this per healthy response, so the rate roughly doubles each second.
 SLOW_START_GAIN = 0.7
-#: Afterwards: rate += this x (rate at the last cut) per healthy response.
+#: Afterwards: rate += this x (rate at the last cut) per healthy response (~150 responses from a
+#: cut back to where it was cut)...
 PROBE_GAIN = 0.002
+#: ...but by at most this share of it per second, so fast hosts are probed every ~6 s, not every few
+#: hundred milliseconds (each push-back may come with a Retry-After pause).
+PROBE_PER_SECOND = 0.05
 #: Growth only while a request waited for a token within this many seconds (rate is the limit).
 LIMITED_WINDOW = 1.0
 #: Latency "climbing": the moving average above twice the fastest seen plus this many seconds.
@@ -106,5 +111,8 @@ def healthy(state: ThrottleState, now: float, latency: float, ceiling: float) ->
         or state.latency > 2 * state.latency_floor + LATENCY_SLACK
     ):
         return
-    step = SLOW_START_GAIN if state.found <= 0 else PROBE_GAIN * state.found
+    if state.found <= 0:
+        step = SLOW_START_GAIN
+    else:
+        step = state.found * min(PROBE_GAIN, PROBE_PER_SECOND / state.rate)
     state.rate = min(ceiling, state.rate + step)

@@ -20,6 +20,7 @@ from redcaps.hostbudget import MachineBudget
 from redcaps.http import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
 from redcaps.sandbox import CdnProfile, Sandbox
 from redcaps.sandbox.app import RequestRecord
+from tests.helpers import annotation_file, record
 
 HOST = "i.redd.it"
 
@@ -211,3 +212,38 @@ def test_limiter_without_a_budget_keeps_its_own_state():
     one, two = HostLimiter({"*": HostPolicy(5, 1, 1, 10)}), HostLimiter({"*": HostPolicy(5, 1, 1, 10)})
     one.congested("example.org", None)
     assert one.rate("example.org") < 5 and two.rate("example.org") == 5
+
+
+# -- out of the box: `redcaps download-imgs` with the default HttpConfig -------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("capacity", "images", "min_share", "max_429"), [(30, 450, 0.8, 0.02), (2, 100, 0.0, 0.05)]
+)
+def test_download_imgs_defaults_find_the_hosts_capacity(tmp_path, capacity, images, min_share, max_429):
+    profile = CdnProfile(capacity=capacity, retry_after_share=0.5, retry_after=1)
+    with Sandbox(cdn={HOST: profile}) as box:
+        records = []
+        for i in range(images):
+            rec = record(f"c{i:05d}")
+            box.world.kinds[rec["url"]] = "small"  # cheap to make and decode: the host is the bound
+            records.append(rec)
+        source = tmp_path / "roses_2020.json"
+        source.write_text(json.dumps(annotation_file(records).to_json()))
+        env = {**os.environ, **box.env(), "XDG_RUNTIME_DIR": str(tmp_path)}  # a fresh machine budget
+        command = [sys.executable, "-c", "from redcaps.cli import main; main()", "download-imgs"]
+        done = subprocess.run(
+            [*command, "-a", str(source), "-o", str(tmp_path / "images")],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"downloaded {images} of {images}" in done.stdout
+        got = box.log.for_host(HOST)
+    accepted = [r.started for r in got if r.status != 429]
+    rate = len(accepted) / (max(accepted) - min(accepted))
+    refused = len(got) - len(accepted)
+    assert rate >= min_share * capacity, f"{rate:.1f} requests/s accepted of {capacity}"
+    assert refused <= max_429 * len(got), f"{refused} of {len(got)} answered 429"
