@@ -200,8 +200,13 @@ class HostLimiter:
 
     def rate(self, host: str) -> float:
         """The current rate of ``host``'s group (requests/s)."""
+        return self.status(host)["rate"]
+
+    def status(self, host: str) -> dict[str, float]:
+        """For progress lines: the group's current rate and the seconds of Retry-After pauses
+        imposed on it so far (for the whole group: every thread, and every process sharing it)."""
         with self._state(self.policy_key(host)) as state:
-            return state.rate
+            return {"rate": state.rate, "paused_s": state.paused_total}
 
     def _slot(self, key: str) -> threading.BoundedSemaphore:
         with self._lock:

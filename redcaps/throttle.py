@@ -18,8 +18,9 @@ from dataclasses import astuple, dataclass
 
 #: Cut factor on congestion (AIMD's beta): steady state swings between 0.7 and 1.0 of capacity.
 CUT = 0.7
-#: Cut factor on the first push-back, when slow start has likely overshot by up to 2x (TCP's).
-FIRST_CUT = 0.5
+#: Cut factor when the host pushes back again before the rate is back where it was last cut: its
+#: capacity has fallen (or slow start overshot), so the usual 0.7 would take several rounds.
+DROP_CUT = 0.5
 #: Seconds after a cut before the next cut or increase: answers in flight still reflect the old rate.
 HOLD = 0.5
 #: Slow start: rate += this per healthy response, so the rate roughly doubles each second.
@@ -34,6 +35,8 @@ PROBE_PER_SECOND = 0.05
 LIMITED_WINDOW = 1.0
 #: Latency "climbing": the moving average above twice the fastest seen plus this many seconds.
 LATENCY_SLACK = 0.05
+#: Seconds over which the rate of good answers is measured; a cut starts from it.
+DELIVERY_WINDOW = 1.0
 #: Lowest rate a cut can reach (requests/s).
 FLOOR = 0.05
 #: A state untouched this long starts over from the policy's rate.
@@ -52,8 +55,11 @@ class ThrottleState:
     latency_floor: float = 0.0
     limited_at: float = 0.0
     paused_total: float = 0.0  # seconds of Retry-After pauses imposed on the group
+    window_start: float = 0.0  # the current delivery-rate window: since when, how many answers
+    window_count: float = 0.0
+    delivered: float = 0.0  # good answers per second in the last full window (0: not known yet)
 
-    FORMAT = struct.Struct("<10d")
+    FORMAT = struct.Struct("<13d")
 
     def pack(self) -> bytes:
         return self.FORMAT.pack(*astuple(self))
@@ -66,7 +72,7 @@ class ThrottleState:
 def fresh_state(rate: float, now: float) -> ThrottleState:
     """A group not heard from yet: one token, no burst until it has earned one."""
     never = float("-inf")
-    return ThrottleState(rate=rate, tokens=1.0, stamp=now, cut_at=never, limited_at=never)
+    return ThrottleState(rate=rate, tokens=1.0, stamp=now, cut_at=never, limited_at=never, window_start=now)
 
 
 def take(state: ThrottleState, burst: float, now: float) -> float:
@@ -90,11 +96,14 @@ def congested(state: ThrottleState, now: float, retry_after: float | None, max_p
         if until > state.paused_until:
             state.paused_total += until - max(now, state.paused_until)
             state.paused_until = until
+            state.window_start, state.window_count = until, 0.0  # a pause is not a slow delivery
     if now - state.cut_at < HOLD:
         return
-    factor = FIRST_CUT if state.found <= 0 else CUT
-    state.found = state.rate
-    state.rate = max(FLOOR, state.rate * factor)
+    # what the host actually delivered is the better guess of its capacity than what we asked for
+    base = min(state.rate, state.delivered) if state.delivered > 0 else state.rate
+    factor = DROP_CUT if 0 < state.rate < state.found else CUT
+    state.found = base
+    state.rate = max(FLOOR, base * factor)
     state.cut_at = now
     state.tokens = min(state.tokens, 0.0)
 
@@ -104,6 +113,11 @@ def healthy(state: ThrottleState, now: float, latency: float, ceiling: float) ->
     if state.latency_floor <= 0 or latency < state.latency_floor:
         state.latency_floor = latency
     state.latency = latency if state.latency <= 0 else 0.8 * state.latency + 0.2 * latency
+    if now >= state.window_start:
+        state.window_count += 1
+        if now - state.window_start >= DELIVERY_WINDOW:
+            state.delivered = state.window_count / (now - state.window_start)
+            state.window_start, state.window_count = now, 0.0
     if (
         now - state.limited_at > LIMITED_WINDOW
         or now - state.cut_at < HOLD

@@ -31,11 +31,11 @@ HOST = "i.redd.it"
 def test_cut_on_congestion_at_most_once_per_hold():
     state = throttle.fresh_state(20.0, now=0.0)
     throttle.congested(state, 1.0, None, 120)
-    assert state.rate == 20.0 * throttle.FIRST_CUT and state.found == 20.0
+    assert state.rate == 20.0 * throttle.CUT and state.found == 20.0
     throttle.congested(state, 1.0 + throttle.HOLD / 2, None, 120)  # an answer already in flight
-    assert state.rate == 10.0
-    throttle.congested(state, 1.0 + throttle.HOLD, None, 120)
-    assert state.rate == 10.0 * throttle.CUT
+    assert state.rate == 14.0
+    throttle.congested(state, 1.0 + throttle.HOLD, None, 120)  # below the last cut: capacity fell
+    assert state.rate == pytest.approx(14.0 * throttle.DROP_CUT)
     for step in range(200):
         throttle.congested(state, 10.0 + step, None, 120)
     assert state.rate == throttle.FLOOR
@@ -138,8 +138,11 @@ def test_429_without_retry_after_cuts_the_rate(cdn, tmp_path, monkeypatch):
 def test_retry_after_pauses_every_thread(tmp_path, monkeypatch):
     with Sandbox(cdn={HOST: CdnProfile(capacity=4, retry_after_share=1.0, retry_after=2)}) as box:
         proxied(box, monkeypatch)
-        hammer(Fetcher(config(tmp_path, "rate=10 burst=2 concurrency=8 ceiling=40")), 4.0, 8, "pause")
+        fetcher = Fetcher(config(tmp_path, "rate=10 burst=2 concurrency=8 ceiling=40"))
+        hammer(fetcher, 4.0, 8, "pause")
         assert_paused_after_first_retry_after(box.log.for_host(HOST), pause=2.0)
+        # the pause is the host's, counted once however many threads waited through it
+        assert 2.0 <= fetcher.limiter.status(HOST)["paused_s"] <= 4.0
 
 
 def assert_paused_after_first_retry_after(records: list[RequestRecord], pause: float) -> None:
