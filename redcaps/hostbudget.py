@@ -1,7 +1,7 @@
 """Where the per-host throttle state lives: in one process, or shared by every process of a machine.
 
 Hosts count requests per client IP, so by default every download process on a machine draws on
-one budget per host and egress route (source address and proxy): a 90-byte record per host in a
+one budget per host and egress route (source address and proxy): a 104-byte record per host in a
 file under the user's runtime directory, read and written under ``fcntl.flock``. Processes that
 start later pick up the rate the others have learned.
 """

@@ -18,9 +18,10 @@ from dataclasses import astuple, dataclass
 
 #: Cut factor on congestion (AIMD's beta): steady state swings between 0.7 and 1.0 of capacity.
 CUT = 0.7
-#: Cut factor when the host pushes back again before the rate is back where it was last cut: its
-#: capacity has fallen (or slow start overshot), so the usual 0.7 would take several rounds.
+#: Cut factor when the host pushes back again within ``DROP_WITHIN`` seconds of a cut, before the
+#: rate is back where it was cut: its capacity has fallen, so the usual 0.7 would take many rounds.
 DROP_CUT = 0.5
+DROP_WITHIN = 5.0
 #: Seconds after a cut before the next cut or increase: answers in flight still reflect the old rate.
 HOLD = 0.5
 #: Slow start: rate += this per healthy response, so the rate roughly doubles each second.
@@ -35,8 +36,10 @@ PROBE_PER_SECOND = 0.05
 LIMITED_WINDOW = 1.0
 #: Latency "climbing": the moving average above twice the fastest seen plus this many seconds.
 LATENCY_SLACK = 0.05
-#: Seconds over which the rate of good answers is measured; a cut starts from it.
+#: The rate of good answers is measured over at least this many seconds and answers (or 5 s); a
+#: cut starts from it.
 DELIVERY_WINDOW = 1.0
+DELIVERY_ANSWERS = 8
 #: Lowest rate a cut can reach (requests/s).
 FLOOR = 0.05
 #: A state untouched this long starts over from the policy's rate.
@@ -101,7 +104,8 @@ def congested(state: ThrottleState, now: float, retry_after: float | None, max_p
         return
     # what the host actually delivered is the better guess of its capacity than what we asked for
     base = min(state.rate, state.delivered) if state.delivered > 0 else state.rate
-    factor = DROP_CUT if 0 < state.rate < state.found else CUT
+    dropped = state.rate < state.found and now - state.cut_at < DROP_WITHIN
+    factor = DROP_CUT if dropped else CUT
     state.found = base
     state.rate = max(FLOOR, base * factor)
     state.cut_at = now
@@ -115,7 +119,8 @@ def healthy(state: ThrottleState, now: float, latency: float, ceiling: float) ->
     state.latency = latency if state.latency <= 0 else 0.8 * state.latency + 0.2 * latency
     if now >= state.window_start:
         state.window_count += 1
-        if now - state.window_start >= DELIVERY_WINDOW:
+        elapsed = now - state.window_start
+        if elapsed >= DELIVERY_WINDOW and (state.window_count >= DELIVERY_ANSWERS or elapsed >= 5):
             state.delivered = state.window_count / (now - state.window_start)
             state.window_start, state.window_count = now, 0.0
     if (
