@@ -123,7 +123,7 @@ class Ticket:
         self.reported = True
         if code in CONGESTION_CODES:
             self.limiter.congested(self.key, retry_after_seconds(retry_after))
-        else:
+        elif code < 500 and code != 408:  # other 5xx and 408: neither a reason to slow down nor to speed up
             self.limiter.healthy(self.key, self.limiter.clock() - self.sent)
 
     def failed(self, status: str) -> None:
