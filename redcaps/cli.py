@@ -83,6 +83,14 @@ def main() -> None:
     show_default=True,
     help="Instances per manifest shard.",
 )
+@click.option(
+    "--allow-network",
+    "allow_networks",
+    multiple=True,
+    metavar="CIDR",
+    help="An internal network that may be fetched (your own mirror); others are refused.",
+)
+@click.option("--source-address", default="", help="Local IP to send from (one run per IP).")
 def download_imgs(
     annotations_path: str,
     save_to: str,
@@ -93,6 +101,7 @@ def download_imgs(
     update_annotations: bool,
     shard_size: int,
     allow_networks: tuple[str, ...],
+    source_address: str,
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
     from redcaps.download import download_file, downloaded_annotations
@@ -103,7 +112,7 @@ def download_imgs(
     image_dir.mkdir(parents=True, exist_ok=True)
     options = ImageOptions(resize=resize, edge=edge, quality=quality)  # type: ignore[arg-type]
     settings = DownloadSettings(shard_size=shard_size, workers=workers)
-    fetcher = Fetcher(HttpConfig(allow_networks=allow_networks))
+    fetcher = Fetcher(HttpConfig(allow_networks=allow_networks, source_address=source_address))
     try:
         with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:
             outcomes = download_file(

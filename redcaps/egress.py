@@ -21,6 +21,7 @@ import sys
 
 import requests.adapters
 import requests.utils
+import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -194,13 +195,31 @@ def _pool_classes(guard: EgressGuard) -> dict[str, type]:
     }
 
 
-class GuardedAdapter(requests.adapters.HTTPAdapter):
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Sends from ``source_address`` (a local IP; "" = the OS's choice), proxied or not."""
+
+    def __init__(self, source_address: str = "", **kwargs: object) -> None:
+        self.source_address = source_address
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        if self.source_address:
+            kwargs["source_address"] = (self.source_address, 0)
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: object) -> urllib3.ProxyManager:
+        if self.source_address:
+            proxy_kwargs["source_address"] = (self.source_address, 0)
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+
+class GuardedAdapter(SourceAddressAdapter):
     """A requests adapter that checks every request's URL, and every direct connection's
     address, with an :class:`EgressGuard`. Connections to a proxy are not checked."""
 
-    def __init__(self, guard: EgressGuard, **kwargs: object) -> None:
+    def __init__(self, guard: EgressGuard, source_address: str = "", **kwargs: object) -> None:
         self.guard = guard
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(source_address, **kwargs)
 
     def init_poolmanager(self, *args: object, **kwargs: object) -> None:
         super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ import hashlib
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -33,8 +34,10 @@ import requests
 import tenacity
 import urllib3.exceptions
 
-from redcaps import __version__
+from redcaps import __version__, throttle
 from redcaps.egress import BlockedAddress, EgressGuard, GuardedAdapter
+from redcaps.hostbudget import MachineBudget, ProcessBudget, budget_key
+from redcaps.throttle import ThrottleState
 
 IMGUR_REMOVED_MD5 = "d835884373f4d6c8f24742ceabe74946"
 
@@ -46,33 +49,44 @@ RETRYABLE_STATUSES = frozenset(
 
 @dataclass(frozen=True)
 class HostPolicy:
-    """Token bucket (``rate`` per second, up to ``burst`` at once) and a concurrency cap."""
+    """Token bucket (``rate`` per second, up to ``burst`` at once) and a concurrency cap.
+
+    ``rate`` is where the adaptive control (:mod:`redcaps.throttle`) starts; it may raise the
+    rate up to ``ceiling`` while the host answers well (None: ``rate`` is fixed, only cut)."""
 
     rate: float = 5.0
     burst: int = 10
     concurrency: int = 8
+    ceiling: float | None = None
+
+    @property
+    def max_rate(self) -> float:
+        return max(self.rate, self.ceiling or self.rate)
 
 
-DEFAULT_POLICY = HostPolicy()
+DEFAULT_POLICY = HostPolicy(rate=5.0, burst=10, concurrency=8, ceiling=20.0)
 #: Redirect hops followed per attempt (requests' own default is 30).
 MAX_REDIRECTS = 5
-#: Conservative defaults: imgur throttles hard (the original slept 2 s per imgur image).
+#: Start rates are conservative (imgur throttles hard: the original slept 2 s per imgur image);
+#: ceilings bound what the adaptive control may reach per egress IP (docs/benchmarks/convergence.md).
 DEFAULT_HOST_POLICIES: dict[str, HostPolicy] = {
-    "imgur.com": HostPolicy(rate=1.0, burst=2, concurrency=2),
-    "redd.it": HostPolicy(rate=5.0, burst=10, concurrency=8),
-    "staticflickr.com": HostPolicy(rate=5.0, burst=10, concurrency=8),
-    "static.flickr.com": HostPolicy(rate=5.0, burst=10, concurrency=8),
+    "imgur.com": HostPolicy(rate=1.0, burst=2, concurrency=2, ceiling=10.0),
+    "redd.it": HostPolicy(rate=5.0, burst=10, concurrency=8, ceiling=50.0),
+    "staticflickr.com": HostPolicy(rate=5.0, burst=10, concurrency=8, ceiling=30.0),
+    "static.flickr.com": HostPolicy(rate=5.0, burst=10, concurrency=8, ceiling=30.0),
     "*": DEFAULT_POLICY,
 }
+_POLICY_KEYS = ("rate", "burst", "concurrency", "ceiling")
 
 
 def parse_host_policy(text: str) -> HostPolicy:
-    """Parse ``"rate=1 burst=2 concurrency=2"`` (any subset; the rest from the defaults)."""
+    """Parse ``"rate=1 burst=2 concurrency=2 ceiling=10"`` (any subset; the rest from the defaults;
+    no ``ceiling``: the rate is fixed)."""
     values: dict[str, float] = {}
     for part in text.replace(",", " ").split():
         key, sep, value = part.partition("=")
-        if not sep or key not in ("rate", "burst", "concurrency"):
-            raise ValueError(f"bad host policy {text!r}: expected rate=R burst=N concurrency=N")
+        if not sep or key not in _POLICY_KEYS:
+            raise ValueError(f"bad host policy {text!r}: expected rate=R burst=N concurrency=N ceiling=R")
         try:
             values[key] = float(value)
         except ValueError:
@@ -81,9 +95,12 @@ def parse_host_policy(text: str) -> HostPolicy:
         rate=values.get("rate", DEFAULT_POLICY.rate),
         burst=int(values.get("burst", max(1, values.get("rate", DEFAULT_POLICY.burst)))),
         concurrency=int(values.get("concurrency", DEFAULT_POLICY.concurrency)),
+        ceiling=values.get("ceiling"),
     )
     if policy.rate <= 0 or policy.burst < 1 or policy.concurrency < 1:
         raise ValueError(f"bad host policy {text!r}: rate must be > 0, burst and concurrency >= 1")
+    if policy.ceiling is not None and policy.ceiling < policy.rate:
+        raise ValueError(f"bad host policy {text!r}: ceiling must be >= rate")
     return policy
 
 
@@ -94,68 +111,136 @@ def policy_key(host: str, policies: dict[str, HostPolicy]) -> str:
     return max(matches, key=len, default="*")
 
 
-class _Bucket:
-    def __init__(self, policy: HostPolicy, clock: Callable[[], float]) -> None:
-        self.policy = policy
-        self.tokens = float(policy.burst)
-        self.stamp = clock()
-        self.slots = threading.BoundedSemaphore(policy.concurrency)
+#: Answers that mean "slow down": the rate is cut (and Retry-After, when given, pauses the host).
+CONGESTION_CODES = frozenset({429, 503})
+CONGESTION_STATUSES = frozenset({"timeout", "connection_error"})
+
+
+class Ticket:
+    """One request's permission from the limiter; report the host's answer back through it."""
+
+    def __init__(self, limiter: HostLimiter, key: str, waited: float) -> None:
+        self.limiter, self.key, self.waited = limiter, key, waited
+        self.sent = limiter.clock()
+        self.reported = False
+
+    def response(self, code: int, retry_after: str | None = None) -> None:
+        """The host answered ``code`` (headers just arrived)."""
+        self.reported = True
+        if code in CONGESTION_CODES:
+            self.limiter.congested(self.key, retry_after_seconds(retry_after))
+        elif code < 500 and code != 408:  # other 5xx and 408: neither a reason to slow down nor to speed up
+            self.limiter.healthy(self.key, self.limiter.clock() - self.sent)
+
+    def failed(self, status: str) -> None:
+        """No answer: timeouts and refused connections count as the host pushing back."""
+        self.reported = True
+        if status in CONGESTION_STATUSES:
+            self.limiter.congested(self.key, None)
 
 
 class HostLimiter:
-    """Per-host politeness shared by every thread of a process."""
+    """Per-host politeness: adaptive token buckets (:mod:`redcaps.throttle`) kept in ``budget``
+    (this process's memory unless given a :class:`~redcaps.hostbudget.MachineBudget`), and a
+    concurrency cap per process. Hosts matching only ``"*"`` each get their own bucket."""
 
     def __init__(
         self,
         policies: dict[str, HostPolicy] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        budget: ProcessBudget | MachineBudget | None = None,
+        route: str = "",
+        max_pause: float = 120.0,
     ) -> None:
         self.policies = dict(policies or DEFAULT_HOST_POLICIES)
         self.policies.setdefault("*", DEFAULT_POLICY)
         self.clock, self.sleep = clock, sleep
+        self.budget = budget or ProcessBudget()
+        self.route, self.max_pause = route, max_pause
         self.waited: dict[str, float] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_config(cls, config: HttpConfig) -> HostLimiter:
+        """The limiter ``config`` asks for: shared per machine unless ``host_scope`` is "process"."""
+        budget = ProcessBudget() if config.host_scope == "process" else MachineBudget(config.budget_dir)
+        proxy = urllib.request.getproxies().get("https", "")
+        route = budget_key("", config.source_address, proxy).rstrip("|")
+        return cls(config.host_policies, budget=budget, route=route, max_pause=config.retry_after_max)
+
     def policy_key(self, host: str) -> str:
-        return policy_key(host, self.policies)
+        key = policy_key(host, self.policies)
+        return host.lower().rstrip(".") if key == "*" else key
 
-    def _bucket(self, key: str) -> _Bucket:
-        with self._lock:
-            if key not in self._buckets:
-                self._buckets[key] = _Bucket(self.policies[key], self.clock)
-            return self._buckets[key]
+    def _policy(self, key: str) -> HostPolicy:
+        return self.policies.get(key) or self.policies["*"]
 
-    def _take_token(self, key: str, bucket: _Bucket) -> float:
+    @contextlib.contextmanager
+    def _state(self, key: str) -> Iterator[ThrottleState]:
+        policy = self._policy(key)
+        with self.budget.state(
+            f"{self.route}|{key}", lambda: throttle.fresh_state(policy.rate, self.clock())
+        ) as state:
+            yield state
+
+    def _take_token(self, key: str) -> float:
         waited = 0.0
+        burst = self._policy(key).burst
         while True:
-            with self._lock:
-                now = self.clock()
-                policy = bucket.policy
-                bucket.tokens = min(policy.burst, bucket.tokens + (now - bucket.stamp) * policy.rate)
-                bucket.stamp = now
-                if bucket.tokens >= 1:
-                    bucket.tokens -= 1
-                    return waited
-                delay = (1 - bucket.tokens) / policy.rate
+            with self._state(key) as state:
+                delay = min(throttle.take(state, burst, self.clock()), self.max_pause)
+            if delay <= 0:
+                return waited
             self.sleep(delay)
             waited += delay
 
+    def congested(self, key: str, retry_after: float | None) -> None:
+        with self._state(key) as state:
+            throttle.congested(state, self.clock(), retry_after, self.max_pause)
+
+    def healthy(self, key: str, latency: float) -> None:
+        with self._state(key) as state:
+            throttle.healthy(state, self.clock(), latency, self._policy(key).max_rate)
+
+    def rate(self, host: str) -> float:
+        """The current rate of ``host``'s group (requests/s)."""
+        return self.status(host)["rate"]
+
+    def status(self, host: str) -> dict[str, float]:
+        """For progress lines: the group's current rate and the seconds of Retry-After pauses
+        imposed on it so far (for the whole group: every thread, and every process sharing it)."""
+        with self._state(self.policy_key(host)) as state:
+            return {"rate": state.rate, "paused_s": state.paused_total}
+
+    def _slot(self, key: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            if key not in self._slots:
+                self._slots[key] = threading.BoundedSemaphore(self._policy(key).concurrency)
+            return self._slots[key]
+
     @contextlib.contextmanager
-    def slot(self, host: str) -> Iterator[float]:
-        """Block for a concurrency slot and a token; yield the seconds spent waiting."""
+    def slot(self, host: str) -> Iterator[Ticket]:
+        """Block for a concurrency slot and a token; yield a :class:`Ticket` (``.waited``: seconds
+        spent waiting). An attempt that ends in a retryable error without an answer is reported."""
         key = self.policy_key(host)
-        bucket = self._bucket(key)
+        slots = self._slot(key)
         start = self.clock()
-        bucket.slots.acquire()
+        slots.acquire()
         try:
-            waited = self.clock() - start + self._take_token(key, bucket)
+            waited = self.clock() - start + self._take_token(key)
             with self._lock:
                 self.waited[key] = self.waited.get(key, 0.0) + waited
-            yield waited
+            ticket = Ticket(self, key, waited)
+            try:
+                yield ticket
+            except _Retry as exc:
+                if not ticket.reported:
+                    ticket.failed(exc.result.status)
+                raise
         finally:
-            bucket.slots.release()
+            slots.release()
 
 
 def default_user_agent() -> str:
@@ -180,6 +265,14 @@ class HttpConfig:
     url_deadline: float = 180.0
     #: CIDRs of internal networks that may be fetched (e.g. your own mirror); none by default.
     allow_networks: tuple[str, ...] = ()
+    #: "machine" (default): all processes on this machine share each host's budget, as hosts
+    #: count per client IP; "global": the same here, and the scheduler runs one shard per host at
+    #: a time; "process": each process has its own.
+    host_scope: str = "machine"
+    #: Local IP to send from ("" = the OS's choice); the machine's budget is kept per address.
+    source_address: str = ""
+    #: Where the machine's shared budgets live ("" = $XDG_RUNTIME_DIR/redcaps/hosts or /tmp).
+    budget_dir: str = ""
 
 
 @dataclass
@@ -284,10 +377,11 @@ class Fetcher:
         session: requests.Session | None = None,
     ) -> None:
         self.config = config or HttpConfig()
-        self.limiter = limiter or HostLimiter(self.config.host_policies)
+        self.limiter = limiter or HostLimiter.for_config(self.config)
         self.session = session or requests.Session()
         adapter = GuardedAdapter(
             EgressGuard(self.config.allow_networks),
+            self.config.source_address,
             pool_connections=self.config.pool_size,
             pool_maxsize=self.config.pool_size,
             max_retries=0,
@@ -350,10 +444,11 @@ class Fetcher:
         config = self.config
         hop_url, hop_host = url, host
         for _ in range(MAX_REDIRECTS + 1):
-            with self.limiter.slot(hop_host) as waited:
-                deadline.extend(waited)
+            with self.limiter.slot(hop_host) as ticket:
+                deadline.extend(ticket.waited)
                 budget = min(config.request_deadline, deadline.remaining())
                 if budget <= 0:
+                    ticket.reported = True  # our own deadline, not the host pushing back
                     raise _Retry(
                         FetchResult(url, "timeout", error=f"over the {config.url_deadline:g} s URL deadline")
                     )
@@ -366,6 +461,7 @@ class Fetcher:
                         stream=True,
                         allow_redirects=False,
                     ) as resp:
+                        ticket.response(resp.status_code, resp.headers.get("Retry-After"))
                         location = resp.headers.get("Location") if resp.is_redirect else None
                         if location is None:
                             return self._read(url, resp, ends)

@@ -70,6 +70,11 @@ class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
     allow_networks = luigi.Parameter(
         default="", description="Comma list of internal CIDRs that may be fetched"
     )
+    host_scope = luigi.ChoiceParameter(
+        choices=["machine", "global", "process"], default=HttpConfig.host_scope
+    )
+    source_address = luigi.Parameter(default=HttpConfig.source_address, description="Local IP to send from")
+    budget_dir = luigi.Parameter(default=HttpConfig.budget_dir, description="Where machine budgets live")
 
     def settings(self) -> DownloadSettings:
         return settings_from(self, DownloadSettings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -19,18 +18,27 @@ from redcaps.download import (
     file_shards,
     shard_slice,
 )
-from redcaps.http import Fetcher, HostLimiter, HostPolicy, policy_key
+from redcaps.http import Fetcher, HostLimiter, HttpConfig, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
 from tasks.config import downloads, host_policies, images
 
+_LIMITERS: dict[tuple, HostLimiter] = {}
 
-@functools.lru_cache(maxsize=4)
-def process_limiter(policies: tuple[tuple[str, HostPolicy], ...]) -> HostLimiter:
-    """One limiter per worker process: consecutive shards share its buckets. A limiter per
-    shard would grant every new shard a fresh burst, so a shard boundary could exceed a
-    host's rate."""
-    return HostLimiter(dict(policies))
+
+def process_limiter(config: HttpConfig) -> HostLimiter:
+    """One limiter per worker process and configuration: consecutive shards share it (a fresh
+    one per shard would grant each a fresh burst); its budgets are the machine's by default."""
+    key = (
+        tuple(sorted(config.host_policies.items())),
+        config.host_scope,
+        config.source_address,
+        config.budget_dir,
+        config.retry_after_max,
+    )
+    if key not in _LIMITERS:
+        _LIMITERS[key] = HostLimiter.for_config(config)
+    return _LIMITERS[key]
 
 
 def host_resource(host: str) -> str:
@@ -46,28 +54,31 @@ class DownloadImageShard(StageTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(layout.manifest_path(self.layout.manifests(self.stem), self.shard)))
 
+    def hosts(self) -> list[str]:
+        records = shard_slice(self.load_input().annotations, self.shard, downloads().shard_size)
+        return sorted({urlsplit(r["url"]).hostname or "" for r in records} - {""})
+
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        """One slot per image host this shard touches, so workers sharing a luigid never run
-        two shards against the same host at once: each shard's limiter is then the global one."""
-        records = shard_slice(self.load_input().annotations, self.shard, downloads().shard_size)
-        hosts = {urlsplit(r["url"]).hostname or "" for r in records}
-        return {host_resource(h): 1 for h in sorted(hosts) if h}
+        """With ``host_scope = global``, one luigid slot per image host this shard touches, so no
+        two shards anywhere use one host at once. By default hosts count per machine, and every
+        process on it shares the machine's budget instead (``redcaps.hostbudget``)."""
+        if downloads().host_scope != "global":
+            return {}
+        return {host_resource(h): 1 for h in self.hosts()}
 
     def run(self) -> None:
         config = downloads()
         http = config.http_config()
-        limiter = process_limiter(tuple(sorted(http.host_policies.items())))
+        limiter = process_limiter(http)
         fetcher = Fetcher(http, limiter)
-        waited_before = dict(limiter.waited)
+        groups = sorted({limiter.policy_key(h): h for h in self.hosts()}.items())
         counts: Counter[str] = Counter()
 
         def report(done: int, total: int) -> None:
-            waited = {k: v - waited_before.get(k, 0.0) for k, v in limiter.waited.items()}
-            waits = ", ".join(f"{k} {v:.0f}s" for k, v in waited.items() if v >= 1)
             self.report(
-                f"{done}/{total} images: {counts['ok']} ok, {done - counts['ok']} failed"
-                + (f"; waited on hosts: {waits}" if waits else ""),
+                f"{done}/{total} images: {counts['ok']} ok, {done - counts['ok']} failed; "
+                + host_rates(limiter, groups),
                 100.0 * done / total,
             )
 
@@ -92,6 +103,17 @@ class DownloadImageShard(StageTask):
             )
         finally:
             fetcher.close()
+
+
+def host_rates(limiter: HostLimiter, groups: list[tuple[str, str]]) -> str:
+    """``redd.it 42.0/s, imgur.com 3.1/s (Retry-After 12 s)``: each host group's current rate and
+    the Retry-After pauses imposed on it so far, for the whole group (every thread and process)."""
+    parts = []
+    for key, host in groups:
+        status = limiter.status(host)
+        paused = f" (Retry-After {status['paused_s']:.0f} s)" if status["paused_s"] >= 1 else ""
+        parts.append(f"{key} {status['rate']:.1f}/s{paused}")
+    return ", ".join(parts)
 
 
 class DownloadImages(StageTask):

@@ -46,6 +46,8 @@ def write_cfg(path: Path, data_dir: Path, history: Path) -> Path:
         "scheduler": {"record_task_history": "true", "retry_delay": "1"},
         "task_history": {"db_connection": f"sqlite:///{history}"},
         "resources": {"host_redd.it": "1", "host_imgur.com": "1", "host_staticflickr.com": "1"},
+        # one budget across machines: luigid runs one shard per host at a time
+        "downloads": {**TEST_CONFIG["downloads"], "host_scope": "global"},
     }
     lines = []
     for section, values in sections.items():

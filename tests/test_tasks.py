@@ -19,14 +19,22 @@ def write(path, records):
     return str(path)
 
 
-def test_shard_holds_one_resource_slot_per_host_group(luigi_config, tmp_path):
+def test_shard_holds_one_resource_slot_per_host_group_only_with_a_global_scope(luigi_config, tmp_path):
     records = [
         record("a1", url="https://i.redd.it/a1.jpg"),
         record("b2", url="https://i.imgur.com/AbCdE12.jpg"),
         record("c3", url="https://farm2.staticflickr.com/1/2_ab.jpg"),
     ]
     task = DownloadImageShard(annotations=write(tmp_path / "roses_2020.json", records), shard=0)
-    assert task.resources == {"host_imgur.com": 1, "host_redd.it": 1, "host_staticflickr.com": 1}
+    assert task.resources == {}  # hosts count per machine: its processes share the budget instead
+    config = luigi.configuration.get_config()
+    config.set("downloads", "host_scope", "global")
+    luigi.task_register.Register.clear_instance_cache()
+    try:
+        assert task.resources == {"host_imgur.com": 1, "host_redd.it": 1, "host_staticflickr.com": 1}
+    finally:
+        config.remove_option("downloads", "host_scope")
+        luigi.task_register.Register.clear_instance_cache()
 
 
 def test_validate_fails_and_writes_every_problem_beside_its_target(luigi_config, tmp_path):
@@ -88,10 +96,17 @@ def test_a_malformed_chain_is_a_one_line_error(luigi_config, text):
 
 def test_shards_in_one_process_share_one_limiter(luigi_config):
     """A limiter per shard would give every new shard a fresh burst against the same host."""
-    from redcaps.http import HostPolicy
+    from redcaps.http import HostPolicy, HttpConfig
     from tasks.download import process_limiter
 
-    policies = (("*", HostPolicy(rate=5, burst=10, concurrency=8)),)
-    assert process_limiter(policies) is process_limiter(tuple(policies))
-    other = (("*", HostPolicy(rate=1, burst=2, concurrency=1)),)
-    assert process_limiter(other) is not process_limiter(policies)
+    policies = {"*": HostPolicy(rate=5, burst=10, concurrency=8)}
+    assert process_limiter(HttpConfig(host_policies=policies)) is process_limiter(
+        HttpConfig(host_policies=dict(policies))
+    )
+    other = {"*": HostPolicy(rate=1, burst=2, concurrency=1)}
+    assert process_limiter(HttpConfig(host_policies=other)) is not process_limiter(
+        HttpConfig(host_policies=policies)
+    )
+    assert process_limiter(
+        HttpConfig(host_policies=policies, source_address="127.0.0.2")
+    ) is not process_limiter(HttpConfig(host_policies=policies))

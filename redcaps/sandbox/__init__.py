@@ -15,10 +15,12 @@ from pathlib import Path
 from types import TracebackType
 
 from redcaps.sandbox.app import RequestLog, Router
+from redcaps.sandbox.cdn import CdnGate, CdnProfile
 from redcaps.sandbox.images import bomb_png
 from redcaps.sandbox.proxy import ProxyServer
 from redcaps.sandbox.world import World
 
+__all__ = ["CdnProfile", "Sandbox"]
 HANDLER_MODULES = ["redcaps.sandbox.hosts", "redcaps.sandbox.downloads", "redcaps.sandbox.reddit_apis"]
 
 
@@ -29,10 +31,14 @@ class Sandbox:
         state_dir: Path | None = None,
         port: int = 0,
         host_latency: float = 0.0,
+        cdn: dict[str, CdnProfile] | None = None,
     ) -> None:
         self.world = world or World()
         self.router = Router()
         self.log = RequestLog()
+        #: Per-client-IP capacities of CDN-like hosts (``cdn.set_capacity`` changes one mid-run).
+        self.cdn = CdnGate(cdn or {})
+        self.cdn.register(self.router)
         for name in HANDLER_MODULES:
             importlib.import_module(name).register(self.router, self.world)
         self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="redcaps-sandbox-")
