@@ -61,6 +61,10 @@ class RedCapsYear(InDataDir):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(data_layout().stage_file(layout.YEAR, self.stem)))
 
+    def complete(self) -> bool:
+        """Incomplete again while a stage has work (a download shard with failures to retry)."""
+        return super().complete() and all(task.complete() for task in self.requires())
+
     def run(self) -> None:
         validate, tarify = self.requires()
         where = data_layout()

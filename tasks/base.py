@@ -164,6 +164,11 @@ class StageTask(InDataDir):
     def requires(self) -> luigi.Task:
         return self.annotations
 
+    def complete(self) -> bool:
+        """Complete when its output exists and its upstream is complete: an upstream that has
+        work again (a download shard with failures to retry) makes every later stage rerun."""
+        return super().complete() and self.annotations.complete()
+
     @property
     def input_path(self) -> Path:
         return Path(self.annotations.output().path)  # the upstream's target, whatever requires() adds
