@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import luigi
+import pytest
+import webdataset as wds
 
 from pipeline.official import OfficialFile, RedCapsOfficial
 from pipeline.year import RedCapsYear, year_stages
+from redcaps import annotations as ann
+from redcaps.download import Outcome, read_outcomes
+from redcaps.sandbox import Sandbox
 from tasks.collect import FetchMonth, MergeYear
-from tests.helpers import luigi_settings
+from tasks.config import downloads
+from tasks.download import DownloadImages, DownloadImageShard, new_run
+from tests.helpers import annotation_file, luigi_settings, record
 
 
 def _year_task_ids(data_dir: Path) -> list[str]:
@@ -46,3 +55,117 @@ def test_the_web_ui_and_chains_see_the_same_parameters(luigi_config, tmp_path):
         rebuilt = RedCapsYear.from_str_params(task.to_str_params())
         assert rebuilt.task_id == task.task_id
     luigi.task_register.Register.clear_instance_cache()
+
+
+def _write(path: Path, records: list[dict]) -> str:
+    path.write_text(json.dumps(annotation_file(records).to_json()))
+    return str(path)
+
+
+def _shard_with(luigi_config: Path, tmp_path: Path, outcome: Outcome) -> DownloadImageShard:
+    source = _write(tmp_path / "roses_2020.json", [record(outcome.image_id)])
+    shard = DownloadImageShard(annotations=source, shard=0)
+    manifest = Path(shard.output().path)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(outcome.to_line())
+    return shard
+
+
+def test_a_manifest_with_rounds_exhausted_is_complete(luigi_config, tmp_path):
+    new_run()
+    rounds = downloads().retry_rounds
+    exhausted = Outcome("a1", record("a1")["url"], "http_5xx", round=rounds + 1)
+    assert _shard_with(luigi_config, tmp_path, exhausted).complete()
+
+
+def test_a_shard_with_retries_left_waits_for_the_next_run(luigi_config, tmp_path):
+    new_run()
+    shard = _shard_with(luigi_config, tmp_path, Outcome("a1", record("a1")["url"], "timeout"))
+    assert not shard.complete()  # a new run: retry
+    downloaded = DownloadImages(annotations=shard.annotations)
+    Path(downloaded.output().path).parent.mkdir(parents=True, exist_ok=True)
+    Path(downloaded.output().path).write_text("{}")
+    assert not downloaded.complete()  # so the stage (and every later one) reruns too
+    manifest = Path(shard.output().path)
+    manifest.write_text(Outcome("a1", record("a1")["url"], "timeout", round=2).to_line())
+    assert shard.complete() and downloaded.complete()  # written in this run: retried next run
+    new_run()
+    assert not shard.complete()
+
+
+def _build(task: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+    """One run: a new process would see every manifest afresh."""
+    new_run()
+    luigi.task_register.Register.clear_instance_cache()
+    return luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="WARNING")
+
+
+def _outcomes(data: Path, stem: str) -> dict[str, Outcome]:
+    outcomes: dict[str, Outcome] = {}
+    for manifest in sorted((data / "images" / ".manifests" / stem).glob("*.jsonl")):
+        outcomes.update(read_outcomes(manifest))
+    return outcomes
+
+
+def _image_requests(sandbox: Sandbox) -> set[str]:
+    """Paths of image requests, without redirect hops to placeholders (imgur's removed.png)."""
+    return {r.path for r in sandbox.log.records()} - {
+        "/removed.png",
+        "/pw/images/en-us/photo_unavailable.png",
+    }
+
+
+@pytest.mark.slow
+def test_a_fault_storm_year_rerun_twice_ends_with_every_retryable_image_stored(sandbox_env, luigi_config):
+    data, stem, world = luigi_config, "sandboxcats_2020", sandbox_env.world
+    year = RedCapsYear(subreddit="sandboxcats", year=2020)
+    settings = {
+        "filters": {"enabled": "words"},
+        "worker": {"check_complete_on_run": "true"},
+        "downloads": {"read_timeout": "10"},  # only the storm fails images, not a loaded machine
+    }
+    world.storm(0.3, failures=7)  # 3 attempts per run (TEST_CONFIG): stormy images need a third run
+    try:
+        with luigi_settings(settings):
+            first = _build(year)
+            assert first.status == luigi.LuigiStatusCode.SUCCESS, first.summary_text
+            after_first = _outcomes(data, stem)
+            stormed = {i for i, o in after_first.items() if o.retryable}
+            final = {i: o for i, o in after_first.items() if not o.ok and not o.retryable}
+            assert len(stormed) >= 5 and final
+            published = {r["image_id"] for r in ann.load(data / "annotations" / f"{stem}.json").annotations}
+            assert not published & stormed
+
+            sandbox_env.reset_log()
+            second = _build(year)
+            assert second.status == luigi.LuigiStatusCode.SUCCESS, second.summary_text
+            third = _build(year)
+            assert third.status == luigi.LuigiStatusCode.SUCCESS, third.summary_text
+            requested = _image_requests(sandbox_env)
+            outcomes = _outcomes(data, stem)
+            left = {urlsplit(o.url).path for o in outcomes.values() if o.retryable}
+
+            sandbox_env.reset_log()
+            assert _build(year).status == luigi.LuigiStatusCode.SUCCESS
+            assert _image_requests(sandbox_env) == left  # only what is left, if anything
+    finally:
+        world.storm(0)
+
+    assert all(outcomes[i].ok for i in stormed if world.expected_status(after_first[i].url) == "ok")
+    assert {i: o for i, o in outcomes.items() if i in final} == final  # final failures stay final
+    assert {o.round for i, o in outcomes.items() if i in stormed} == {3}
+    removals = data / "stages" / "filter_words" / f"{stem}.removals.jsonl"
+    removed = {json.loads(line)["image_id"] for line in removals.read_text().splitlines()}
+    assert removed and not any(f"/{i}" in p for i in removed for p in requested)  # never refetched
+    assert requested - {urlsplit(after_first[i].url).path for i in stormed} == set()  # only retries
+
+    merged = ann.load(data / "stages" / "merged" / f"{stem}.json")
+    expected = {r["image_id"] for r in merged.annotations if outcomes[r["image_id"]].ok} - removed
+    final_file = ann.load(data / "annotations" / f"{stem}.json")
+    assert {r["image_id"] for r in final_file.annotations} == expected
+    assert expected & stormed  # the new images are published ...
+    shards = sorted(str(p) for p in (data / "tarfiles").glob(f"{stem}_*.tar"))
+    keys = {key for (key,) in wds.WebDataset(shards, shardshuffle=False).to_tuple("__key__")}
+    assert keys == expected  # ... and packed
+    summary = json.loads((data / "stages" / "year" / f"{stem}.json").read_text())
+    assert summary["tars"]["samples"] == len(expected)
