@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import luigi
@@ -15,11 +16,14 @@ from pipeline.official import OfficialFile, RedCapsOfficial
 from pipeline.year import RedCapsYear, year_stages
 from redcaps import annotations as ann
 from redcaps.download import Outcome, read_outcomes
+from redcaps.filters.base import ImageScorer, read_removals
+from redcaps.filters.stage import FilterPaths, run_filter
 from redcaps.sandbox import Sandbox
+from redcaps.settings import NsfwSettings
 from tasks.collect import FetchMonth, MergeYear
 from tasks.config import downloads
 from tasks.download import DownloadImages, DownloadImageShard, new_run
-from tests.helpers import annotation_file, luigi_settings, record
+from tests.helpers import annotation_file, luigi_settings, record, write_images
 
 
 def _year_task_ids(data_dir: Path) -> list[str]:
@@ -169,3 +173,44 @@ def test_a_fault_storm_year_rerun_twice_ends_with_every_retryable_image_stored(s
     assert keys == expected  # ... and packed
     summary = json.loads((data / "stages" / "year" / f"{stem}.json").read_text())
     assert summary["tars"]["samples"] == len(expected)
+
+
+class _ScoresById(ImageScorer):
+    """Removes ``nsfw1`` (score 0.99); everything else scores 0.1."""
+
+    model_name = "fixed"
+
+    def prepare(self, path: Path) -> str:
+        return path.stem
+
+    def score(self, batch: list[Any]) -> list[float]:
+        return [0.99 if image_id == "nsfw1" else 0.1 for image_id in batch]
+
+
+def test_a_filter_rerun_over_more_images_keeps_its_earlier_removals(tmp_path):
+    """The rerun's input has new images; nsfw1's image is gone (the first run deleted it), so the
+    model cannot judge it again: it must stay removed, not be kept as unreadable."""
+    first_records = [record("nsfw1"), record("keep1")]
+    images = tmp_path / "images"
+    write_images(images, first_records)
+    paths = FilterPaths(
+        source=tmp_path / "in" / "roses_2020.json",
+        output=tmp_path / "out" / "roses_2020.json",
+        removals=tmp_path / "out" / "roses_2020.removals.jsonl",
+        images=images,
+    )
+    paths.source.parent.mkdir()
+    paths.output.parent.mkdir()
+    settings = NsfwSettings()
+    ann.save(paths.source, annotation_file(first_records))
+    first = run_filter("nsfw", paths, settings, scorer=_ScoresById)
+    assert first.removed == 1 and not (images / "roses" / "nsfw1.jpg").exists()
+
+    new = record("new01", created_utc=1577923300)  # downloaded by a later round
+    write_images(images, [new])
+    ann.save(paths.source, annotation_file([*first_records, new]))
+    again = run_filter("nsfw", paths, settings, scorer=_ScoresById)
+    kept = ann.load(paths.output)
+    assert [r["image_id"] for r in kept.annotations] == ["keep1", "new01"]
+    assert again.removed == 1 and kept.info["nsfw_filter"]["num_removed"] == 1
+    assert [r.image_id for r in read_removals(paths.removals)] == ["nsfw1"]
