@@ -81,10 +81,11 @@ def _retries_left(path: str, state: tuple[int, int, int], retry_rounds: int) -> 
 
 def shard_finished(manifest: Path, retry_rounds: int) -> bool:
     """A manifest with nothing left to retry, or written by this run (retried next run)."""
+    changed = written_this_run(manifest)  # the first look is remembered even before it exists
     state = _state(manifest)
     if state is None:
         return False
-    return not _retries_left(str(manifest), state, retry_rounds) or written_this_run(manifest)
+    return changed or not _retries_left(str(manifest), state, retry_rounds)
 
 
 class DownloadImageShard(StageTask):

@@ -82,6 +82,19 @@ def test_a_manifest_with_rounds_exhausted_is_complete(luigi_config, tmp_path):
     assert _shard_with(luigi_config, tmp_path, exhausted).complete()
 
 
+def test_a_shard_first_seen_missing_is_complete_once_written(luigi_config, tmp_path):
+    """Scheduling looks first (no manifest yet); a forked worker process writes it with
+    failures to retry: for the rest of this run the shard is complete."""
+    new_run()
+    source = _write(tmp_path / "roses_2020.json", [record("a1")])
+    shard = DownloadImageShard(annotations=source, shard=0)
+    assert not shard.complete()
+    manifest = Path(shard.output().path)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(Outcome("a1", record("a1")["url"], "timeout").to_line())
+    assert shard.complete()
+
+
 def test_a_shard_with_retries_left_waits_for_the_next_run(luigi_config, tmp_path):
     new_run()
     shard = _shard_with(luigi_config, tmp_path, Outcome("a1", record("a1")["url"], "timeout"))
@@ -97,11 +110,13 @@ def test_a_shard_with_retries_left_waits_for_the_next_run(luigi_config, tmp_path
     assert not shard.complete()
 
 
-def _build(task: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
+def _build(task: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:
     """One run: a new process would see every manifest afresh."""
     new_run()
     luigi.task_register.Register.clear_instance_cache()
-    return luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="WARNING")
+    return luigi.build(
+        [task], local_scheduler=True, detailed_summary=True, log_level="WARNING", workers=workers
+    )
 
 
 def _outcomes(data: Path, stem: str) -> dict[str, Outcome]:
@@ -141,7 +156,7 @@ def test_a_fault_storm_year_rerun_twice_ends_with_every_retryable_image_stored(s
             assert not published & stormed
 
             sandbox_env.reset_log()
-            second = _build(year)
+            second = _build(year, workers=2)  # tasks in forked processes: one round per run still
             assert second.status == luigi.LuigiStatusCode.SUCCESS, second.summary_text
             third = _build(year)
             assert third.status == luigi.LuigiStatusCode.SUCCESS, third.summary_text
