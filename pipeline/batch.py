@@ -31,7 +31,7 @@ from redcaps.batch import BatchConfig, load_batch
 from redcaps.errors import RedCapsError
 from redcaps.http import parse_host_policy
 from redcaps.report import summarize_dataset
-from tasks.base import report_progress
+from tasks.base import InDataDir, report_progress
 from tasks.config import data_layout
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
@@ -103,7 +103,7 @@ def apply_settings(settings: dict[str, dict[str, str]], digest: str) -> None:
     luigi.task_register.Register.clear_instance_cache()
 
 
-class RedCapsBatch(luigi.Task):
+class RedCapsBatch(InDataDir):
     """All subreddit-years of ``--config``; output: a summary of every file."""
 
     config = luigi.Parameter(description="YAML batch config (configs/*.yaml)")

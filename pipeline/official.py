@@ -12,6 +12,7 @@ from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import split_stem
 from redcaps.report import summarize_dataset
+from tasks.base import InDataDir
 from tasks.config import data_layout
 from tasks.download import DownloadImages
 from tasks.official import OfficialAnnotations
@@ -19,7 +20,7 @@ from tasks.tarify import Tarify
 from tasks.validate import Validate
 
 
-class OfficialFile(luigi.WrapperTask):
+class OfficialFile(InDataDir, luigi.WrapperTask):
     """One official file: download its images, validate what was kept, pack the shards."""
 
     annotations = luigi.Parameter(description="Path of an official <subreddit>_<year>.json")
@@ -29,7 +30,7 @@ class OfficialFile(luigi.WrapperTask):
         return [Validate(annotations=downloaded), Tarify(annotations=downloaded)]
 
 
-class RedCapsOfficial(luigi.Task):
+class RedCapsOfficial(InDataDir):
     """Every file of a directory of official annotations, or of the release zip (path/URL).
 
     Files are scheduled in chunks (dynamic dependencies) so the graph never grows past what

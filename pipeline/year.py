@@ -17,7 +17,7 @@ from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.report import summarize_file
 from redcaps.tarify import read_index
-from tasks.base import StageTask
+from tasks.base import InDataDir, StageTask
 from tasks.collect import MergeYear
 from tasks.config import data_layout, filters
 from tasks.download import DownloadImages
@@ -40,7 +40,7 @@ def year_stages(subreddit: str, year: int, first_year: int | None = None) -> tup
     return Validate(annotations=published), Tarify(annotations=published)
 
 
-class RedCapsYear(luigi.Task):
+class RedCapsYear(InDataDir):
     """Collect, download, filter, validate and pack ``r/<subreddit>`` for one year.
 
     ``--first-year`` folds earlier years into this one's file, as the official ``*_2017``
@@ -60,6 +60,10 @@ class RedCapsYear(luigi.Task):
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(data_layout().stage_file(layout.YEAR, self.stem)))
+
+    def complete(self) -> bool:
+        """Incomplete again while a stage has work (a download shard with failures to retry)."""
+        return super().complete() and all(task.complete() for task in self.requires())
 
     def run(self) -> None:
         validate, tarify = self.requires()

@@ -7,8 +7,10 @@ which images are whole and the rerun fetches only the rest. The finished manifes
 written atomically and the journal removed.
 
 On a later run over an existing manifest, instances that ended ``ok`` (image still on
-disk) or failed for good (404, placeholder, ...) are kept as they are; only retryable
-failures (timeouts, 429, 5xx, ...) are tried again.
+disk, or removed by a later stage) or failed for good (404, placeholder, ...) are kept as
+they are; only retryable failures (timeouts, 429, 5xx, ...) are tried again, each rerun
+being one more *round* (``Outcome.round``), up to ``DownloadSettings.retry_rounds``.
+A manifest is rewritten only when its bytes change, so a finished shard stays byte-stable.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +50,8 @@ class Outcome:
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
+    #: The run that produced this outcome: 1 for the first fetch, +1 for every rerun retrying it.
+    round: int = 1
 
     @property
     def ok(self) -> bool:
@@ -129,12 +133,22 @@ def fetch_one(
     return outcome
 
 
-def _reusable(previous: Outcome | None, record: Record, image_dir: Path) -> bool:
+def retries_left(outcomes: Iterable[Outcome], retry_rounds: int) -> int:
+    """How many outcomes a rerun would still try again (retryable, with rounds to spare)."""
+    return sum(1 for o in outcomes if o.retryable and o.round <= retry_rounds)
+
+
+def _reusable(
+    previous: Outcome | None, record: Record, image_dir: Path, retry_rounds: int, removed: Collection[str]
+) -> bool:
     if previous is None or previous.url != record["url"]:
         return False
     if previous.ok:
-        return image_path(image_dir, record["subreddit"], record["image_id"]).exists()
-    return not previous.retryable
+        return (
+            record["image_id"] in removed
+            or image_path(image_dir, record["subreddit"], record["image_id"]).exists()
+        )
+    return not previous.retryable or previous.round > retry_rounds
 
 
 def download_shard(
@@ -145,9 +159,15 @@ def download_shard(
     options: ImageOptions | None = None,
     *,
     workers: int = DownloadSettings.workers,
+    retry_rounds: int = DownloadSettings.retry_rounds,
+    removed: Collection[str] = frozenset(),
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Download one shard, resuming from its journal or manifest; write the manifest."""
+    """Download one shard, resuming from its journal or manifest; write the manifest.
+
+    ``removed``: image ids a later stage removed (and deleted the image of); their ``ok`` is
+    kept, never fetched again.
+    """
     image_dir, manifest = Path(image_dir), Path(manifest)
     options = options or ImageOptions()
     journal = journal_path(manifest)
@@ -157,7 +177,7 @@ def download_shard(
     todo: list[Record] = []
     for record in records:
         old = previous.get(record["image_id"])
-        if _reusable(old, record, image_dir):
+        if _reusable(old, record, image_dir, retry_rounds, removed):
             done[record["image_id"]] = old  # type: ignore[assignment]
         else:
             todo.append(record)
@@ -174,6 +194,9 @@ def download_shard(
 
         def work(record: Record) -> None:
             outcome = fetch_one(record, image_dir, fetcher, options, cpu_slots)
+            old = previous.get(record["image_id"])
+            if old is not None and old.retryable and old.url == record["url"]:
+                outcome.round = old.round + 1
             with lock:
                 log.write(outcome.to_line())
                 log.flush()
@@ -186,8 +209,10 @@ def download_shard(
                 future.result()
 
     ordered = [done[r["image_id"]] for r in records]
-    with atomic_open(manifest, "w") as fh:
-        fh.writelines(o.to_line() for o in ordered)
+    text = "".join(o.to_line() for o in ordered)
+    if not manifest.exists() or manifest.read_text(encoding="utf-8") != text:
+        with atomic_open(manifest, "w") as fh:
+            fh.write(text)
     journal.unlink(missing_ok=True)
     return ordered
 
@@ -201,6 +226,7 @@ def download_file_shard(
     options: ImageOptions,
     settings: DownloadSettings,
     progress: Callable[[Outcome], None] | None = None,
+    removed: Collection[str] = frozenset(),
 ) -> list[Outcome]:
     """Shard ``shard`` of an annotation file (what one download task runs)."""
     return download_shard(
@@ -210,6 +236,8 @@ def download_file_shard(
         fetcher,
         options,
         workers=settings.workers,
+        retry_rounds=settings.retry_rounds,
+        removed=removed,
         progress=progress,
     )
 

@@ -32,10 +32,12 @@ class CollectionSettings:
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    """How a file's images are fetched: instances per shard (a task each) and threads per shard."""
+    """How a file's images are fetched: instances per shard (a task each), threads per shard, and
+    how many later runs retry a shard's retryable failures (timeouts, 429, 5xx)."""
 
     shard_size: int = 5000
     workers: int = 16
+    retry_rounds: int = 3
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ files for the input's stem (``redcaps.layout``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -25,6 +26,27 @@ from luigi.task_register import TaskClassException
 from redcaps import annotations as ann
 from redcaps.layout import Layout, stem_of
 from tasks.config import data_layout
+
+
+class InDataDir(luigi.Task):
+    """A task writing under ``[redcaps] data_dir``: the data dir is part of its id.
+
+    luigid knows tasks by id only, so without it two data dirs sharing one luigid would share
+    (and block: a task disabled after failures in one is refused in the other) the same
+    tasks. Parameters, and so the web UI and stage chains, stay as they are; only the id's
+    hash covers the data dir too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.task_id = with_data_dir(self.task_id, data_layout().root)
+
+
+def with_data_dir(task_id: str, root: Path) -> str:
+    """Luigi's id (``Family_<params>_<hash>``) with a hash that also covers ``root``."""
+    readable, _, _ = task_id.rpartition("_")
+    digest = hashlib.md5(f"{task_id}\0{root}".encode()).hexdigest()[: len(task_id) - len(readable) - 1]
+    return f"{readable}_{digest}"
 
 
 class ExternalAnnotations(luigi.ExternalTask):
@@ -133,7 +155,7 @@ def load_annotations(path: str | Path) -> ann.AnnotationFile:
     return _load_cached(path, os.stat(path).st_mtime_ns)
 
 
-class StageTask(luigi.Task):
+class StageTask(InDataDir):
     """A stage that reads one annotation file, named by its stem (``roses_2020``); its outputs
     are the layout's files for that stem."""
 
@@ -141,6 +163,11 @@ class StageTask(luigi.Task):
 
     def requires(self) -> luigi.Task:
         return self.annotations
+
+    def complete(self) -> bool:
+        """Complete when its output exists and its upstream is complete: an upstream that has
+        work again (a download shard with failures to retry) makes every later stage rerun."""
+        return super().complete() and self.annotations.complete()
 
     @property
     def input_path(self) -> Path:

@@ -20,7 +20,7 @@ from redcaps.collect import build_imgur, build_refresher, build_source, collect_
 from redcaps.credentials import Credentials, load_credentials
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
-from tasks.base import report_progress
+from tasks.base import InDataDir, report_progress
 from tasks.config import data_layout, settings_from
 
 
@@ -52,7 +52,7 @@ def _wants(creds: Credentials, section: str) -> bool:
     return getattr(creds, section) is not None or section in creds.problems
 
 
-class FetchMonth(luigi.Task):
+class FetchMonth(InDataDir):
     """Image posts of one subreddit-month (the original's monthly file), sorted by time."""
 
     subreddit = luigi.Parameter()
@@ -95,7 +95,7 @@ class FetchMonth(luigi.Task):
         report_progress(self, message)
 
 
-class MergeYear(luigi.Task):
+class MergeYear(InDataDir):
     """The months of a year merged (from ``first_year`` on: official ``*_2017`` holds 2008-2017).
 
     Writes ``stages/merged/<subreddit>_<year>.json``; the final, filtered

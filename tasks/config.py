@@ -59,6 +59,9 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
 class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
     shard_size = luigi.IntParameter(default=DownloadSettings.shard_size, description="Images per shard task")
     workers = luigi.IntParameter(default=DownloadSettings.workers, description="Download threads per shard")
+    retry_rounds = luigi.IntParameter(
+        default=DownloadSettings.retry_rounds, description="Later runs that retry retryable failures"
+    )
     connect_timeout = luigi.FloatParameter(default=HttpConfig.connect_timeout)
     read_timeout = luigi.FloatParameter(default=HttpConfig.read_timeout)
     max_attempts = luigi.IntParameter(default=HttpConfig.max_attempts)

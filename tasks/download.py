@@ -1,9 +1,18 @@
-"""Image downloads: one task per shard of an annotation file, and a task for the whole file."""
+"""Image downloads: one task per shard of an annotation file, and a task for the whole file.
+
+A shard whose manifest still has retryable failures (with ``[downloads] retry_rounds`` to
+spare) is incomplete, so the next run retries them; in the run that wrote the manifest it is
+complete (luigi's ``check_complete_on_run``). "This run" is this process: a manifest counts
+as written by it when it changed since the process first looked at it (``new_run`` forgets).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import luigi
@@ -16,8 +25,11 @@ from redcaps.download import (
     downloaded_annotations,
     file_outcomes,
     file_shards,
+    read_outcomes,
+    retries_left,
     shard_slice,
 )
+from redcaps.filters.base import FILTER_KEYS, read_removals
 from redcaps.http import Fetcher, HostLimiter, HttpConfig, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
@@ -46,6 +58,45 @@ def host_resource(host: str) -> str:
     return "host_" + policy_key(host, host_policies())
 
 
+#: Each manifest's state when this process first looked at it (``None``: not there yet).
+_first_seen: dict[str, tuple[int, int, int] | None] = {}
+
+
+def new_run() -> None:
+    """Forget what this process has seen: the next build is a new run, whose shards retry
+    again (for programs that call ``luigi.build`` more than once)."""
+    _first_seen.clear()
+
+
+def _state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def written_this_run(manifest: Path) -> bool:
+    """Whether ``manifest`` changed since this process (or the worker it was forked from) first
+    looked at it: the first look happens when the task is scheduled, before it runs."""
+    state = _state(manifest)
+    return _first_seen.setdefault(str(manifest), state) != state
+
+
+@functools.lru_cache(maxsize=256)
+def _retries_left(path: str, state: tuple[int, int, int], retry_rounds: int) -> int:
+    return retries_left(read_outcomes(Path(path)).values(), retry_rounds)
+
+
+def shard_finished(manifest: Path, retry_rounds: int) -> bool:
+    """A manifest with nothing left to retry, or written by this run (retried next run)."""
+    changed = written_this_run(manifest)  # the first look is remembered even before it exists
+    state = _state(manifest)
+    if state is None:
+        return False
+    return changed or not _retries_left(str(manifest), state, retry_rounds)
+
+
 class DownloadImageShard(StageTask):
     """Download one shard (``[downloads] shard_size`` instances) and write its manifest."""
 
@@ -57,6 +108,18 @@ class DownloadImageShard(StageTask):
     def hosts(self) -> list[str]:
         records = shard_slice(self.load_input().annotations, self.shard, downloads().shard_size)
         return sorted({urlsplit(r["url"]).hostname or "" for r in records} - {""})
+
+    def complete(self) -> bool:
+        return shard_finished(Path(self.output().path), downloads().retry_rounds)
+
+    def removed_later(self) -> set[str]:
+        """Image ids a later stage removed (their images are gone on purpose: never refetched)."""
+        removed: set[str] = set()
+        for kind in FILTER_KEYS:
+            path = self.layout.removals(kind, self.stem)
+            if path.exists():
+                removed |= {r.image_id for r in read_removals(path)}
+        return removed
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
@@ -90,6 +153,7 @@ class DownloadImageShard(StageTask):
             counts[outcome.status] += 1
             throttled(sum(counts.values()), total)
 
+        written_this_run(Path(self.output().path))  # its state before this run, if not seen yet
         try:
             download_file_shard(
                 source,
@@ -100,6 +164,7 @@ class DownloadImageShard(StageTask):
                 images().options(),
                 settings,
                 progress,
+                removed=self.removed_later(),
             )
         finally:
             fetcher.close()
@@ -121,6 +186,10 @@ class DownloadImages(StageTask):
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout.stage_file(layout.DOWNLOADED, self.stem)))
+
+    def complete(self) -> bool:
+        """Also incomplete while a shard has failures to retry, so a rerun reaches the shards."""
+        return super().complete() and all(shard.complete() for shard in self.shards())
 
     def shards(self) -> list[DownloadImageShard]:
         count = file_shards(self.load_input(), downloads().settings())

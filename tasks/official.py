@@ -5,10 +5,11 @@ from __future__ import annotations
 import luigi
 
 from redcaps.official import fetch_and_extract
+from tasks.base import InDataDir
 from tasks.config import data_layout
 
 
-class OfficialAnnotations(luigi.Task):
+class OfficialAnnotations(InDataDir):
     """Extract ``annotations/*.json`` of the release zip into ``<data_dir>/official/``."""
 
     source = luigi.Parameter(description="Path or http(s) URL of redcaps_v1.0_annotations.zip")

@@ -14,6 +14,7 @@ from redcaps.download import (
     downloaded_annotations,
     journal_path,
     read_outcomes,
+    retries_left,
 )
 from redcaps.http import Fetcher, HttpConfig, parse_host_policy
 from redcaps.images import ImageOptions
@@ -98,6 +99,81 @@ def test_rerun_retries_only_retryable_failures(sandbox_env, tmp_path):
     paths = [r.path for r in sandbox_env.log.records()]
     assert sorted(paths) == ["/flaky1.jpg", "/good01.jpg"]
     assert [o.status for o in outcomes] == ["ok", "http_404", "ok"]
+    assert [o.round for o in outcomes] == [1, 1, 2]  # the retry is the flaky image's second round
+    assert [o.round for o in read_outcomes(manifest).values()] == [1, 1, 2]
+
+
+def test_retries_stop_after_retry_rounds(sandbox_env, tmp_path):
+    flaky = record("flaky2", url="https://i.redd.it/flaky2.jpg")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(Outcome("flaky2", flaky["url"], "http_5xx", round=3).to_line())
+    fetcher = fast_fetcher()
+    [kept] = download_shard([flaky], tmp_path / "images", manifest, fetcher, retry_rounds=2)
+    assert sandbox_env.log.records() == [] and kept.status == "http_5xx"
+    assert retries_left([kept], 2) == 0 and retries_left([kept], 3) == 1
+    [retried] = download_shard([flaky], tmp_path / "images", manifest, fetcher, retry_rounds=3)
+    fetcher.close()
+    assert retried.ok and retried.round == 4
+
+
+def test_a_finished_manifest_is_not_rewritten_when_nothing_is_retried(sandbox_env, tmp_path):
+    records = [record("fine01", url="https://i.redd.it/fine01.jpg")]
+    manifest = tmp_path / "m.jsonl"
+    fetcher = fast_fetcher()
+    download_shard(records, tmp_path / "images", manifest, fetcher)
+    before, stat = manifest.read_bytes(), manifest.stat()
+    download_shard(records, tmp_path / "images", manifest, fetcher)
+    fetcher.close()
+    after = manifest.stat()
+    assert manifest.read_bytes() == before
+    assert (after.st_ino, after.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+
+
+def test_a_404_then_503_is_final(sandbox_env, tmp_path):
+    """A 404 seen on any attempt is the truth about the image, whatever the host says later."""
+    url = "https://i.redd.it/gone404x.jpg"
+    sandbox_env.world.faults[url] = "gone_then_503"
+    try:
+        rec = record("gone404x", url=url)
+        manifest = tmp_path / "m.jsonl"
+        fetcher = fast_fetcher()
+        [first] = download_shard([rec], tmp_path / "images", manifest, fetcher)
+        [again] = download_shard([rec], tmp_path / "images", manifest, fetcher)
+        fetcher.close()
+    finally:
+        del sandbox_env.world.faults[url]
+    assert first.status == again.status == "http_404" and not first.retryable
+    assert len(sandbox_env.log.records()) == 1  # the rerun asked nothing: 404 is final
+    assert retries_left(read_outcomes(manifest).values(), 3) == 0
+
+
+def test_a_503_then_404_within_one_fetch_is_final(sandbox_env, tmp_path):
+    url = "https://i.redd.it/storm404.jpg"
+    world = sandbox_env.world
+    world.faults[url] = "http_404"
+    world.storm(1.0, failures=1)  # every URL: one storm answer, then the truth
+    try:
+        fetcher = fast_fetcher()
+        [outcome] = download_shard(
+            [record("storm404", url=url)], tmp_path / "i", tmp_path / "m.jsonl", fetcher
+        )
+        fetcher.close()
+    finally:
+        world.storm(0)
+        del world.faults[url]
+    assert outcome.status == "http_404" and len(sandbox_env.log.records()) == 2
+
+
+def test_images_a_later_stage_removed_are_not_fetched_again(sandbox_env, tmp_path):
+    rec = record("filt01", url="https://i.redd.it/filt01.jpg")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(Outcome("filt01", rec["url"], "ok").to_line())  # its image deleted by a filter
+    fetcher = fast_fetcher()
+    [kept] = download_shard([rec], tmp_path / "images", manifest, fetcher, removed={"filt01"})
+    assert kept.ok and sandbox_env.log.records() == []
+    [fetched] = download_shard([rec], tmp_path / "images", manifest, fetcher)  # a lost image is refetched
+    fetcher.close()
+    assert fetched.ok and len(sandbox_env.log.records()) == 1
 
 
 def test_updated_annotations_match_by_id_not_position(tmp_path):
@@ -137,6 +213,9 @@ def test_outcome_line_has_every_field_and_round_trips():
     outcome = Outcome("abc123", url, "ok", final_url=url, bytes=10, original_width=4032, sha256="ab")
     line = outcome.to_line()
     assert line.endswith("\n") and json.loads(line) == asdict(outcome)
+    assert json.loads(line)["round"] == 1
+    old_line = {k: v for k, v in json.loads(line).items() if k != "round"}  # manifests before rounds
+    assert Outcome.from_dict(old_line) == outcome
     assert list(json.loads(line)) == sorted(asdict(outcome))  # sorted keys: stable manifests
     assert Outcome.from_dict({**json.loads(line), "unknown_later_field": 1}) == outcome
 

@@ -5,6 +5,10 @@ through :func:`run_filter`, which commits in one order: the removal record, then
 file under a ``.pending`` name, then the image deletions, and last the rename onto the output.
 A run that finds a ``.pending`` file beside its record finishes that commit instead of
 filtering again (re-filtering would keep instances whose image is already gone).
+
+A stage that runs again over a new input (a rerun downloaded more images) first removes what
+its earlier run removed, then filters the rest: those images are gone, and an image filter
+would keep an instance it cannot judge.
 """
 
 from __future__ import annotations
@@ -85,12 +89,35 @@ def run_filter(
             base.write_removals(paths.removals, [])
             ann.save(paths.output, source)
         return FilterReport(kind, "already_applied", total=len(source.annotations))
-    outcome = _filter(kind, source, paths.images, settings, scorer, progress)
+    earlier = _earlier_removals(paths, source)
+    if earlier:
+        gone = {r.image_id for r in earlier}
+        rest = ann.AnnotationFile(source.info, [r for r in source.annotations if r["image_id"] not in gone])
+        new = _filter(kind, rest, paths.images, settings, scorer, progress)
+        block = new.kept.info[base.FILTER_KEYS[kind]]
+        outcome = base.apply_removals(
+            source,
+            kind,
+            earlier + new.removals,
+            new.skipped,
+            model=block["model"],
+            confidence_threshold=block.get("confidence_threshold"),
+        )
+    else:
+        outcome = _filter(kind, source, paths.images, settings, scorer, progress)
     base.write_removals(paths.removals, outcome.removals)
     ann.save(pending, outcome.kept)
     _commit(paths, pending, outcome.removals)
     removed = len(source.annotations) - len(outcome.kept.annotations)
     return FilterReport(kind, "filtered", removed, len(source.annotations), list(outcome.skipped))
+
+
+def _earlier_removals(paths: FilterPaths, source: ann.AnnotationFile) -> list[base.Removal]:
+    """What an earlier, committed run of this stage removed from instances ``source`` still has."""
+    if paths.output == paths.source or not (paths.output.exists() and paths.removals.exists()):
+        return []
+    ids = {r["image_id"] for r in source.annotations}
+    return [r for r in base.read_removals(paths.removals) if r.image_id in ids]
 
 
 def filter_images(

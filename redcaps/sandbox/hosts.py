@@ -36,6 +36,8 @@ def _fault_response(world: World, request: Request, fault: str) -> Response | No
         return _text(429, "too many requests", **{"Retry-After": "1"})
     if fault == "burst_503" and hits <= 2:
         return _text(503, "service unavailable")
+    if fault == "gone_then_503":  # a dead image behind a flaky CDN: the 404 is the truth
+        return _text(404 if hits == 1 else 503, "error")
     simple = {"http_404": 404, "http_410": 410, "http_403": 403, "always_503": 503}
     if fault in simple:
         return _text(simple[fault], "error")
@@ -62,6 +64,12 @@ def image_handler(world: World, pattern: re.Pattern[str]):  # noqa: ANN201 - ret
             return _text(405, "method not allowed")
         if not pattern.fullmatch(request.path):
             return _text(404, "not found")
+        storm = world.storm_fault(request.url)
+        if storm == "storm_reset":
+            return Response(200, fault="reset")
+        if storm:
+            code = int(storm.removeprefix("storm_"))
+            return _text(code, "storm", **({"Retry-After": "0"} if code == 429 else {}))
         fault = world.faults.get(request.url)
         if fault:
             response = _fault_response(world, request, fault)

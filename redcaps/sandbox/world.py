@@ -38,9 +38,12 @@ FAULT_STATUS = {
     "bomb": "too_many_pixels",
     "internal_redirect": "blocked_address",
     "trickle": "timeout",
+    "gone_then_503": "http_404",
 }
+#: What a storm answers (``World.storm``): every one retryable, as a real outage is.
+STORM_FAULTS = ("storm_503", "storm_500", "storm_429", "storm_reset")
 #: Faults a test puts on a URL itself (``world.faults[url] = ...``); the official files have none.
-OPT_IN_FAULTS = ("internal_redirect", "trickle")
+OPT_IN_FAULTS = ("internal_redirect", "trickle", "gone_then_503")
 FAULTS = tuple(f for f in FAULT_STATUS if f and f not in OPT_IN_FAULTS)
 
 OFFICIAL = {  # stem -> (records, first day, last day)
@@ -81,6 +84,28 @@ class World:
         self.internal_url = "http://127.0.0.1:9/secret.jpg"
         self._lock = threading.Lock()
         self._official: dict[str, dict[str, Any]] | None = None
+        self.storm(0.0)
+
+    def storm(self, fraction: float, failures: int = 0) -> None:
+        """From now on, ``fraction`` of the image URLs (chosen per URL, deterministically) answer
+        their next ``failures`` requests with 503, 500, 429 or a reset, then recover;
+        ``storm(0)`` ends it. Every storm counts its requests afresh."""
+        with self._lock:
+            self.storm_fraction, self.storm_failures = fraction, failures
+            self.storm_hits: Counter[str] = Counter()
+
+    def storm_fault(self, url: str) -> str | None:
+        """The storm's answer to this request of ``url`` (one of ``STORM_FAULTS``), or None."""
+        digest = hashlib.sha256(f"{self.seed}:storm:{url}".encode()).digest()
+        if int.from_bytes(digest[:4], "big") >= self.storm_fraction * 2**32:
+            return None
+        with self._lock:
+            self.storm_hits[url] += 1
+            attempt = self.storm_hits[url]
+        if attempt > self.storm_failures:
+            return None
+        pick = hashlib.sha256(f"{self.seed}:storm:{url}:{attempt}".encode()).digest()[0]
+        return STORM_FAULTS[pick % len(STORM_FAULTS)]
 
     def hit(self, url: str) -> int:
         """Count a request for ``url``; returns how many there have been, this one included."""
