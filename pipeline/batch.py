@@ -24,8 +24,8 @@ from typing import Any
 
 import luigi
 
-from pipeline.year import RedCapsYear
-from redcaps import layout
+from pipeline.year import RedCapsYear, run_preflight
+from redcaps import layout, preflight
 from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
 from redcaps.errors import RedCapsError
@@ -39,6 +39,7 @@ FREE_FORM_SECTIONS = {"host_limits"}
 
 
 def _check_settings(batch: BatchConfig, where: str) -> None:
+    preflight.raise_problems(preflight.check_settings(batch.settings, where=f"{where}: "))
     for section, options in batch.settings.items():
         if section in FREE_FORM_SECTIONS:
             for host, text in options.items():
@@ -119,8 +120,10 @@ class RedCapsBatch(luigi.Task):
         self.batch = checked_batch(self.config)
 
     def requires(self) -> list[luigi.Task]:
-        """Scheduling the batch (in the worker that forks the years' processes) applies its settings."""
+        """Scheduling the batch (in the worker that forks the years' processes) applies its settings,
+        then checks everything its years need (the preflight) before any of them runs."""
         apply_settings(self.batch.settings, self.digest)
+        run_preflight(sorted({year.subreddit for year in self.years()}))
         return []
 
     @property
