@@ -60,7 +60,8 @@ def test_a_mistyped_option_on_the_command_line_is_one_line(tmp_path, sandbox_env
 
 
 def test_a_bad_subreddit_is_one_line(tmp_path, sandbox_env):
-    proc, lines = luigi_run(tmp_path, "RedCapsYear", "--subreddit", "ro/ses", "--year", "2020", cfg=WORDS_ONLY)
+    args = ("RedCapsYear", "--subreddit", "ro/ses", "--year", "2020")
+    proc, lines = luigi_run(tmp_path, *args, cfg=WORDS_ONLY)
     assert_one_line(tmp_path, proc, lines, "unsafe subreddit name 'ro/ses'")
 
 
@@ -68,7 +69,8 @@ def test_a_batch_with_a_mistyped_setting_is_one_line(tmp_path):
     batch = tmp_path / "b.yaml"
     batch.write_text("name: b\nsubreddits: [sandboxcats]\nyears: [2020]\nsettings: {images: {resize: big}}\n")
     proc, lines = luigi_run(tmp_path, "RedCapsBatch", "--config", str(batch))
-    assert_one_line(tmp_path, proc, lines, f"error: {batch}: settings.images.resize: 'big' must be an integer")
+    expected = f"error: {batch}: settings.images.resize: 'big' must be an integer"
+    assert_one_line(tmp_path, proc, lines, expected)
 
 
 def test_missing_models_are_one_line_each(tmp_path, sandbox_env):
@@ -76,7 +78,8 @@ def test_missing_models_are_one_line_each(tmp_path, sandbox_env):
     proc, lines = luigi_run(tmp_path, *YEAR, cfg="[filters]\nenabled = nsfw,faces\n", env=env)
     assert proc.returncode != 0 and not (tmp_path / "data").exists()
     assert len(lines) == 2, lines
-    assert "[filter_nsfw] nsfw model not found" in lines[0] and "[filter_faces] faces model not found" in lines[1]
+    assert "[filter_nsfw] nsfw model not found" in lines[0]
+    assert "[filter_faces] faces model not found" in lines[1]
 
 
 def test_an_unwritable_data_dir_is_one_line(tmp_path, sandbox_env):
@@ -110,7 +113,8 @@ def test_an_unreachable_proxy_is_one_line_with_a_hint(tmp_path):
     proxy = f"http://127.0.0.1:{closed_port()}"
     env = {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "NO_PROXY": ""}
     proc, lines = luigi_run(tmp_path, *YEAR, cfg=WORDS_ONLY, env=env)
-    assert_one_line(tmp_path, proc, lines, f"unreachable at https://arctic-shift.photon-reddit.com/: the proxy")
+    expected = "unreachable at https://arctic-shift.photon-reddit.com/: the proxy"
+    assert_one_line(tmp_path, proc, lines, expected)
     assert f"HTTPS_PROXY={proxy}" in lines[0]
 
 
@@ -164,7 +168,12 @@ def test_pushshift_without_its_token_is_a_problem(monkeypatch):
     assert problems == ["[collection] source pushshift needs its token in $PUSHSHIFT_TOKEN"]
 
 
-@pytest.mark.parametrize("error", [requests.exceptions.SSLError("x"), requests.exceptions.ConnectTimeout("x")])
-def test_hints_name_tls_and_timeouts(error):
-    hint = preflight._hint(error, "https://a.test/")
-    assert ("REQUESTS_CA_BUNDLE" in hint) if isinstance(error, requests.exceptions.SSLError) else ("no answer" in hint)
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (requests.exceptions.SSLError("x"), "REQUESTS_CA_BUNDLE"),
+        (requests.exceptions.ConnectTimeout("x"), "no answer"),
+    ],
+)
+def test_hints_name_tls_and_timeouts(error, expected):
+    assert expected in preflight._hint(error, "https://a.test/")
