@@ -24,7 +24,7 @@ from typing import Any
 
 import luigi
 
-from pipeline.year import RedCapsYear, run_preflight
+from pipeline.year import RedCapsYear, run_preflight, where_things_are
 from redcaps import layout, preflight
 from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
@@ -161,3 +161,8 @@ class RedCapsBatch(luigi.Task):
         summary = summarize_dataset(data_layout(), [y.stem for y in years])
         summary["config"] = self.config
         write_json(self.output().path, summary, indent=1)
+        report_progress(self, f"{len(years)} years done", 100)
+
+    def summary_text(self) -> str:
+        """What the terminal shows when the batch is done: the summary and where things are."""
+        return where_things_are(data_layout(), [y.stem for y in self.years()], self.output().path)

@@ -12,7 +12,7 @@ Which filters run is ``[filters] enabled``; every other setting comes from luigi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import luigi
 from luigi.cmdline_parser import CmdlineParser
@@ -22,9 +22,9 @@ from redcaps import layout
 from redcaps import preflight as checks
 from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
-from redcaps.report import summarize_file
+from redcaps.report import format_summary, summarize_dataset, summarize_file
 from redcaps.tarify import read_index
-from tasks.base import StageTask
+from tasks.base import StageTask, report_progress
 from tasks.collect import MergeYear, collection
 from tasks.config import data_layout, filters, redcaps
 from tasks.download import DownloadImages
@@ -129,9 +129,27 @@ class RedCapsYear(luigi.Task):
 
     def run(self) -> None:
         validate, tarify = self.requires()
+        report_progress(self, f"{len(list(stage_chain(validate)))} stages done; summarizing", 90)
         where = data_layout()
         summary = {
             "annotations": str(validate.input_path),
             "tarfiles": read_index(where, tarify.stem)["shards"],
         }
         write_json(self.output().path, {**summary, **summarize_file(where, self.stem)}, indent=1)
+        report_progress(self, f"{len(list(stage_chain(validate))) + 1} stages done", 100)
+
+    def summary_text(self) -> str:
+        """What the terminal shows when the year is done: the summary and where things are."""
+        return where_things_are(data_layout(), [self.stem], self.output().path)
+
+
+def stage_chain(task: luigi.Task) -> Iterator[luigi.Task]:
+    """``task`` and every stage upstream of it (its ``annotations`` chain)."""
+    while isinstance(task, luigi.Task):
+        yield task
+        task = getattr(task, "annotations", None)
+
+
+def where_things_are(where: layout.Layout, stems: Sequence[str], report: str) -> str:
+    summary = format_summary(summarize_dataset(where, stems))
+    return f"{summary}\nsummary file: {report}\ntars: {where.tarfiles}"
