@@ -292,5 +292,15 @@ from redcaps.check_sources import check_sources_command  # noqa: E402 - after ma
 main.add_command(check_sources_command)
 
 
+@main.command("sandbox")
+@click.option("--state-dir", default="sandbox-state", show_default=True, type=click.Path(file_okay=False))
+@click.option("--port", default=0, help="Proxy port; 0 picks a free one.")
+def sandbox(state_dir: str, port: int) -> None:
+    """Start the offline sandbox (needs the sandbox extra) and print the lines to export."""
+    from redcaps.sandbox.__main__ import main as sandbox_main
+
+    sandbox_main(["serve", "--state-dir", state_dir, "--port", str(port)])
+
+
 if __name__ == "__main__":
     main()
