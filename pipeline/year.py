@@ -12,6 +12,7 @@ Which filters run is ``[filters] enabled``; every other setting comes from luigi
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 
 import luigi
@@ -88,7 +89,7 @@ def run_preflight(subreddits: Sequence[str] = (), collect: bool = True, filterin
     dir_problems, free = checks.check_data_dir(redcaps().data_dir)
     problems += dir_problems
     if collect:
-        problems += checks.check_collection(collection().settings(), network=preflight().network)
+        problems += checks.check_collection(collection().settings(), subreddits, network=preflight().network)
     checks.raise_problems(problems)
     progress.note(free)
     _passed.add(key)
@@ -135,12 +136,34 @@ class RedCapsYear(luigi.Task):
             "annotations": str(validate.input_path),
             "tarfiles": read_index(where, tarify.stem)["shards"],
         }
-        write_json(self.output().path, {**summary, **summarize_file(where, self.stem)}, indent=1)
+        summary.update(summarize_file(where, self.stem))
+        if not summary.get("collected", {}).get("considered"):
+            summary["empty"] = self.empty_warning()
+            logging.getLogger("luigi-interface").warning("%s", summary["empty"])
+        write_json(self.output().path, summary, indent=1)
         report_progress(self, f"{len(list(stage_chain(validate))) + 1} stages done", 100)
+
+    def empty_warning(self) -> str:
+        months = MergeYear(subreddit=self.subreddit, year=self.year, first_year=self.first_year).months()
+        span = f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}"
+        source = collection().settings().source
+        return (
+            f"r/{self.subreddit}: no posts at all in {span} from {source} (misspelled, or the wrong years?)"
+        )
 
     def summary_text(self) -> str:
         """What the terminal shows when the year is done: the summary and where things are."""
-        return where_things_are(data_layout(), [self.stem], self.output().path)
+        text = where_things_are(data_layout(), [self.stem], self.output().path)
+        empty = read_json_or_none(self.output().path).get("empty")
+        return f"{text}\nwarning: {empty}" if empty else text
+
+
+def read_json_or_none(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
 
 
 def stage_chain(task: luigi.Task) -> Iterator[luigi.Task]:

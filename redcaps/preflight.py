@@ -229,6 +229,33 @@ def check_reachable(settings: CollectionSettings) -> list[str]:
     return []
 
 
-def check_collection(settings: CollectionSettings, network: bool = True) -> list[str]:
+def check_subreddits_exist(settings: CollectionSettings, subreddits: Iterable[str]) -> list[str]:
+    """Subreddits the source says do not exist, where it can tell: Arctic Shift's
+    ``/api/subreddits/search?subreddit=<name>`` answers no records for an unknown one
+    (https://github.com/ArthurHeitmann/arctic_shift/blob/master/api/README.md, "Subreddits").
+    Any other answer (an error, a timeout) proves nothing and is left to the run."""
+    if settings.source != "arctic-shift":
+        return []
+    problems = []
+    for name in subreddits:
+        url = settings.arctic_shift_url.rstrip("/") + "/api/subreddits/search"
+        try:
+            resp = requests.get(url, params={"subreddit": name, "limit": 1}, timeout=REACH_TIMEOUT)
+            data = resp.json().get("data") if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError):
+            continue
+        if data == []:
+            problems.append(
+                f"--subreddit {name}: Arctic Shift knows no such subreddit (misspelled? its list of "
+                "subreddits is updated infrequently: [preflight] network = false skips this check)"
+            )
+    return problems
+
+
+def check_collection(
+    settings: CollectionSettings, subreddits: Iterable[str] = (), network: bool = True
+) -> list[str]:
     problems = check_credentials(settings)
-    return problems + (check_reachable(settings) if network and not problems else [])
+    if network and not problems:
+        problems += check_reachable(settings) or check_subreddits_exist(settings, subreddits)
+    return problems

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import luigi
 import pytest
 import requests
 
+from pipeline import RedCapsYear
 from redcaps import preflight
+from redcaps.sandbox import reddit_apis
 from redcaps.settings import CollectionSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,3 +181,35 @@ def test_pushshift_without_its_token_is_a_problem(monkeypatch):
 )
 def test_hints_name_tls_and_timeouts(error, expected):
     assert expected in preflight._hint(error, "https://a.test/")
+
+
+def test_an_unknown_subreddit_is_one_line(tmp_path, sandbox_env):
+    args = ("RedCapsYear", "--subreddit", "sandboxcatz", "--year", "2020")
+    proc, lines = luigi_run(tmp_path, *args, cfg=WORDS_ONLY)
+    assert_one_line(tmp_path, proc, lines, "--subreddit sandboxcatz: Arctic Shift knows no such subreddit")
+
+
+def test_the_sandbox_knows_its_subreddits_whatever_the_case(sandbox_env):
+    api = reddit_apis.state(sandbox_env.world)
+    api.reset()
+    settings = CollectionSettings()
+    assert preflight.check_subreddits_exist(settings, ["sandboxcats", "SandboxRoses"]) == []
+    assert len(preflight.check_subreddits_exist(settings, ["sandboxcatz"])) == 1
+    assert api.arctic_queries == []  # not a post query: fault counters stay put
+
+
+def test_an_empty_year_is_loud_and_marked(sandbox_env, luigi_config, caplog):
+    config = luigi.configuration.get_config()
+    if not config.has_section("filters"):
+        config.add_section("filters")
+    config.set("filters", "enabled", "words")
+    luigi.task_register.Register.clear_instance_cache()
+    try:
+        result = luigi.build([RedCapsYear(subreddit="sandboxcats", year=2021)], local_scheduler=True)
+    finally:
+        config.remove_option("filters", "enabled")
+    assert result
+    summary = json.loads((luigi_config / "stages" / "year" / "sandboxcats_2021.json").read_text())
+    expected = "r/sandboxcats: no posts at all in 2021-01..2021-12 from arctic-shift"
+    assert summary["empty"].startswith(expected)
+    assert any(expected in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
