@@ -213,3 +213,22 @@ def test_an_empty_year_is_loud_and_marked(sandbox_env, luigi_config, caplog):
     expected = "r/sandboxcats: no posts at all in 2021-01..2021-12 from arctic-shift"
     assert summary["empty"].startswith(expected)
     assert any(expected in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_the_collect_command_runs_the_preflight(tmp_path, sandbox_env, monkeypatch):
+    from click.testing import CliRunner
+
+    from redcaps.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "anns"
+    args = ["download-anns", "-s", "sandboxcatz", "-m", "2020-01", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.count("\n") == 1 and "Arctic Shift knows no such subreddit" in result.output
+
+    for var in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{closed_port()}")
+    result = CliRunner().invoke(main, [*args[:2], "sandboxcats", *args[3:]])
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.count("\n") == 1 and "unreachable" in result.output and "the proxy" in result.output
