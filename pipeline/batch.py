@@ -123,7 +123,9 @@ class RedCapsBatch(luigi.Task):
         """Scheduling the batch (in the worker that forks the years' processes) applies its settings,
         then checks everything its years need (the preflight) before any of them runs."""
         apply_settings(self.batch.settings, self.digest)
-        run_preflight(sorted({year.subreddit for year in self.years()}))
+        pending = [year for year in self.years() if not year.complete()]
+        if pending:  # a batch whose years are all done needs nothing, not even the network
+            run_preflight(sorted({year.subreddit for year in pending}))
         return []
 
     @property
