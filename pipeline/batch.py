@@ -24,8 +24,8 @@ from typing import Any
 
 import luigi
 
-from pipeline.year import RedCapsYear
-from redcaps import layout
+from pipeline.year import RedCapsYear, run_preflight, where_things_are
+from redcaps import layout, preflight
 from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
 from redcaps.errors import RedCapsError
@@ -39,6 +39,7 @@ FREE_FORM_SECTIONS = {"host_limits"}
 
 
 def _check_settings(batch: BatchConfig, where: str) -> None:
+    preflight.raise_problems(preflight.check_settings(batch.settings, where=f"{where}: "))
     for section, options in batch.settings.items():
         if section in FREE_FORM_SECTIONS:
             for host, text in options.items():
@@ -119,8 +120,12 @@ class RedCapsBatch(InDataDir):
         self.batch = checked_batch(self.config)
 
     def requires(self) -> list[luigi.Task]:
-        """Scheduling the batch (in the worker that forks the years' processes) applies its settings."""
+        """Scheduling the batch (in the worker that forks the years' processes) applies its settings,
+        then checks everything its years need (the preflight) before any of them runs."""
         apply_settings(self.batch.settings, self.digest)
+        pending = [year for year in self.years() if not year.complete()]
+        if pending:  # a batch whose years are all done needs nothing, not even the network
+            run_preflight(sorted({year.subreddit for year in pending}))
         return []
 
     @property
@@ -158,3 +163,8 @@ class RedCapsBatch(InDataDir):
         summary = summarize_dataset(data_layout(), [y.stem for y in years])
         summary["config"] = self.config
         write_json(self.output().path, summary, indent=1)
+        report_progress(self, f"{len(years)} years done", 100)
+
+    def summary_text(self) -> str:
+        """What the terminal shows when the batch is done: the summary and where things are."""
+        return where_things_are(data_layout(), [y.stem for y in self.years()], self.output().path)

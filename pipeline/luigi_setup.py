@@ -3,14 +3,17 @@
 * ``[retcode]`` defaults, so a failed run exits non-zero (luigi exits 0 unless configured);
   a user's own ``[retcode]`` values win;
 * the local scheduler that prunes at most once a second (``local_scheduler``);
-* ``RedCapsError`` as one line in luigi's log (``messages``).
+* ``RedCapsError`` as one line in luigi's log (``messages``);
+* a terminal that tells the story (``progress``): ``[core] log_level`` defaults to WARNING, so
+  a run shows one progress line per running stage and its summary instead of luigi's DEBUG
+  log; ``--log-level DEBUG`` (or ``[core] log_level``) still gives everything.
 """
 
 from __future__ import annotations
 
 import luigi
 
-from pipeline import local_scheduler, messages
+from pipeline import local_scheduler, messages, progress
 
 RETCODE_DEFAULTS = {
     "already_running": "10",
@@ -20,6 +23,9 @@ RETCODE_DEFAULTS = {
     "scheduling_error": "35",
     "unhandled_exception": "40",
 }
+
+#: Options set unless the user's luigi.cfg sets them.
+CORE_DEFAULTS = {"log_level": "WARNING"}
 
 _installed = False
 
@@ -35,6 +41,12 @@ def install() -> None:
     for key, value in RETCODE_DEFAULTS.items():
         if not config.has_option("retcode", key):
             config.set("retcode", key, value)
+    if not config.has_section("core"):
+        config.add_section("core")
+    for key, value in CORE_DEFAULTS.items():
+        if not config.has_option("core", key):
+            config.set("core", key, value)
     local_scheduler.install()
     messages.install()
+    progress.install()
     _installed = True

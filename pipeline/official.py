@@ -7,6 +7,7 @@ from pathlib import Path
 
 import luigi
 
+from pipeline.year import run_preflight
 from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
@@ -47,6 +48,7 @@ class RedCapsOfficial(InDataDir):
     def requires(self) -> list[luigi.Task]:
         if bool(self.annotations_dir) == bool(self.annotations_zip):
             raise RedCapsError("give exactly one of --annotations-dir and --annotations-zip")
+        run_preflight(collect=False, filtering=False)
         if self.annotations_zip:
             return [OfficialAnnotations(source=self.annotations_zip, sha256=self.sha256)]
         return []

@@ -32,7 +32,8 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except RedCapsError as exc:
-            click.echo(f"error: {exc}", err=True)
+            for line in str(exc).splitlines() or [""]:  # a preflight's problems: one line each
+                click.echo(f"error: {line}", err=True)
             sys.exit(EXIT_ERROR)
         except OSError as exc:
             click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
@@ -182,6 +183,7 @@ def download_imgs(
     show_default=True,
     help="Drop posts scoring below this.",
 )
+@click.option("--no-preflight-network", is_flag=True, help="Skip the source check (one request) first.")
 def download_anns(
     subreddit: str,
     month,
@@ -192,14 +194,24 @@ def download_anns(
     pushshift_url: str | None,
     credentials: str | None,
     min_score: int,
+    no_preflight_network: bool,
 ) -> None:
     """Collect one month of image posts of a subreddit as an annotation file."""
+    from redcaps import preflight
     from redcaps.collect import build_imgur, build_refresher, build_source, collect_month
     from redcaps.credentials import load_credentials
 
     path = Path(save_to) / f"{stem(subreddit, month)}.json"  # checks the name first
     if (dump_file or dump_dir) and source != "dump":
         raise RedCapsError("--dump-file/--dump-dir need --source dump")
+    checked = CollectionSettings(
+        source=source,
+        pushshift_url=pushshift_url or CollectionSettings.pushshift_url,
+        dump_dir=dump_file or dump_dir or "",
+        credentials=credentials or CollectionSettings.credentials,
+    )
+    problems = preflight.check_collection(checked, [subreddit], network=not no_preflight_network)
+    preflight.raise_problems(problems + preflight.check_data_dir(save_to)[0])
     creds = load_credentials(credentials or CollectionSettings.credentials)
     result = collect_month(
         subreddit,
@@ -299,6 +311,16 @@ for _command in FILTER_COMMANDS:
 from redcaps.check_sources import check_sources_command  # noqa: E402 - after main exists
 
 main.add_command(check_sources_command)
+
+
+@main.command("sandbox")
+@click.option("--state-dir", default="sandbox-state", show_default=True, type=click.Path(file_okay=False))
+@click.option("--port", default=0, help="Proxy port; 0 picks a free one.")
+def sandbox(state_dir: str, port: int) -> None:
+    """Start the offline sandbox (needs the sandbox extra) and print the lines to export."""
+    from redcaps.sandbox.__main__ import main as sandbox_main
+
+    sandbox_main(["serve", "--state-dir", state_dir, "--port", str(port)])
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ if [ "${DEMO_SCHEDULER:-local}" = luigid ]; then
     echo "luigid web UI: http://127.0.0.1:8082/static/visualiser/index.html"
     SCHEDULER=(--scheduler-host 127.0.0.1 --scheduler-port 8082 --workers 2)
 fi
-run() { luigi --module pipeline "$@" --redcaps-data-dir "$DATA" "${SCHEDULER[@]}" --log-level WARNING; }
+run() { luigi --module pipeline "$@" --redcaps-data-dir "$DATA" "${SCHEDULER[@]}"; }
 
 echo "== RedCapsYear: r/sandboxcats, 2020"
 run RedCapsYear --subreddit sandboxcats --year 2020

@@ -78,6 +78,7 @@ class FetchMonth(InDataDir):
         config = collection()
         creds = config.load_credentials()
         settings = config.settings()
+        self.report(f"collecting from {settings.source}", 0)
         result = collect_month(
             self.subreddit,
             self.month.year,
@@ -90,9 +91,10 @@ class FetchMonth(InDataDir):
             min_score=settings.min_score,
         )
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
+        self.report(f"{len(result.annotations)} posts", 100)
 
-    def report(self, message: str) -> None:
-        report_progress(self, message)
+    def report(self, message: str, percent: float | None = None) -> None:
+        report_progress(self, message, percent)
 
 
 class MergeYear(InDataDir):
@@ -118,4 +120,6 @@ class MergeYear(InDataDir):
         return luigi.LocalTarget(str(data_layout().stage_file(layout.MERGED, stem)))
 
     def run(self) -> None:
-        merge_files([Path(t.path) for t in self.input()], self.output().path)
+        report_progress(self, f"merging {len(self.input())} months", 0)
+        result = merge_files([Path(t.path) for t in self.input()], self.output().path)
+        report_progress(self, f"{len(self.input())} months merged: {result.records} instances", 100)

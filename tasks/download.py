@@ -198,6 +198,8 @@ class DownloadImages(StageTask):
     def run(self) -> Iterator[list[DownloadImageShard]]:
         source = self.load_input()  # schema-checked before any shard writes a file
         check_unique_ids(source.annotations, str(self.input_path))
+        self.report(f"{len(source.annotations)} images in {len(self.shards())} shards", 0)
         yield self.shards()  # dynamic: the shard count is known only once the input exists
         outcomes = file_outcomes(source, self.layout.manifests(self.stem), downloads().settings())
         ann.save(self.output().path, downloaded_annotations(source, outcomes))
+        self.report(f"{len(self.shards())} shards done", 100)

@@ -18,4 +18,5 @@ class Tarify(StageTask):
 
     def run(self) -> None:
         result = pack(self.load_input(), self.layout, self.stem, shards().settings())
-        self.report(f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing")
+        done = f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing"
+        self.report(done, 100)

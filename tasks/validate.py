@@ -19,6 +19,7 @@ class Validate(StageTask):
         return luigi.LocalTarget(str(self.layout.stage_file(layout.VALIDATE, self.stem)))
 
     def run(self) -> None:
+        self.report(f"validating {self.input_path.name}", 0)
         problems = validate_file(self.input_path)
         errors = [p for p in problems if p.severity == "error"]
         errors_file = self.layout.validate_errors(self.stem)
@@ -32,3 +33,4 @@ class Validate(StageTask):
             {"file": str(self.input_path), "warnings": [str(p) for p in problems]},
             indent=1,
         )
+        self.report(f"valid, {len(problems)} warnings", 100)

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def write_cfg(path: Path, data_dir: Path, history: Path) -> Path:
     sections = {
-        "core": {"autoload_range": "false"},
+        "core": {"autoload_range": "false", "log_level": "INFO"},  # done_tasks reads luigi's INFO lines
         "redcaps": {"data_dir": str(data_dir)},
         **TEST_CONFIG,
         # two shards on one host at once would show up as 4 concurrent requests

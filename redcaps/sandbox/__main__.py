@@ -22,7 +22,10 @@ def serve(state_dir: Path, port: int, seed: int) -> None:
         write_text(
             state_dir / "env.sh", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sandbox.env().items())
         )
-        print(f"sandbox proxy on {sandbox.proxy_url}; source {state_dir / 'env.sh'}", flush=True)
+        print(f"sandbox proxy on {sandbox.proxy_url}; in another shell, export these (or source", flush=True)
+        print(f"{state_dir / 'env.sh'}); Ctrl-C stops the sandbox:", flush=True)
+        for key, value in sandbox.env().items():
+            print(f"export {key}={shlex.quote(value)}", flush=True)
         stop.wait()
 
 

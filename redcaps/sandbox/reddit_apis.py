@@ -9,6 +9,8 @@ the behaviours their documentation describes, which clients must cope with:
   a 422 "Timeout. Maybe slow down a bit" (issue #66) the first time a full page
   (``limit=100``) starting at :data:`CHOSEN_422_AFTER` is asked for; the README's
   "Query timed out" (or any error text) on the :attr:`ApiState.arctic_error_call`-th call.
+* Arctic Shift ``/api/subreddits/search?subreddit=<name>`` (same README, "Subreddits"): the
+  subreddit's record, or none for an unknown name.
 * Pushshift (``api.pushshift.io``: bearer token, 403 without) and PullPush
   (``api.pullpush.io``): exclusive bounds, ``size`` up to 100, newest first unless asked
   otherwise. Pushshift sorts with ``sort=<field>&order=asc`` and answers 422 to the old
@@ -46,7 +48,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from redcaps.sandbox.app import Request, Response, Router
-from redcaps.sandbox.posts import imgur_albums, population, reddit_view
+from redcaps.sandbox.posts import SUBREDDITS, imgur_albums, population, reddit_view
 from redcaps.sandbox.world import World
 
 PUSHSHIFT_TOKEN = "sandbox-moderator-token"
@@ -161,8 +163,19 @@ def _arctic_headers(api: ApiState) -> tuple[dict[str, str], bool]:
     }, over
 
 
+def arctic_subreddits(request: Request) -> Response:
+    """``GET /api/subreddits/search?subreddit=<name>``: the subreddit's record, or no records for an
+    unknown one (https://github.com/ArthurHeitmann/arctic_shift/blob/master/api/README.md,
+    "Subreddits", "Search"). Not counted among the post queries, whose faults count calls."""
+    name = (request.query.get("subreddit") or [""])[0].lower()
+    known = [{"display_name": SUBREDDITS[name], "id": f"t5_{name}"}] if name in SUBREDDITS else []
+    return _json(200, {"data": known})
+
+
 def arctic_shift(world: World, request: Request) -> Response:
     api = state(world)
+    if request.path == "/api/subreddits/search":
+        return arctic_subreddits(request)
     if request.path != "/api/posts/search":
         return _json(404, {"data": None, "error": "Not found"})
     headers, over = _arctic_headers(api)

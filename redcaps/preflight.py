@@ -1,0 +1,261 @@
+"""Checks run before any work starts, so a newcomer's mistake is one line, not a failure an hour in.
+
+Each check returns the problems it found, one line each; :func:`raise_problems` turns them into
+one :class:`PreflightError` (one line per problem). Nothing here writes a file. The settings are
+checked from the raw luigi.cfg (or batch) strings against the types of the core's dataclasses,
+so a section's types are stated once, where its defaults are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import typing
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+
+from redcaps.credentials import load_credentials
+from redcaps.errors import RedCapsError
+from redcaps.http import HttpConfig
+from redcaps.images import ImageOptions
+from redcaps.models import models_dir, require_model
+from redcaps.names import check_subreddit
+from redcaps.settings import (
+    SOURCES,
+    CollectionSettings,
+    DownloadSettings,
+    FaceSettings,
+    NsfwSettings,
+    ShardSettings,
+    WordSettings,
+)
+
+
+@dataclass(frozen=True)
+class PreflightSettings:
+    """``network``: send one cheap request to the post source first (off for offline dump runs)."""
+
+    network: bool = True
+
+
+#: luigi.cfg sections (and a batch's ``settings``) and the dataclasses whose fields type them.
+SECTION_TYPES: dict[str, tuple[type, ...]] = {
+    "collection": (CollectionSettings,),
+    "images": (ImageOptions,),
+    "downloads": (DownloadSettings, HttpConfig),
+    "shards": (ShardSettings,),
+    "filter_words": (WordSettings,),
+    "filter_nsfw": (NsfwSettings,),
+    "filter_faces": (FaceSettings,),
+    "preflight": (PreflightSettings,),
+}
+#: Options whose dataclass type is a plain ``str`` but that take one of a few values.
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("collection", "source"): SOURCES,
+    ("collection", "pushshift_flavour"): ("pushshift", "pullpush"),
+}
+LOW_SPACE_BYTES = 2 * 2**30
+REACH_TIMEOUT = (5.0, 15.0)
+
+
+class PreflightError(RedCapsError):
+    """One or more problems found before any work started; one line each."""
+
+
+def raise_problems(problems: Iterable[str]) -> None:
+    problems = list(problems)
+    if problems:
+        raise PreflightError("\n".join(problems))
+
+
+# -- settings ------------------------------------------------------------------------------------
+def _option_types(section: str) -> dict[str, Any]:
+    types: dict[str, Any] = {}
+    for cls in SECTION_TYPES.get(section, ()):
+        hints = typing.get_type_hints(cls)
+        types.update({f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in types})
+    return types
+
+
+def _parse(kind: Any, text: str) -> str | None:
+    """Why ``text`` is not a value of ``kind`` (a luigi.cfg string), or None."""
+    if typing.get_origin(kind) is Literal:
+        choices = typing.get_args(kind)
+        return None if text in choices else f"must be one of {', '.join(map(str, choices))}"
+    if kind is bool:
+        return None if text.lower() in ("true", "false") else "must be true or false"
+    for number, name in ((int, "an integer"), (float, "a number")):
+        if kind is number:
+            try:
+                number(text)
+            except ValueError:
+                return f"must be {name}"
+    return None
+
+
+def check_settings(sections: Mapping[str, Mapping[str, object]], where: str = "") -> list[str]:
+    """Each option of a known section whose value is not of its dataclass field's type, as
+    ``[images] resize: 'big' must be an integer`` (``where`` prefixes a batch file's place)."""
+    problems = []
+    for section, options in sections.items():
+        types = _option_types(section)
+        for name, value in options.items():
+            text = str(value).strip()
+            place = f"{where}settings.{section}.{name}" if where else f"[{section}] {name}"
+            choices = CHOICES.get((section, name))
+            if choices and text not in choices:
+                problems.append(f"{place}: {text!r} must be one of {', '.join(choices)}")
+            elif name in types and (why := _parse(types[name], text)):
+                problems.append(f"{place}: {text!r} {why}")
+    return problems
+
+
+# -- names, models, data dir, credentials --------------------------------------------------------
+def check_subreddits(names: Iterable[str]) -> list[str]:
+    problems = []
+    for name in names:
+        try:
+            check_subreddit(name)
+        except RedCapsError as exc:
+            problems.append(f"--subreddit: {exc}")
+    return problems
+
+
+def models_dir_text() -> str:
+    return str(models_dir())
+
+
+def check_models(models: Mapping[str, str]) -> list[str]:
+    """``models`` maps each enabled image filter (nsfw, faces) to its ``model`` setting."""
+    problems = []
+    for kind, model in models.items():
+        if not model:
+            try:
+                require_model(kind)
+            except RedCapsError as exc:
+                problems.append(f"[filter_{kind}] {exc}")
+        elif not Path(model).expanduser().is_file():
+            problems.append(f"[filter_{kind}] model: {model} is not a file")
+    return problems
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_data_dir(path: str | Path) -> tuple[list[str], str]:
+    """Problems with writing under ``path`` (created later, not here), and its free space."""
+    path = Path(path).expanduser().absolute()
+    base = _existing(path)
+    if not base.is_dir():
+        return [f"data dir {path}: {base} is not a directory"], ""
+    if not os.access(base, os.W_OK | os.X_OK):
+        return [f"data dir {path}: {base} is not writable"], ""
+    free = shutil.disk_usage(base).free
+    note = f"data dir {path}: {free / 2**30:.1f} GiB free"
+    if free < LOW_SPACE_BYTES:
+        note += " (low: a real subreddit-year can take several GiB, see README)"
+    return [], note
+
+
+def check_credentials(settings: CollectionSettings) -> list[str]:
+    """Unusable credentials sections, and what the source itself needs."""
+    path = Path(settings.credentials).expanduser() if settings.credentials else None
+    creds = load_credentials(path)
+    problems = [f"credentials: {why}" for why in creds.problems.values()]
+    pushshift = settings.source == "pushshift" and settings.pushshift_flavour == "pushshift"
+    if pushshift and not os.environ.get("PUSHSHIFT_TOKEN", "").strip():
+        problems.append("[collection] source pushshift needs its token in $PUSHSHIFT_TOKEN")
+    dump = Path(settings.dump_dir).expanduser() if settings.dump_dir else None
+    if settings.source == "dump" and not (dump and dump.exists()):
+        problems.append(f"[collection] dump_dir: {settings.dump_dir or '(empty)'} does not exist")
+    return problems
+
+
+# -- the source, reachable -----------------------------------------------------------------------
+def source_url(settings: CollectionSettings) -> str | None:
+    """The API root one request checks, or None for sources that need no network."""
+    if settings.source == "arctic-shift":
+        return settings.arctic_shift_url.rstrip("/") + "/"
+    if settings.source == "pushshift":
+        return settings.pushshift_url.rstrip("/") + "/"
+    return None
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        for arg in getattr(exc, "args", ()):
+            if isinstance(arg, BaseException):
+                yield from _causes(arg)
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
+
+
+def _hint(exc: requests.RequestException, url: str) -> str:
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    via = f"HTTPS_PROXY={proxy}" if proxy else "HTTPS_PROXY is not set"
+    host = urllib.parse.urlsplit(url).hostname
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"the proxy failed ({via}): is it running and reachable?"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS failed ({via}): check REQUESTS_CA_BUNDLE / SSL_CERT_FILE for the proxy's CA"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"no answer within {REACH_TIMEOUT[1]:.0f} s ({via})"
+    if any(isinstance(c, socket.gaierror) or "NameResolution" in type(c).__name__ for c in _causes(exc)):
+        return f"name resolution failed for {host}: check DNS, or set a proxy ({via})"
+    return f"connection failed ({via}): {type(exc).__name__}"
+
+
+def check_reachable(settings: CollectionSettings) -> list[str]:
+    """One cheap request to the source's API root: any HTTP answer means it is reachable."""
+    url = source_url(settings)
+    if url is None:
+        return []
+    try:
+        requests.get(url, timeout=REACH_TIMEOUT, allow_redirects=False).close()
+    except requests.RequestException as exc:
+        return [f"[collection] source {settings.source} unreachable at {url}: {_hint(exc, url)}"]
+    return []
+
+
+def check_subreddits_exist(settings: CollectionSettings, subreddits: Iterable[str]) -> list[str]:
+    """Subreddits the source says do not exist, where it can tell: Arctic Shift's
+    ``/api/subreddits/search?subreddit=<name>`` answers no records for an unknown one
+    (https://github.com/ArthurHeitmann/arctic_shift/blob/master/api/README.md, "Subreddits").
+    Any other answer (an error, a timeout) proves nothing and is left to the run."""
+    if settings.source != "arctic-shift":
+        return []
+    problems = []
+    for name in subreddits:
+        url = settings.arctic_shift_url.rstrip("/") + "/api/subreddits/search"
+        try:
+            resp = requests.get(url, params={"subreddit": name, "limit": 1}, timeout=REACH_TIMEOUT)
+            data = resp.json().get("data") if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError):
+            continue
+        if data == []:
+            problems.append(
+                f"--subreddit {name}: Arctic Shift knows no such subreddit (misspelled? its list of "
+                "subreddits is updated infrequently: [preflight] network = false skips this check)"
+            )
+    return problems
+
+
+def check_collection(
+    settings: CollectionSettings, subreddits: Iterable[str] = (), network: bool = True
+) -> list[str]:
+    problems = check_credentials(settings)
+    if network and not problems:
+        problems += check_reachable(settings) or check_subreddits_exist(settings, subreddits)
+    return problems
