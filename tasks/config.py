@@ -98,7 +98,7 @@ class shards(luigi.Config):  # noqa: N801 - ShardSettings
     shard_size = luigi.IntParameter(
         default=ShardSettings.shard_size, description="Samples per WebDataset tar"
     )
-    format = luigi.ChoiceParameter(choices=["json", "txt"], default=ShardSettings.format)
+    format = luigi.ChoiceParameter(choices=["both", "json", "txt"], default=ShardSettings.format)
 
     def settings(self) -> ShardSettings:
         return settings_from(self, ShardSettings)
