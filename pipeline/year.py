@@ -3,7 +3,7 @@
 The graph, in the original tool's order::
 
     FetchMonth x12 -> MergeYear -> DownloadImages (shards) -> FilterWords -> FilterNsfw
-        -> FilterFaces -> Publish -> Validate + Tarify
+        -> FilterFaces -> Dedup -> Publish -> Validate + Tarify
 
 Each stage has its own target, so a run killed anywhere resumes at the first missing one.
 Which filters run is ``[filters] enabled``; every other setting comes from luigi.cfg.
@@ -15,11 +15,13 @@ import luigi
 
 from redcaps import layout
 from redcaps.atomic import write_json
+from redcaps.dedup import read_counts
 from redcaps.report import summarize_file
 from redcaps.tarify import read_index
 from tasks.base import StageTask
 from tasks.collect import MergeYear
 from tasks.config import data_layout, filters
+from tasks.dedup import Dedup
 from tasks.download import DownloadImages
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords
 from tasks.publish import Publish
@@ -36,7 +38,7 @@ def year_stages(subreddit: str, year: int, first_year: int | None = None) -> tup
     )
     for name in filters().names():
         current = FILTER_TASKS[name](annotations=current)
-    published = Publish(annotations=current)
+    published = Publish(annotations=Dedup(annotations=current))
     return Validate(annotations=published), Tarify(annotations=published)
 
 
@@ -68,4 +70,7 @@ class RedCapsYear(luigi.Task):
             "annotations": str(validate.input_path),
             "tarfiles": read_index(where, tarify.stem)["shards"],
         }
+        duplicates = read_counts(where, self.stem)
+        if duplicates is not None:
+            summary["duplicates"] = duplicates
         write_json(self.output().path, {**summary, **summarize_file(where, self.stem)}, indent=1)
