@@ -30,11 +30,12 @@ from typing import Any, Literal
 from PIL import Image
 
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open, sweep_temp_files, write_json
+from redcaps.atomic import atomic_open, sweep_temp_files, write_bytes, write_json
 from redcaps.download import Outcome, read_manifests
+from redcaps.errors import RedCapsError
 from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
 from redcaps.names import check_image_id
-from redcaps.settings import Format, ShardSettings
+from redcaps.settings import Format, ShardSettings, StorageSettings
 from redcaps.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
 from redcaps.validate import check_unique_ids
 
@@ -185,9 +186,19 @@ def _image_only(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def pack(
-    annotations: AnnotationFile, layout: Layout, file_stem: str, settings: ShardSettings
+    annotations: AnnotationFile,
+    layout: Layout,
+    file_stem: str,
+    settings: ShardSettings,
+    storage: StorageSettings | None = None,
 ) -> TarifyResult:
-    """The pipeline's Tarify stage: shards of the layout's images, then the index, written last."""
+    """The pipeline's Tarify stage: shards of the layout's images, then the index, written last.
+
+    With ``storage.keep_loose`` false the loose images are deleted once every shard has been
+    read back and matches them; a rerun (its index gone) first takes the images back out of
+    the shards, so the year packs the same either way."""
+    storage = storage or StorageSettings()
+    restored = restore_from_shards(annotations, layout, file_stem)
     result = write_shards(
         annotations,
         layout.images,
@@ -197,15 +208,78 @@ def pack(
         fmt=settings.format,
         manifests=layout.manifests(file_stem),
     )
+    removed = 0
+    if not storage.keep_loose:
+        removed = remove_loose_images(annotations, layout, result)
     index = {
         "shards": [str(p) for p in result.shards],
         "samples": result.samples,
         "missing": len(result.missing),
         "shard_size": settings.shard_size,
         "format": settings.format,
+        "keep_loose": storage.keep_loose,
+        "loose_removed": removed,
+        "restored_from_shards": restored,
     }
     write_json(layout.stage_file(TARIFY, file_stem), index, indent=1)
     return result
+
+
+def existing_shards(output_dir: Path, stem: str) -> list[Path]:
+    """The stem's shards on disk, in order (``<stem>_00000000.tar`` onwards)."""
+    found = []
+    while (shard := shard_path(output_dir, stem, len(found))).exists():
+        found.append(shard)
+    return found
+
+
+def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: str) -> int:
+    """Write back the loose images a ``keep_loose = false`` run deleted, from the stem's shards."""
+    wanted = {
+        r["image_id"]: path
+        for r in annotations.annotations
+        if not (path := layout.image(r["subreddit"], r["image_id"])).exists()
+    }
+    restored = 0
+    for shard in existing_shards(layout.tarfiles, file_stem) if wanted else []:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                key, _, ext = member.name.rpartition(".")
+                if ext == "jpg" and key in wanted and (data := tar.extractfile(member)) is not None:
+                    write_bytes(wanted.pop(key), data.read())
+                    restored += 1
+    return restored
+
+
+def shard_digests(shard: Path) -> dict[str, str]:
+    """sha256 of every image in a shard, by key, read back from the file."""
+    with tarfile.open(shard) as tar:
+        return {
+            member.name.rpartition(".")[0]: hashlib.sha256(data.read()).hexdigest()
+            for member in tar
+            if member.name.endswith(".jpg") and (data := tar.extractfile(member)) is not None
+        }
+
+
+def remove_loose_images(annotations: AnnotationFile, layout: Layout, result: TarifyResult) -> int:
+    """Delete the loose images the shards hold, after checking every shard against them; a shard
+    that does not match is an error and nothing is deleted."""
+    packed: dict[str, str] = {}
+    for shard in result.shards:
+        packed.update(shard_digests(shard))
+    paths = {
+        r["image_id"]: layout.image(r["subreddit"], r["image_id"])
+        for r in annotations.annotations
+        if r["image_id"] in packed
+    }
+    if len(packed) != result.samples or len(paths) != result.samples:
+        raise RedCapsError(f"shards hold {len(packed)} images, expected {result.samples}; loose images kept")
+    for key, path in paths.items():
+        if hashlib.sha256(path.read_bytes()).hexdigest() != packed[key]:
+            raise RedCapsError(f"{path}: differs from its copy in the shards; loose images kept")
+    for path in paths.values():
+        path.unlink()
+    return len(paths)
 
 
 def read_index(layout: Layout, file_stem: str) -> dict[str, Any] | None:

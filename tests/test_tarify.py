@@ -228,3 +228,53 @@ def test_sizes_json_keeps_other_stems_under_concurrent_writers(dataset):
     sizes = json.loads((tmp / "tars" / "sizes.json").read_text())
     assert sizes["roses_2010_00000000.tar"] == 6 and "roses_2010_00000001.tar" not in sizes
     assert sizes["roses_2011_00000001.tar"] == 2
+
+
+@pytest.fixture()
+def pipeline_year(tmp_path):
+    from redcaps.layout import Layout
+
+    layout = Layout.at(tmp_path / "data")
+    records = [record(f"id{i:03d}", created_utc=1577923200 + i) for i in range(7)]
+    write_images(layout.images, records)
+    return annotation_file(records), layout
+
+
+def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_year):
+    from redcaps.settings import ShardSettings, StorageSettings
+    from redcaps.tarify import pack, read_index
+
+    af, layout = pipeline_year
+    settings, storage = ShardSettings(shard_size=3), StorageSettings(keep_loose=False)
+    images = {r["image_id"]: layout.image("roses", r["image_id"]).read_bytes() for r in af.annotations}
+    first = pack(af, layout, "roses_2020", settings, storage)
+    shards = {p.name: _sha(p) for p in first.shards}
+    assert not any(layout.image("roses", key).exists() for key in images)
+    assert read_index(layout, "roses_2020")["loose_removed"] == 7
+    with tarfile.open(first.shards[0]) as tar:
+        assert tar.extractfile("id000.jpg").read() == images["id000"]
+
+    # the index gone (a rerun): the images come back out of the shards, the shards stay the same
+    layout.stage_file("tarify", "roses_2020").unlink()
+    again = pack(af, layout, "roses_2020", settings, storage)
+    assert {p.name: _sha(p) for p in again.shards} == shards and again.missing == []
+    assert read_index(layout, "roses_2020")["restored_from_shards"] == 7
+    assert not any(layout.image("roses", key).exists() for key in images)
+
+
+def test_loose_images_kept_when_a_shard_does_not_match(pipeline_year, monkeypatch):
+    import redcaps.tarify as tarify
+    from redcaps.settings import ShardSettings, StorageSettings
+
+    af, layout = pipeline_year
+    real = tarify.shard_digests
+
+    def corrupted(shard):
+        digests = real(shard)
+        return {key: ("0" * 64 if key == "id004" else digest) for key, digest in digests.items()}
+
+    monkeypatch.setattr(tarify, "shard_digests", corrupted)
+    with pytest.raises(RedCapsError, match=r"id004\.jpg: differs from its copy in the shards"):
+        tarify.pack(af, layout, "roses_2020", ShardSettings(shard_size=3), StorageSettings(keep_loose=False))
+    assert all(layout.image("roses", r["image_id"]).exists() for r in af.annotations)
+    assert not layout.stage_file("tarify", "roses_2020").exists()  # not done: the rerun tries again
