@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import luigi
@@ -28,11 +29,12 @@ from pipeline.year import RedCapsYear, run_preflight, where_things_are
 from redcaps import layout, preflight
 from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
+from redcaps.dedup import batch_duplicates
 from redcaps.errors import RedCapsError
 from redcaps.http import parse_host_policy
 from redcaps.report import summarize_dataset
 from tasks.base import InDataDir, report_progress
-from tasks.config import data_layout
+from tasks.config import data_layout, dedup
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
 FREE_FORM_SECTIONS = {"host_limits"}
@@ -160,7 +162,10 @@ class RedCapsBatch(InDataDir):
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
             report_progress(self, message, 100 * (number - 1) / len(chunks))
             yield chunk  # dynamic dependencies: re-entered from the top once the chunk is done
-        summary = summarize_dataset(data_layout(), [y.stem for y in years])
+        where = data_layout()
+        summary = summarize_dataset(where, [y.stem for y in years])
+        name = Path(self.output().path).name.removesuffix(".json")
+        summary["duplicates"] = batch_duplicates(where, [y.stem for y in years], name, dedup().max_distance)
         summary["config"] = self.config
         write_json(self.output().path, summary, indent=1)
         report_progress(self, f"{len(years)} years done", 100)

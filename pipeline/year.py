@@ -3,7 +3,7 @@
 The graph, in the original tool's order::
 
     FetchMonth x12 -> MergeYear -> DownloadImages (shards) -> FilterWords -> FilterNsfw
-        -> FilterFaces -> Publish -> Validate + Tarify
+        -> FilterFaces -> Dedup -> Publish -> Validate + Tarify
 
 Each stage has its own target, so a run killed anywhere resumes at the first missing one.
 Which filters run is ``[filters] enabled``; every other setting comes from luigi.cfg.
@@ -22,12 +22,14 @@ from pipeline import progress
 from redcaps import layout
 from redcaps import preflight as checks
 from redcaps.atomic import write_json
+from redcaps.dedup import read_counts
 from redcaps.errors import RedCapsError
 from redcaps.report import format_summary, summarize_dataset, summarize_file
 from redcaps.tarify import read_index
 from tasks.base import InDataDir, StageTask, report_progress
 from tasks.collect import MergeYear, collection
 from tasks.config import data_layout, filters, redcaps
+from tasks.dedup import Dedup
 from tasks.download import DownloadImages
 from tasks.filters import SECTIONS, FilterFaces, FilterNsfw, FilterWords
 from tasks.publish import Publish
@@ -102,7 +104,7 @@ def year_stages(subreddit: str, year: int, first_year: int | None = None) -> tup
     )
     for name in filters().names():
         current = FILTER_TASKS[name](annotations=current)
-    published = Publish(annotations=current)
+    published = Publish(annotations=Dedup(annotations=current))
     return Validate(annotations=published), Tarify(annotations=published)
 
 
@@ -144,6 +146,9 @@ class RedCapsYear(InDataDir):
             "tarfiles": read_index(where, tarify.stem)["shards"],
         }
         summary.update(summarize_file(where, self.stem))
+        duplicates = read_counts(where, self.stem)
+        if duplicates is not None:
+            summary["duplicates"] = duplicates
         if not summary.get("collected", {}).get("considered"):
             summary["empty"] = self.empty_warning()
             logging.getLogger("luigi-interface").warning("%s", summary["empty"])

@@ -278,16 +278,36 @@ def validate(paths: tuple[str, ...]) -> None:
     "-z", "--shard-size", default=ShardSettings.shard_size, show_default=True, type=click.IntRange(min=1)
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["json", "txt"]), default=ShardSettings.format, show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["both", "json", "txt"]),
+    default=ShardSettings.format,
+    show_default=True,
+    help="Caption members per sample: .txt and .json (both), or one of them",
 )
-def make_tarfiles(input_path: str, image_dir: str, output_dir: str, shard_size: int, fmt: str) -> None:
-    """Pack an annotation file and its images into WebDataset shards <stem>_%08d.tar."""
+@click.option(
+    "--manifests",
+    type=click.Path(file_okay=False, exists=True),
+    help="Download manifests (image sizes, failures); default <image-dir>/.manifests/<stem> if present",
+)
+def make_tarfiles(
+    input_path: str, image_dir: str, output_dir: str, shard_size: int, fmt: str, manifests: str | None
+) -> None:
+    """Pack an annotation file and its images into WebDataset shards <stem>_%08d.tar, with a
+    .parquet and _stats.json beside each shard and sizes.json for the folder."""
     from redcaps.tarify import write_shards
 
     annotations = ann.load(input_path)
+    file_stem = stem_of(input_path)
     result = write_shards(
-        annotations, image_dir, output_dir, stem_of(input_path), shard_size=shard_size, fmt=fmt
-    )  # type: ignore[arg-type]
+        annotations,
+        image_dir,
+        output_dir,
+        file_stem,
+        shard_size=shard_size,
+        fmt=fmt,  # type: ignore[arg-type]
+        manifests=manifests or manifest_dir(image_dir, file_stem),
+    )
     click.echo(
         f"wrote {result.samples} samples in {len(result.shards)} shards to {output_dir}"
         f"; {len(result.missing)} instances had no image"

@@ -8,7 +8,7 @@ for the CLI's loose files) instead of joining paths themselves::
     stages/<stage>/<stem>.json               each stage's own output (+ .removals.jsonl, ...)
     images/<subreddit>/<image_id>.jpg        stored images
     images/.manifests/<stem>/<shard>.jsonl   one outcome per instance, per download shard
-    tarfiles/<stem>_%08d.tar                 WebDataset shards
+    tarfiles/<stem>_%08d.tar                 WebDataset shards (+ .parquet, _stats.json, sizes.json)
     official/                                the extracted release zip
 """
 
@@ -29,6 +29,7 @@ MERGED = "merged"
 DOWNLOADED = "downloaded"
 VALIDATE = "validate"
 TARIFY = "tarify"
+DEDUP = "dedup"
 YEAR = "year"
 BATCH = "batch"
 OFFICIAL = "official"
@@ -78,6 +79,22 @@ def manifest_path(manifests: str | Path, shard: int) -> Path:
 
 def shard_path(output_dir: str | Path, file_stem: str, index: int) -> Path:
     return Path(output_dir) / SHARD_PATTERN.format(stem=file_stem, index=index)
+
+
+def shard_metadata_path(shard: str | Path) -> Path:
+    """The img2dataset-style table beside a shard: ``<stem>_%08d.parquet``."""
+    return Path(shard).with_suffix(".parquet")
+
+
+def shard_stats_path(shard: str | Path) -> Path:
+    """The counts beside a shard: ``<stem>_%08d_stats.json`` (img2dataset's name)."""
+    path = Path(shard)
+    return path.with_name(f"{path.stem}_stats.json")
+
+
+def sizes_path(output_dir: str | Path) -> Path:
+    """``sizes.json``: samples per shard file name, for every stem in ``output_dir`` (open_clip's)."""
+    return Path(output_dir) / "sizes.json"
 
 
 def removals_beside(annotations_path: str | Path, info_key: str) -> Path:
@@ -141,6 +158,18 @@ class Layout:
 
     def validate_errors(self, file_stem: str) -> Path:
         return self.stage_file(VALIDATE, file_stem, ".errors.txt")
+
+    def duplicates(self, file_stem: str) -> Path:
+        """The Dedup stage's groups: which instance was kept, which are its duplicates."""
+        return self.stage_file(DEDUP, file_stem, ".duplicates.jsonl")
+
+    def image_hashes(self, file_stem: str) -> Path:
+        """sha256 and pHash of every image the Dedup stage saw, computed once."""
+        return self.stage_file(DEDUP, file_stem, ".hashes.jsonl")
+
+    def batch_duplicates(self, batch_name: str) -> Path:
+        """Duplicates across the years of a batch (``<name>-<digest>``)."""
+        return self.stage_file(BATCH, batch_name, ".duplicates.jsonl")
 
     def image(self, subreddit: str, image_id: str) -> Path:
         return image_path(self.images, subreddit, image_id)

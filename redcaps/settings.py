@@ -12,7 +12,8 @@ SOURCES = ("arctic-shift", "pushshift", "dump")
 ARCTIC_SHIFT_URL = "https://arctic-shift.photon-reddit.com"
 PUSHSHIFT_URL = "https://api.pushshift.io"
 PULLPUSH_URL = "https://api.pullpush.io"
-Format = Literal["json", "txt"]
+Format = Literal["both", "json", "txt"]
+DedupMode = Literal["off", "exact", "perceptual"]
 WordMode = Literal["exact", "punctuation"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -42,10 +43,27 @@ class DownloadSettings:
 
 @dataclass(frozen=True)
 class ShardSettings:
-    """How WebDataset shards are made: samples per tar, and the caption member's format."""
+    """How WebDataset shards are made: samples per tar, and which caption members each sample has
+    (``both``: ``.json`` and ``.txt``; ``json`` or ``txt`` alone are the older layouts)."""
 
     shard_size: int = 1000
-    format: Format = "json"
+    format: Format = "both"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """``keep_loose = False`` deletes a year's loose images once tars holding them are verified."""
+
+    keep_loose: bool = True
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """What the Dedup stage drops (``off``: nothing, only recorded) and the pHash distance of a
+    near duplicate."""
+
+    mode: DedupMode = "off"
+    max_distance: int = 4
 
 
 @dataclass(frozen=True)

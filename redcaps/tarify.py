@@ -1,10 +1,12 @@
 """Pack an annotation file and its images into WebDataset shards (``make-tarfiles``).
 
-Shards keep the original naming ``<stem>_%08d.tar`` and members ``<image_id>.jpg`` +
-``<image_id>.json`` (or ``.txt`` with the bare caption, the form open_clip reads). Samples
-are sorted by key and every member has a fixed mtime, owner and mode, so the same inputs
-always give byte-identical shards. Each shard is written atomically; unlike the original,
-no empty trailing shard is ever written.
+Shards keep the original naming ``<stem>_%08d.tar``; each sample has ``<image_id>.jpg``,
+``<image_id>.txt`` (the bare caption, what open_clip reads) and ``<image_id>.json`` (the
+annotation record plus the image's size, sha256 and download status from the manifests);
+``format = json`` or ``txt`` keeps only one of the two. Samples are sorted by key and every
+member has a fixed mtime, owner and mode, so the same inputs always give byte-identical
+shards. Each shard is written atomically; unlike the original, no empty trailing shard is
+ever written. Beside each shard, its img2dataset-style metadata (:mod:`redcaps.shardmeta`).
 
 Members are written with the standard library's ``tarfile`` in exactly the layout of
 ``webdataset.TarWriter`` (a test compares the bytes): importing webdataset pulls in torch,
@@ -14,19 +16,27 @@ for every 10 KB block, which made packing a quarter of the download path's CPU t
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import tarfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from PIL import Image
+
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open, sweep_temp_files, write_json
-from redcaps.layout import TARIFY, Layout, image_path, shard_path
+from redcaps.atomic import atomic_open, sweep_temp_files, write_bytes, write_json
+from redcaps.download import Outcome, read_manifests
+from redcaps.errors import RedCapsError
+from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
 from redcaps.names import check_image_id
-from redcaps.settings import Format, ShardSettings
+from redcaps.settings import Format, ShardSettings, StorageSettings
+from redcaps.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
 from redcaps.validate import check_unique_ids
 
 #: 2021-10-01, the RedCaps v1.0 release month: any fixed value makes tars reproducible.
@@ -40,11 +50,41 @@ class TarifyResult:
     shards: list[Path] = field(default_factory=list)
     samples: int = 0
     missing: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # shard file name -> samples
 
 
-def sample_json(record: Record) -> bytes:
-    """The ``.json`` member: the annotation record (subreddit, caption and the rest)."""
-    return json.dumps(record, sort_keys=True).encode("utf-8")
+def sample_json(record: Record, facts: dict[str, Any] | None = None) -> bytes:
+    """The ``.json`` member: the annotation record (subreddit, caption and the rest), plus the
+    image's facts (``key``, ``url``, ``status``, sizes, ``sha256`` of the stored bytes)."""
+    return json.dumps({**record, **(facts or {})}, sort_keys=True).encode("utf-8")
+
+
+def image_facts(record: Record, data: bytes, outcome: Outcome | None) -> dict[str, Any]:
+    """What a sample says about its image: sizes from the download manifest (the stored size
+    read from the JPEG header without one; the original size is then unknown, null)."""
+    width = height = None
+    if outcome is not None and outcome.width and outcome.height:
+        width, height = outcome.width, outcome.height
+    else:
+        with contextlib.suppress(OSError, ValueError), Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    return {
+        "key": record["image_id"],
+        "url": record["url"],
+        "status": "success",
+        "width": width,
+        "height": height,
+        "original_width": outcome.original_width if outcome else None,
+        "original_height": outcome.original_height if outcome else None,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def manifest_outcomes(manifests: str | Path | None) -> dict[str, Outcome]:
+    """Every outcome in a folder of download manifests (none when there is no such folder)."""
+    if manifests is None or not Path(manifests).is_dir():
+        return {}
+    return read_manifests(sorted(Path(manifests).glob("*.jsonl")))
 
 
 def layout_of(image_dir: Path) -> Literal["nested", "flat"]:
@@ -75,8 +115,11 @@ def write_shards(
     *,
     shard_size: int = ShardSettings.shard_size,
     fmt: Format = ShardSettings.format,
+    manifests: str | Path | None = None,
 ) -> TarifyResult:
-    """Write ``<output_dir>/<stem>_%08d.tar`` shards; instances without an image are counted.
+    """Write ``<output_dir>/<stem>_%08d.tar`` shards with their metadata; instances without an
+    image are counted. ``manifests`` is the file's download manifest folder, if any: the image
+    facts and the failures in the metadata come from it.
 
     A repeated ``image_id`` is an error before anything is written: its samples would share
     one image file and one tar key."""
@@ -86,35 +129,76 @@ def write_shards(
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     sweep_temp_files(output_dir)  # shards a killed run left half-written
     layout = layout_of(image_dir)
+    outcomes = manifest_outcomes(manifests)
     result = TarifyResult()
     present: list[tuple[Record, Path]] = []
+    failures: list[Row] = []
     for record in sorted(annotations.annotations, key=lambda r: r["image_id"]):
         path = _image_for(record, image_dir, layout)
         if path.is_file():
             present.append((record, path))
         else:
             result.missing.append(record["image_id"])
+            outcome = outcomes.get(record["image_id"])
+            reason = outcome.status if outcome and not outcome.ok else NO_IMAGE
+            error = outcome.error if outcome else None
+            failures.append(Row(record["image_id"], record, record["url"], {}, reason, error))
+    in_file = {r["image_id"] for r in annotations.annotations}
+    failures += [
+        Row(o.image_id, None, o.url, {}, o.status, o.error)
+        for o in outcomes.values()
+        if not o.ok and o.image_id not in in_file
+    ]
 
-    for index, chunk in enumerate(_chunks(present, shard_size)):
+    chunks = list(_chunks(present, shard_size))
+    failed = assign_failures([chunk[0][0]["image_id"] for chunk in chunks], failures)
+    for index, chunk in enumerate(chunks):
+        started = time.monotonic()
         shard = shard_path(output_dir, stem, index)
+        rows = list(failed[index])
         with atomic_open(shard, "wb") as fh, tarfile.open(fileobj=fh, mode="w") as tar:
             for record, path in chunk:
-                members = {"jpg": path.read_bytes()}
-                if fmt == "txt":
-                    members["txt"] = record["caption"].encode("utf-8")
-                else:
-                    members["json"] = sample_json(record)
-                _add_sample(tar, record["image_id"], members)
+                data = path.read_bytes()
+                facts = image_facts(record, data, outcomes.get(record["image_id"]))
+                _add_sample(tar, record["image_id"], sample_members(record, data, facts, fmt))
+                rows.append(Row(record["image_id"], record, record["url"], _image_only(facts)))
+        write_shard_metadata(shard, rows, time.monotonic() - started)
         result.shards.append(shard)
         result.samples += len(chunk)
+        result.sizes[shard.name] = len(chunk)
     _remove_stale_shards(output_dir, stem, len(result.shards))
+    update_sizes(output_dir, stem, result.sizes)
     return result
 
 
+def sample_members(record: Record, image: bytes, facts: dict[str, Any], fmt: Format) -> dict[str, bytes]:
+    """A sample's members: the image, and the caption as ``.txt`` and/or ``.json`` per ``fmt``."""
+    members = {"jpg": image}
+    if fmt in ("both", "txt"):
+        members["txt"] = record["caption"].encode("utf-8")
+    if fmt in ("both", "json"):
+        members["json"] = sample_json(record, facts)
+    return members
+
+
+def _image_only(facts: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in facts.items() if k not in ("key", "url", "status")}
+
+
 def pack(
-    annotations: AnnotationFile, layout: Layout, file_stem: str, settings: ShardSettings
+    annotations: AnnotationFile,
+    layout: Layout,
+    file_stem: str,
+    settings: ShardSettings,
+    storage: StorageSettings | None = None,
 ) -> TarifyResult:
-    """The pipeline's Tarify stage: shards of the layout's images, then the index, written last."""
+    """The pipeline's Tarify stage: shards of the layout's images, then the index, written last.
+
+    With ``storage.keep_loose`` false the loose images are deleted once every shard has been
+    read back and matches them; a rerun (its index gone) first takes the images back out of
+    the shards, so the year packs the same either way."""
+    storage = storage or StorageSettings()
+    restored = restore_from_shards(annotations, layout, file_stem)
     result = write_shards(
         annotations,
         layout.images,
@@ -122,16 +206,80 @@ def pack(
         file_stem,
         shard_size=settings.shard_size,
         fmt=settings.format,
+        manifests=layout.manifests(file_stem),
     )
+    removed = 0
+    if not storage.keep_loose:
+        removed = remove_loose_images(annotations, layout, result)
     index = {
         "shards": [str(p) for p in result.shards],
         "samples": result.samples,
         "missing": len(result.missing),
         "shard_size": settings.shard_size,
         "format": settings.format,
+        "keep_loose": storage.keep_loose,
+        "loose_removed": removed,
+        "restored_from_shards": restored,
     }
     write_json(layout.stage_file(TARIFY, file_stem), index, indent=1)
     return result
+
+
+def existing_shards(output_dir: Path, stem: str) -> list[Path]:
+    """The stem's shards on disk, in order (``<stem>_00000000.tar`` onwards)."""
+    found = []
+    while (shard := shard_path(output_dir, stem, len(found))).exists():
+        found.append(shard)
+    return found
+
+
+def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: str) -> int:
+    """Write back the loose images a ``keep_loose = false`` run deleted, from the stem's shards."""
+    wanted = {
+        r["image_id"]: path
+        for r in annotations.annotations
+        if not (path := layout.image(r["subreddit"], r["image_id"])).exists()
+    }
+    restored = 0
+    for shard in existing_shards(layout.tarfiles, file_stem) if wanted else []:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                key, _, ext = member.name.rpartition(".")
+                if ext == "jpg" and key in wanted and (data := tar.extractfile(member)) is not None:
+                    write_bytes(wanted.pop(key), data.read())
+                    restored += 1
+    return restored
+
+
+def shard_digests(shard: Path) -> dict[str, str]:
+    """sha256 of every image in a shard, by key, read back from the file."""
+    with tarfile.open(shard) as tar:
+        return {
+            member.name.rpartition(".")[0]: hashlib.sha256(data.read()).hexdigest()
+            for member in tar
+            if member.name.endswith(".jpg") and (data := tar.extractfile(member)) is not None
+        }
+
+
+def remove_loose_images(annotations: AnnotationFile, layout: Layout, result: TarifyResult) -> int:
+    """Delete the loose images the shards hold, after checking every shard against them; a shard
+    that does not match is an error and nothing is deleted."""
+    packed: dict[str, str] = {}
+    for shard in result.shards:
+        packed.update(shard_digests(shard))
+    paths = {
+        r["image_id"]: layout.image(r["subreddit"], r["image_id"])
+        for r in annotations.annotations
+        if r["image_id"] in packed
+    }
+    if len(packed) != result.samples or len(paths) != result.samples:
+        raise RedCapsError(f"shards hold {len(packed)} images, expected {result.samples}; loose images kept")
+    for key, path in paths.items():
+        if hashlib.sha256(path.read_bytes()).hexdigest() != packed[key]:
+            raise RedCapsError(f"{path}: differs from its copy in the shards; loose images kept")
+    for path in paths.values():
+        path.unlink()
+    return len(paths)
 
 
 def read_index(layout: Layout, file_stem: str) -> dict[str, Any] | None:
@@ -154,8 +302,9 @@ def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> No
 
 
 def _remove_stale_shards(output_dir: Path, stem: str, count: int) -> None:
-    """A rerun with fewer samples must not leave an old higher-numbered shard behind."""
+    """A rerun with fewer samples must not leave an old higher-numbered shard (or its metadata)."""
     index = count
     while (stale := shard_path(output_dir, stem, index)).exists():
-        stale.unlink()
+        for path in (stale, shard_metadata_path(stale), shard_stats_path(stale)):
+            path.unlink(missing_ok=True)
         index += 1

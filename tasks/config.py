@@ -17,7 +17,7 @@ from redcaps.filters.base import FILTER_KEYS
 from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, default_user_agent, parse_host_policy
 from redcaps.images import ImageOptions
 from redcaps.layout import DEFAULT_DATA_DIR, Layout
-from redcaps.settings import DownloadSettings, ShardSettings
+from redcaps.settings import DedupSettings, DownloadSettings, ShardSettings, StorageSettings
 
 #: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).
 FILTER_ORDER = tuple(FILTER_KEYS)
@@ -51,9 +51,15 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
     max_raster_bytes = luigi.IntParameter(default=ImageOptions.max_raster_bytes, description="Per image")
     memory_budget = luigi.IntParameter(default=ImageOptions.memory_budget, description="Decodes per process")
     max_aspect_ratio = luigi.FloatParameter(default=ImageOptions.max_aspect_ratio)
+    keep_loose = luigi.BoolParameter(
+        default=StorageSettings.keep_loose, description="false: delete loose images once in verified tars"
+    )
 
     def options(self) -> ImageOptions:
         return settings_from(self, ImageOptions)
+
+    def storage(self) -> StorageSettings:
+        return settings_from(self, StorageSettings)
 
 
 class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
@@ -106,10 +112,22 @@ class shards(luigi.Config):  # noqa: N801 - ShardSettings
     shard_size = luigi.IntParameter(
         default=ShardSettings.shard_size, description="Samples per WebDataset tar"
     )
-    format = luigi.ChoiceParameter(choices=["json", "txt"], default=ShardSettings.format)
+    format = luigi.ChoiceParameter(choices=["both", "json", "txt"], default=ShardSettings.format)
 
     def settings(self) -> ShardSettings:
         return settings_from(self, ShardSettings)
+
+
+class dedup(luigi.Config):  # noqa: N801 - DedupSettings
+    mode = luigi.ChoiceParameter(
+        choices=["off", "exact", "perceptual"], default=DedupSettings.mode, description="What is dropped"
+    )
+    max_distance = luigi.IntParameter(
+        default=DedupSettings.max_distance, description="pHash bits that may differ in a near duplicate"
+    )
+
+    def settings(self) -> DedupSettings:
+        return settings_from(self, DedupSettings)
 
 
 def host_policies() -> dict[str, HostPolicy]:

@@ -20,6 +20,7 @@ from redcaps import annotations as ann
 from redcaps.errors import RedCapsError
 from redcaps.sandbox import posts
 from redcaps.validate import validate_file
+from tasks.dedup import Dedup
 from tasks.filters import FilterWords
 from tasks.publish import Publish
 
@@ -127,10 +128,11 @@ def test_year_end_to_end_then_a_no_op_rerun(sandbox_env, words_only):
 def test_the_chain_follows_the_config(words_only):
     validate, tarify = year_stages("sandboxcats", 2020)
     assert isinstance(validate.annotations, Publish) and tarify.annotations is validate.annotations
-    assert isinstance(validate.annotations.annotations, FilterWords)
+    assert isinstance(validate.annotations.annotations, Dedup)
+    assert isinstance(validate.annotations.annotations.annotations, FilterWords)
 
     set_config("filters", enabled="faces, words")  # any order: always the original's order
-    chain, task = [], year_stages("sandboxcats", 2020)[0].annotations.annotations
+    chain, task = [], year_stages("sandboxcats", 2020)[0].annotations.annotations.annotations
     while hasattr(task, "annotations"):
         chain.append(type(task).__name__)
         task = task.annotations

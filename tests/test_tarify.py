@@ -41,8 +41,13 @@ def test_members_and_json_content(dataset):
         names = tar.getnames()
         meta = json.loads(tar.extractfile("id000.json").read())
         assert {m.mtime for m in tar.getmembers()} == {1633046400}
-    assert names[:2] == ["id000.jpg", "id000.json"]
+    assert names[:3] == ["id000.jpg", "id000.json", "id000.txt"]
     assert meta["caption"] == "a rose id000" and meta["subreddit"] == "roses" and meta["score"] == 10
+    image = (tmp / "images" / "roses" / "id000.jpg").read_bytes()
+    assert meta["sha256"] == hashlib.sha256(image).hexdigest() and meta["key"] == "id000"
+    assert (meta["width"], meta["height"], meta["status"]) == (64, 48, "success")
+    # no manifests: what only the download knew is null
+    assert meta["original_width"] is None and meta["original_height"] is None
 
 
 def test_txt_format_has_bare_caption(dataset):
@@ -66,7 +71,13 @@ def test_rerun_with_fewer_samples_removes_stale_shard(dataset):
     assert (tmp / "tars" / "roses_2020_00000002.tar").exists()
     af.annotations = af.annotations[:2]
     write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=2)
-    assert sorted(p.name for p in (tmp / "tars").iterdir()) == ["roses_2020_00000000.tar"]
+    assert sorted(p.name for p in (tmp / "tars").iterdir() if not p.name.startswith(".")) == [
+        "roses_2020_00000000.parquet",
+        "roses_2020_00000000.tar",
+        "roses_2020_00000000_stats.json",
+        "sizes.json",
+    ]
+    assert json.loads((tmp / "tars" / "sizes.json").read_text()) == {"roses_2020_00000000.tar": 2}
 
 
 def test_readable_with_webdataset(dataset):
@@ -78,7 +89,14 @@ def test_readable_with_webdataset(dataset):
     assert samples[0][1].size == (64, 48) and samples[0][2]["image_id"] == "id000"
 
 
-@pytest.mark.parametrize("fmt", ["json", "txt"])
+def test_json_format_is_the_old_json_only_layout(dataset):
+    af, tmp = dataset
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", fmt="json")
+    with tarfile.open(result.shards[0]) as tar:
+        assert {name.rsplit(".", 1)[1] for name in tar.getnames()} == {"jpg", "json"}
+
+
+@pytest.mark.parametrize("fmt", ["both", "json", "txt"])
 def test_bytes_identical_to_webdataset_tarwriter(dataset, fmt):
     """The stdlib writer must keep webdataset's exact layout (it replaced TarWriter for speed)."""
     af, tmp = dataset
@@ -89,8 +107,15 @@ def test_bytes_identical_to_webdataset_tarwriter(dataset, fmt):
         writer = wds.TarWriter(fh, encoder=False, mtime=1633046400, user="redcaps", group="redcaps")
         for rec in present:
             image = (tmp / "images" / rec["subreddit"] / f"{rec['image_id']}.jpg").read_bytes()
-            text = rec["caption"].encode() if fmt == "txt" else json.dumps(rec, sort_keys=True).encode()
-            writer.write({"__key__": rec["image_id"], "jpg": image, fmt: text})
+            sample = {"__key__": rec["image_id"], "jpg": image}
+            if fmt in ("both", "txt"):
+                sample["txt"] = rec["caption"].encode()
+            if fmt in ("both", "json"):
+                facts = {"key": rec["image_id"], "status": "success", "width": 64, "height": 48}
+                facts |= {"original_width": None, "original_height": None}
+                facts["sha256"] = hashlib.sha256(image).hexdigest()
+                sample["json"] = json.dumps({**rec, **facts}, sort_keys=True).encode()
+            writer.write(sample)
         writer.close()
     assert result.shards[0].read_bytes() == reference.read_bytes()
 
@@ -111,7 +136,8 @@ def test_failed_shard_leaves_no_partial_tar(dataset, monkeypatch):
 def test_duplicate_image_ids_fail_before_anything_is_written(dataset):
     af, tmp = dataset
     old = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=3)
-    before = {p.name: _sha(p) for p in old.shards}
+    before = {p.name: _sha(p) for p in (tmp / "tars").iterdir()}
+    assert len(old.shards) == 2 and len(before) == 2 * 3 + 2  # + sizes.json and its lock file
     af.annotations.append(dict(af.annotations[1], caption="another caption"))
     with pytest.raises(RedCapsError) as err:
         write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=1)
@@ -138,3 +164,117 @@ def test_make_tarfiles_refuses_duplicates_in_one_line(tmp_path):
         " ids must be unique (run `redcaps validate` for all problems)"
     ]
     assert not (tmp_path / "tars").exists()
+
+
+def _manifest(tmp, outcomes):
+    from redcaps.download import Outcome
+
+    folder = tmp / "images" / ".manifests" / "roses_2020"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [Outcome(**o).to_line() for o in outcomes]
+    (folder / "00000.jsonl").write_text("".join(lines))
+    return folder
+
+
+def test_metadata_rows_facts_failures_stats_and_sizes(dataset):
+    import pyarrow.parquet as pq
+
+    af, tmp = dataset
+    ok = [
+        dict(image_id=f"id{i:03d}", url=f"https://i.redd.it/id{i:03d}.jpg", status="ok", width=64, height=48)
+        | dict(original_width=640, original_height=480)
+        for i in range(6)
+    ]
+    failed = [
+        dict(image_id="id006", url="https://i.redd.it/id006.jpg", status="http_404", error="HTTP 404"),
+        dict(image_id="id0035", url="https://i.imgur.com/x.jpg", status="placeholder"),  # not in the file
+        dict(image_id="aaa", url="https://i.imgur.com/y.jpg", status="not_image"),  # before every key
+    ]
+    manifests = _manifest(tmp, ok + failed)
+    result = write_shards(af, tmp / "images", tmp / "tars", "roses_2020", shard_size=3, manifests=manifests)
+    first, second = (pq.read_table(p.with_suffix(".parquet")).to_pylist() for p in result.shards)
+    # failures go to the shard whose key range holds their key
+    assert [r["key"] for r in first] == ["aaa", "id000", "id001", "id002"]
+    assert [r["key"] for r in second] == ["id003", "id0035", "id004", "id005", "id006"]
+    by_key = {r["key"]: r for r in first + second}
+    assert by_key["id006"]["status"] == "failed_to_download"
+    assert by_key["id006"]["error_message"] == "HTTP 404"
+    assert by_key["id006"]["caption"] == "a rose id006" and by_key["id006"]["reason"] == "http_404"
+    assert by_key["aaa"]["status"] == "failed_to_resize" and by_key["aaa"]["caption"] is None
+    good = by_key["id001"]
+    image = (tmp / "images" / "roses" / "id001.jpg").read_bytes()
+    assert good["status"] == "success" and good["error_message"] is None
+    assert (good["width"], good["original_width"]) == (64, 640)
+    assert good["sha256"] == hashlib.sha256(image).hexdigest()
+    with tarfile.open(result.shards[0]) as tar:
+        meta = json.loads(tar.extractfile("id001.json").read())
+    assert (meta["original_width"], meta["original_height"]) == (640, 480)
+
+    stats = json.loads((tmp / "tars" / "roses_2020_00000001_stats.json").read_text())
+    assert stats["count"] == 5 and stats["successes"] == 3 and stats["failed_to_download"] == 2
+    assert stats["failures"] == {"http_404": 1, "placeholder": 1} and stats["duration"] >= 0
+
+
+def test_sizes_json_keeps_other_stems_under_concurrent_writers(dataset):
+    from concurrent.futures import ThreadPoolExecutor
+
+    af, tmp = dataset
+    stems = [f"roses_20{n:02d}" for n in range(10, 18)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda s: write_shards(af, tmp / "images", tmp / "tars", s, shard_size=4), stems))
+    sizes = json.loads((tmp / "tars" / "sizes.json").read_text())
+    assert sizes == {f"{s}_{i:08d}.tar": n for s in stems for i, n in ((0, 4), (1, 2))}
+    write_shards(af, tmp / "images", tmp / "tars", "roses_2010", shard_size=10)  # a rerun replaces its own
+    sizes = json.loads((tmp / "tars" / "sizes.json").read_text())
+    assert sizes["roses_2010_00000000.tar"] == 6 and "roses_2010_00000001.tar" not in sizes
+    assert sizes["roses_2011_00000001.tar"] == 2
+
+
+@pytest.fixture()
+def pipeline_year(tmp_path):
+    from redcaps.layout import Layout
+
+    layout = Layout.at(tmp_path / "data")
+    records = [record(f"id{i:03d}", created_utc=1577923200 + i) for i in range(7)]
+    write_images(layout.images, records)
+    return annotation_file(records), layout
+
+
+def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_year):
+    from redcaps.settings import ShardSettings, StorageSettings
+    from redcaps.tarify import pack, read_index
+
+    af, layout = pipeline_year
+    settings, storage = ShardSettings(shard_size=3), StorageSettings(keep_loose=False)
+    images = {r["image_id"]: layout.image("roses", r["image_id"]).read_bytes() for r in af.annotations}
+    first = pack(af, layout, "roses_2020", settings, storage)
+    shards = {p.name: _sha(p) for p in first.shards}
+    assert not any(layout.image("roses", key).exists() for key in images)
+    assert read_index(layout, "roses_2020")["loose_removed"] == 7
+    with tarfile.open(first.shards[0]) as tar:
+        assert tar.extractfile("id000.jpg").read() == images["id000"]
+
+    # the index gone (a rerun): the images come back out of the shards, the shards stay the same
+    layout.stage_file("tarify", "roses_2020").unlink()
+    again = pack(af, layout, "roses_2020", settings, storage)
+    assert {p.name: _sha(p) for p in again.shards} == shards and again.missing == []
+    assert read_index(layout, "roses_2020")["restored_from_shards"] == 7
+    assert not any(layout.image("roses", key).exists() for key in images)
+
+
+def test_loose_images_kept_when_a_shard_does_not_match(pipeline_year, monkeypatch):
+    import redcaps.tarify as tarify
+    from redcaps.settings import ShardSettings, StorageSettings
+
+    af, layout = pipeline_year
+    real = tarify.shard_digests
+
+    def corrupted(shard):
+        digests = real(shard)
+        return {key: ("0" * 64 if key == "id004" else digest) for key, digest in digests.items()}
+
+    monkeypatch.setattr(tarify, "shard_digests", corrupted)
+    with pytest.raises(RedCapsError, match=r"id004\.jpg: differs from its copy in the shards"):
+        tarify.pack(af, layout, "roses_2020", ShardSettings(shard_size=3), StorageSettings(keep_loose=False))
+    assert all(layout.image("roses", r["image_id"]).exists() for r in af.annotations)
+    assert not layout.stage_file("tarify", "roses_2020").exists()  # not done: the rerun tries again

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from redcaps.sandbox.app import Request, Response, Router
-from redcaps.sandbox.images import bomb_png, flickr_unavailable_png, imgur_removed_png, render
+from redcaps.sandbox.images import bomb_png, flickr_unavailable_png, imgur_removed_png
 from redcaps.sandbox.world import World
 
 IMGUR_REMOVED = "https://i.imgur.com/removed.png"
@@ -75,7 +75,7 @@ def image_handler(world: World, pattern: re.Pattern[str]):  # noqa: ANN201 - ret
             response = _fault_response(world, request, fault)
             if response is not None:
                 return response
-        body, content_type = render(world.image_kind(request.url), request.url)
+        body, content_type = world.image(request.url)
         response = Response(200, {"Content-Type": content_type, "Cache-Control": "max-age=31536000"}, body)
         if fault == "slow":
             response.fault = "slow"

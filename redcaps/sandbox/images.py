@@ -77,6 +77,13 @@ def render(kind: str, key: str) -> tuple[bytes, str]:
     return _save(_pattern(key, web_size(key)), "JPEG", quality=88), "image/jpeg"
 
 
+def half_size(body: bytes) -> bytes:
+    """The image in ``body`` at half its width and height, as a JPEG (a resized repost)."""
+    with Image.open(io.BytesIO(body)) as image:
+        small = image.convert("RGB").resize((max(1, image.width // 2), max(1, image.height // 2)))
+    return _save(small, "JPEG", quality=88)
+
+
 @functools.lru_cache(maxsize=1)
 def imgur_removed_png() -> bytes:
     """A 161x81 placeholder like imgur's ``removed.png``."""

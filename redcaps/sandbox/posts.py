@@ -71,6 +71,16 @@ CASES: dict[str, str | None] = {
 IMAGE_FAULTS = {"image_gone": "http_404", "imgur_deleted": "imgur_removed"}
 #: Cases whose image is of a special kind (see ``redcaps.sandbox.images.render``).
 IMAGE_KINDS = {"face": "face"}
+#: Planted duplicates in 2020: (subreddit, n-th plain ``image`` post, source subreddit, source's
+#: n-th, how): the copy's URL serves the source's image, byte for byte or at half the size.
+#: Posts are counted in time order, so the source is always the earlier post. (Every ``face``
+#: post also serves one photo: exact duplicates too, when the face filter does not run.)
+PLANTED = (
+    ("sandboxcats", 5, "sandboxcats", 0, "exact"),  # a repost
+    ("sandboxcats", 7, "sandboxcats", 1, "resized"),  # a repost, resized
+    ("sandboxroses", 4, "sandboxroses", 0, "resized"),
+    ("sandboxroses", 6, "sandboxcats", 2, "exact"),  # the same photo in another subreddit
+)
 #: What changes when posts are refreshed from Reddit, or albums resolved with the API.
 REFRESHED = {"now_deleted": "removed", "now_removed": "removed", "score_settled": None}
 RESOLVED = {
@@ -102,6 +112,7 @@ class _World:
     albums: dict[str, list[dict[str, str]] | None]  # album id -> images (None: gone)
     image_faults: dict[str, str]  # image URL -> World fault
     image_kinds: dict[str, str]  # image URL -> image kind
+    copies: dict[str, tuple[str, str]]  # image URL -> (source image URL, "exact" or "resized")
 
 
 class _Ids:
@@ -319,7 +330,18 @@ def _world(seed: int) -> _World:
     posts.sort(key=lambda p: (p["created_utc"], p["id"]))
     faults = {p["url"]: IMAGE_FAULTS[cases[p["id"]]] for p in posts if cases[p["id"]] in IMAGE_FAULTS}
     kinds = {p["url"]: IMAGE_KINDS[cases[p["id"]]] for p in posts if cases[p["id"]] in IMAGE_KINDS}
-    return _World(tuple(posts), cases, {p["id"]: p for p in posts}, albums, faults, kinds)
+    plain = {
+        name: [
+            p for p in posts if p["subreddit"] == stored and cases[p["id"]] == "image" and _year(p) == YEAR
+        ]
+        for name, stored in SUBREDDITS.items()
+    }
+    copies = {plain[sub][n]["url"]: (plain[source][m]["url"], how) for sub, n, source, m, how in PLANTED}
+    return _World(tuple(posts), cases, {p["id"]: p for p in posts}, albums, faults, kinds, copies)
+
+
+def _year(post: dict[str, Any]) -> int:
+    return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).year
 
 
 def population(seed: int = 0) -> tuple[dict[str, Any], ...]:
@@ -363,6 +385,18 @@ def image_faults(seed: int = 0) -> dict[str, str]:
 def image_kinds(seed: int = 0) -> dict[str, str]:
     """Image URL -> a special image kind (a face), for posts the rules keep."""
     return dict(_world(seed).image_kinds)
+
+
+def image_copies(seed: int = 0) -> dict[str, tuple[str, str]]:
+    """Image URL -> (the URL whose image it serves, ``exact`` or ``resized``): planted duplicates."""
+    return dict(_world(seed).copies)
+
+
+def planted_duplicates(seed: int = 0) -> list[tuple[str, str, str]]:
+    """(copy post id, source post id, ``exact`` or ``resized``) of every planted duplicate."""
+    world = _world(seed)
+    by_url = {p["url"]: p["id"] for p in world.posts}
+    return [(by_url[copy], by_url[source], how) for copy, (source, how) in world.copies.items()]
 
 
 def imgur_albums(seed: int = 0) -> dict[str, list[dict[str, str]] | None]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from redcaps import FORMAT_VERSION
 from redcaps.sandbox import posts
-from redcaps.sandbox.images import KINDS
+from redcaps.sandbox.images import KINDS, half_size, render
 
 FAULT_STATUS = {
     None: "ok",
@@ -79,6 +79,7 @@ class World:
         # the population's image faults and faces; official_files() adds its own
         self.faults: dict[str, str] = posts.image_faults(seed)
         self.kinds: dict[str, str] = posts.image_kinds(seed)
+        self.copies: dict[str, tuple[str, str]] = posts.image_copies(seed)
         self.hits: Counter[str] = Counter()
         #: Where ``internal_redirect`` points (nothing listens on port 9; tests put a listener here).
         self.internal_url = "http://127.0.0.1:9/secret.jpg"
@@ -121,6 +122,14 @@ class World:
             if path.endswith(ext):
                 return kind
         return "phone" if int(hashlib.sha256(url.encode()).hexdigest(), 16) % 20 == 0 else "web"
+
+    def image(self, url: str) -> tuple[bytes, str]:
+        """(body, content type) served at ``url``: its own image, or a planted copy of another's."""
+        if url in self.copies:
+            source, how = self.copies[url]
+            body, content_type = self.image(source)
+            return (half_size(body), "image/jpeg") if how == "resized" else (body, content_type)
+        return render(self.image_kind(url), url)
 
     def expected_status(self, url: str) -> str:
         return FAULT_STATUS[self.faults.get(url)]
