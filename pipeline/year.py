@@ -3,7 +3,7 @@
 The graph, in the original tool's order::
 
     FetchMonth x12 -> MergeYear -> DownloadImages (shards) -> FilterWords -> FilterNsfw
-        -> FilterFaces -> Publish -> Validate + Tarify
+        -> FilterFaces -> Publish -> Validate + Tarify -> Report
 
 Each stage has its own target, so a run killed anywhere resumes at the first missing one.
 Which filters run is ``[filters] enabled``; every other setting comes from luigi.cfg.
@@ -23,6 +23,7 @@ from tasks.config import data_layout, filters
 from tasks.download import DownloadImages
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords
 from tasks.publish import Publish
+from tasks.report import Report
 from tasks.tarify import Tarify
 from tasks.validate import Validate
 
@@ -55,17 +56,19 @@ class RedCapsYear(luigi.Task):
     def stem(self) -> str:
         return layout.stem(self.subreddit, self.year)
 
-    def requires(self) -> tuple[Validate, Tarify]:
-        return year_stages(self.subreddit, self.year, self.first_year)
+    def requires(self) -> tuple[Validate, Tarify, Report]:
+        validate, tarify = year_stages(self.subreddit, self.year, self.first_year)
+        return validate, tarify, Report(annotations=validate.annotations)
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(data_layout().stage_file(layout.YEAR, self.stem)))
 
     def run(self) -> None:
-        validate, tarify = self.requires()
+        validate, tarify, report = self.requires()
         where = data_layout()
         summary = {
             "annotations": str(validate.input_path),
             "tarfiles": read_index(where, tarify.stem)["shards"],
+            "report": report.output().path,
         }
         write_json(self.output().path, {**summary, **summarize_file(where, self.stem)}, indent=1)
