@@ -8,7 +8,9 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
+import types
 from pathlib import Path
 
 import luigi
@@ -240,3 +242,23 @@ def test_the_report_command(half_filtered, tmp_path):
 
     result = CliRunner().invoke(main, ["report", "--data-dir", str(tmp_path / "nothing")])
     assert result.exit_code == 1 and "no pipeline outputs" in result.output
+
+
+def test_duplicates_come_from_the_dedup_stage_when_it_exists(half_filtered, tmp_path, monkeypatch):
+    where, _ = half_filtered
+    monkeypatch.setitem(sys.modules, "redcaps.dedup", None)  # a branch without the stage: import fails
+    page = write_report(where, tmp_path / "before.html").read_text(encoding="utf-8")
+    assert "<td>r/roses</td><td>2021</td><td>0</td><td>0</td><td>0</td><td>not run</td>" in page
+
+    dedup = types.ModuleType("redcaps.dedup")
+    asked = []
+
+    def read_counts(layout_: Layout, stem: str) -> dict:
+        asked.append((layout_, stem))
+        return {"exact": 3, "near": 2, "dropped": 1, "mode": "exact"}
+
+    dedup.read_counts = read_counts
+    monkeypatch.setitem(sys.modules, "redcaps.dedup", dedup)
+    page = write_report(where, tmp_path / "after.html").read_text(encoding="utf-8")
+    assert asked == [(where, "roses_2021")]
+    assert "<td>r/roses</td><td>2021</td><td>3</td><td>2</td><td>1</td><td>exact</td>" in page
