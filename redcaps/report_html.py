@@ -214,21 +214,23 @@ def contact_sheet(
 # --- plots --------------------------------------------------------------------------------------
 
 
-def _svg(figure: Any) -> str:
-    """A matplotlib figure as inline SVG: text as paths (no fonts), fixed ids, no metadata or URLs."""
+def _svg(figure: Any, name: str) -> str:
+    """A matplotlib figure as inline SVG: text as paths (no fonts), ids fixed and prefixed by ``name``
+    (the same data gives the same page; two plots never share an id), no metadata or URLs."""
+    import matplotlib
+
     out = io.StringIO()
-    figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+    with matplotlib.rc_context({"svg.hashsalt": f"redcaps-report-{name}", "svg.fonttype": "path"}):
+        figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
     text = out.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg") :], flags=re.S)
-    return re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text, count=2)
+    text = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text, count=2)
+    return re.sub(r'(\bid="|href="#|url\(#)', rf"\1{name}-", text)  # ids unique within the page
 
 
 def _figure(width: float = 6.4, height: float = 3.2) -> Any:
-    import matplotlib
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
-    matplotlib.rcParams["svg.hashsalt"] = "redcaps-report"  # stable ids: the same data, the same page
-    matplotlib.rcParams["svg.fonttype"] = "path"
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -250,7 +252,7 @@ def size_plot(files: list[StemData]) -> str | None:
     axes.set_xlabel("original width (px)")
     axes.set_ylabel("original height (px)")
     axes.legend(fontsize="small")
-    return _svg(figure)
+    return _svg(figure, "sizes")
 
 
 def caption_plot(files: list[StemData]) -> str | None:
@@ -270,7 +272,7 @@ def caption_plot(files: list[StemData]) -> str | None:
     axes.set_xlabel("words per caption")
     axes.set_ylabel("instances")
     axes.legend(fontsize="small")
-    return _svg(figure)
+    return _svg(figure, "captions")
 
 
 # --- tables -------------------------------------------------------------------------------------

@@ -56,6 +56,9 @@ def check_self_contained(page: str) -> None:
     assert "http://" not in page and "https://" not in page
     assert EXTERNAL.search(page) is None, EXTERNAL.search(page)
     assert "<script" not in page and "<link" not in page and "@import" not in page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # the inline plots' ids do not collide
+    assert set(re.findall(r'(?:href="#|url\(#)([^")]+)', page)) <= set(ids)
 
 
 def screenshot(report: Path, tmp_path: Path) -> Image.Image:
