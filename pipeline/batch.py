@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import luigi
@@ -33,6 +32,7 @@ from redcaps.dedup import batch_duplicates
 from redcaps.errors import RedCapsError
 from redcaps.http import parse_host_policy
 from redcaps.report import summarize_dataset
+from redcaps.report_html import write_report
 from tasks.base import InDataDir, report_progress
 from tasks.config import data_layout, dedup
 
@@ -138,10 +138,14 @@ class RedCapsBatch(InDataDir):
         )
         return hashlib.sha256(content.encode()).hexdigest()[:12]
 
-    def output(self) -> luigi.LocalTarget:
+    @property
+    def name(self) -> str:
+        """The name of this batch's (part's) summary and report."""
         part = f"-part{self.part_index}of{self.part_count}" if self.part_count > 1 else ""
-        name = f"{self.batch.name}-{self.digest}{part}"
-        return luigi.LocalTarget(str(data_layout().stage_file(layout.BATCH, name)))
+        return f"{self.batch.name}-{self.digest}{part}"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(data_layout().stage_file(layout.BATCH, self.name)))
 
     def years(self) -> list[RedCapsYear]:
         subreddits = sorted({r.subreddit for r in self.batch.runs})
@@ -162,11 +166,15 @@ class RedCapsBatch(InDataDir):
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
             report_progress(self, message, 100 * (number - 1) / len(chunks))
             yield chunk  # dynamic dependencies: re-entered from the top once the chunk is done
-        where = data_layout()
-        summary = summarize_dataset(where, [y.stem for y in years])
-        name = Path(self.output().path).name.removesuffix(".json")
-        summary["duplicates"] = batch_duplicates(where, [y.stem for y in years], name, dedup().max_distance)
+        where, stems = data_layout(), [y.stem for y in years]
+        duplicates = batch_duplicates(where, stems, self.name, dedup().max_distance)
+        report = write_report(
+            where, where.report_file(self.name), stems, title=f"RedCaps report: {self.name}"
+        )
+        summary = summarize_dataset(where, stems)
+        summary["duplicates"] = duplicates
         summary["config"] = self.config
+        summary["report"] = str(report)
         write_json(self.output().path, summary, indent=1)
         report_progress(self, f"{len(years)} years done", 100)
 

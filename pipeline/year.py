@@ -3,7 +3,7 @@
 The graph, in the original tool's order::
 
     FetchMonth x12 -> MergeYear -> DownloadImages (shards) -> FilterWords -> FilterNsfw
-        -> FilterFaces -> Dedup -> Publish -> Validate + Tarify
+        -> FilterFaces -> Dedup -> Publish -> Validate + Tarify -> Report
 
 Each stage has its own target, so a run killed anywhere resumes at the first missing one.
 Which filters run is ``[filters] enabled``; every other setting comes from luigi.cfg.
@@ -33,6 +33,7 @@ from tasks.dedup import Dedup
 from tasks.download import DownloadImages
 from tasks.filters import SECTIONS, FilterFaces, FilterNsfw, FilterWords
 from tasks.publish import Publish
+from tasks.report import Report
 from tasks.tarify import Tarify
 from tasks.validate import Validate
 
@@ -123,10 +124,11 @@ class RedCapsYear(InDataDir):
     def stem(self) -> str:
         return layout.stem(self.subreddit, self.year)
 
-    def stages(self) -> tuple[Validate, Tarify]:
-        return year_stages(self.subreddit, self.year, self.first_year)
+    def stages(self) -> tuple[Validate, Tarify, Report]:
+        validate, tarify = year_stages(self.subreddit, self.year, self.first_year)
+        return validate, tarify, Report(annotations=validate.annotations)
 
-    def requires(self) -> tuple[Validate, Tarify]:
+    def requires(self) -> tuple[Validate, Tarify, Report]:
         run_preflight([self.subreddit])  # scheduling a year that is not done checks everything first
         return self.stages()
 
@@ -138,12 +140,13 @@ class RedCapsYear(InDataDir):
         return super().complete() and all(task.complete() for task in self.stages())
 
     def run(self) -> None:
-        validate, tarify = self.stages()
+        validate, tarify, report = self.stages()
         report_progress(self, f"{len(list(stage_chain(validate)))} stages done; summarizing", 90)
         where = data_layout()
         summary = {
             "annotations": str(validate.input_path),
             "tarfiles": read_index(where, tarify.stem)["shards"],
+            "report": report.output().path,
         }
         summary.update(summarize_file(where, self.stem))
         duplicates = read_counts(where, self.stem)

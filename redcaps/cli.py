@@ -323,6 +323,25 @@ def summary(data_dir: str) -> None:
     click.echo(format_summary(summarize_dataset(Layout.at(data_dir))))
 
 
+@main.command()
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write.  [default: <data-dir>/stages/report/dataset.html]",
+)
+def report(data_dir: str, output: str | None) -> None:
+    """Write a self-contained HTML report of a data directory (tables, plots, sample thumbnails)."""
+    from redcaps.report_html import write_report
+
+    where = Layout.at(data_dir)
+    if not where.stages.is_dir():
+        raise RedCapsError(f"{data_dir}: no pipeline outputs here (no stages/ folder)")
+    click.echo(write_report(where, output or where.report_file("dataset")))
+
+
 from redcaps.filters.commands import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists
 
 for _command in FILTER_COMMANDS:

@@ -9,6 +9,7 @@ for the CLI's loose files) instead of joining paths themselves::
     images/<subreddit>/<image_id>.jpg        stored images
     images/.manifests/<stem>/<shard>.jsonl   one outcome per instance, per download shard
     tarfiles/<stem>_%08d.tar                 WebDataset shards (+ .parquet, _stats.json, sizes.json)
+    stages/report/<name>.html                the HTML report of a year or a batch
     official/                                the extracted release zip
 """
 
@@ -33,6 +34,7 @@ DEDUP = "dedup"
 YEAR = "year"
 BATCH = "batch"
 OFFICIAL = "official"
+REPORT = "report"
 
 _STEM = re.compile(r"(?P<subreddit>[A-Za-z0-9_]{1,64})_(?P<period>\d{4}(?:-\d{2})?)")
 SHARD_PATTERN = "{stem}_{index:08d}.tar"
@@ -176,6 +178,14 @@ class Layout:
 
     def manifests(self, file_stem: str) -> Path:
         return manifest_dir(self.images, file_stem)
+
+    def shard_files(self, file_stem: str) -> list[Path]:
+        """The WebDataset shards of one stem on disk, in order."""
+        return sorted(self.tarfiles.glob(f"{file_stem}_{'[0-9]' * 8}.tar"))
+
+    def report_file(self, name: str) -> Path:
+        """The HTML report of a year (``name`` is its stem) or a batch (its output's name)."""
+        return self.stage_file(REPORT, name, ".html")
 
     def stems(self, stages: tuple[str, ...]) -> list[str]:
         """Every stem with an output in one of ``stages`` (sidecar files are not stems)."""

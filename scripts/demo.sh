@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The offline demo: start the sandbox (simulated Arctic Shift, Reddit, Imgur and image hosts
 # behind an HTTPS proxy), point the standard proxy variables at it, and run the real pipeline:
-# RedCapsYear for one subreddit-year, then a two-subreddit batch (configs/demo.yaml).
+# RedCapsYear for one subreddit-year, then a two-subreddit batch (configs/demo.yaml); it ends
+# by writing the HTML report of the whole data directory and printing its path.
 # DEMO_SCHEDULER=luigid runs both through a luigid on 127.0.0.1:8082 with two workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,3 +43,5 @@ echo "final annotation files (redcaps validate):"
 for file in "$DATA"/annotations/*_????.json; do redcaps validate -a "$file"; done
 echo "tar shards:"
 ls -1 "$DATA"/tarfiles/*.tar
+echo "HTML report (open it in a browser; it needs no server or network):"
+redcaps report --data-dir "$DATA"

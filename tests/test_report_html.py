@@ -1,0 +1,267 @@
+"""The HTML report: self-contained, shown in a real browser, and never showing what it must not."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import types
+from pathlib import Path
+
+import luigi
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageChops, ImageFilter, ImageStat
+
+from pipeline import RedCapsYear
+from redcaps import layout
+from redcaps.cli import main
+from redcaps.layout import Layout
+from redcaps.report_html import SAMPLES_PER_SUBREDDIT, THUMBNAIL_EDGE, thumbnail, write_report
+
+HEADINGS = [
+    "Counts per subreddit and year",
+    "Posts dropped per rule",
+    "Downloads failed per host and reason",
+    "Filter removals",
+    "Duplicates",
+    "Image sizes",
+    "Caption lengths",
+    "Sample images",
+]
+#: Anything a page could load from elsewhere: a resource attribute or CSS url() not a data: URI.
+EXTERNAL = re.compile(
+    r"""(?:\b(?:src|href|srcset|poster|data)\s*=\s*["']?|url\(\s*["']?)(?!data:|#)[^"'\s>)]""", re.I
+)
+CHROMIUM = shutil.which("chromium")
+
+
+def thumbnails(page: str) -> dict[str, tuple[bytes, bool]]:
+    """The page's thumbnails by image id: (JPEG bytes, marked blurred)."""
+    found = re.findall(
+        r'<figure data-image-id="([^"]+)"( data-blurred)?><img [^>]*src="data:image/jpeg;base64,([^"]+)"',
+        page,
+    )
+    return {image_id: (base64.b64decode(data), bool(blurred)) for image_id, blurred, data in found}
+
+
+def check_self_contained(page: str) -> None:
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in page
+    assert "http://" not in page and "https://" not in page
+    assert EXTERNAL.search(page) is None, EXTERNAL.search(page)
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # the inline plots' ids do not collide
+    assert set(re.findall(r'(?:href="#|url\(#)([^")]+)', page)) <= set(ids)
+
+
+def screenshot(report: Path, tmp_path: Path) -> Image.Image:
+    png = tmp_path / "report.png"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--screenshot={png}",
+        "--window-size=1200,2400",
+        report.resolve().as_uri(),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return Image.open(png).convert("RGB")
+
+
+@pytest.mark.slow
+def test_the_year_report_is_a_stage_and_opens_in_a_browser(sandbox_env, luigi_config, tmp_path):
+    """The real pipeline (word filter only) ends with the report of the year's final file."""
+    config = luigi.configuration.get_config()
+    config.set("filters", "enabled", "words")
+    luigi.task_register.Register.clear_instance_cache()
+    year = RedCapsYear(subreddit="sandboxcats", year=2020)
+    result = luigi.build([year], local_scheduler=True, detailed_summary=True, log_level="WARNING")
+    assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    where = Layout.at(luigi_config)
+    report = where.report_file("sandboxcats_2020")
+    assert json.loads(where.stage_file(layout.YEAR, "sandboxcats_2020").read_text())["report"] == str(report)
+
+    page = report.read_text(encoding="utf-8")
+    check_self_contained(page)
+    assert page.count("<svg") == 2  # image sizes, caption lengths
+    final = json.loads(where.final_file("sandboxcats_2020").read_text())["annotations"]
+    shown = thumbnails(page)
+    assert len(shown) == SAMPLES_PER_SUBREDDIT and set(shown) <= {r["image_id"] for r in final}
+    assert "http_404" in page and "placeholder" in page  # the sandbox's dead images, by reason
+    check_in_browser(report, tmp_path)
+
+
+def check_in_browser(report: Path, tmp_path: Path) -> None:
+    """The page renders with its photos and plots: many colours, not a blank page."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    image = screenshot(report, tmp_path)
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 2000  # photos and plots, not a blank or text-only page
+    drawn = sum(n for n, rgb in colours if min(rgb) < 230)
+    assert drawn > 4 * THUMBNAIL_EDGE**2  # more than a few thumbnails' worth of pixels
+
+
+def patterned(seed: int) -> Image.Image:
+    """A sharp checkerboard in a colour of its own: high-frequency content a blur must remove."""
+    image = Image.new("RGB", (256, 192), (seed * 40 % 256, 90, 200))
+    tile = Image.new("RGB", (8, 8), (250, 250, 250))
+    for x in range(0, 256, 16):
+        for y in range(0, 192, 16):
+            image.paste(tile, (x + (y // 16 % 2) * 8, y))
+    return image
+
+
+def jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def sharpness(data: bytes) -> float:
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageStat.Stat(image.convert("L").filter(ImageFilter.FIND_EDGES)).stddev[0]
+
+
+@pytest.fixture()
+def half_filtered(tmp_path: Path) -> tuple[Layout, dict[str, list[str]]]:
+    """A stem whose NSFW and face removals are recorded while their images are still on disk (a run
+    stopped before the filters' commit), with some images only inside the shards."""
+    where = Layout.at(tmp_path / "data")
+    stem = "roses_2021"
+    ids = [f"img{n:04d}" for n in range(10)]
+    groups = {"nsfw": ids[:2], "faces": ids[2:4], "in_tar": ids[4:7], "loose": ids[7:]}
+    records = [
+        {
+            "image_id": i,
+            "subreddit": "roses",
+            "caption": f"a rose number {n}",
+            "url": f"https://i.redd.it/{i}.jpg",
+        }
+        for n, i in enumerate(ids)
+    ]
+    info = {"collection": {"considered": 12, "kept": 10, "dropped": {"video": 2}}}
+    downloaded = where.stage_file(layout.DOWNLOADED, stem)
+    downloaded.parent.mkdir(parents=True)
+    downloaded.write_text(json.dumps({"info": info, "annotations": records}))
+    manifests = where.manifests(stem)
+    manifests.mkdir(parents=True)
+    lines = [
+        {
+            "image_id": i,
+            "url": f"https://i.redd.it/{i}.jpg",
+            "status": "ok",
+            "original_width": 256,
+            "original_height": 192,
+        }
+        for i in ids
+    ]
+    lines.append({"image_id": "gone", "url": "https://i.imgur.com/gone.jpg", "status": "http_404"})
+    layout.manifest_path(manifests, 0).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    for kind in ("nsfw", "faces"):
+        removals = where.removals(kind, stem)
+        removals.parent.mkdir(parents=True)
+        removals.write_text(
+            "".join(json.dumps({"image_id": i, "subreddit": "roses"}) + "\n" for i in groups[kind])
+        )
+    where.tarfiles.mkdir(parents=True)
+    with tarfile.open(layout.shard_path(where.tarfiles, stem, 0), "w") as tar:
+        for n, image_id in enumerate(ids):
+            data = jpeg(patterned(n))
+            if image_id in groups["in_tar"]:
+                member = tarfile.TarInfo(f"{image_id}.jpg")
+                member.size = len(data)
+                tar.addfile(member, io.BytesIO(data))
+            else:
+                where.image("roses", image_id).parent.mkdir(parents=True, exist_ok=True)
+                where.image("roses", image_id).write_bytes(data)
+    return where, groups
+
+
+def test_nsfw_removals_are_never_shown_and_face_removals_are_blurred(half_filtered, tmp_path):
+    where, groups = half_filtered
+    report = write_report(where, tmp_path / "report.html")
+    page = report.read_text(encoding="utf-8")
+    check_self_contained(page)
+    shown = thumbnails(page)
+    assert sorted(shown) == sorted(groups["faces"] + groups["in_tar"] + groups["loose"])
+    for image_id in groups["nsfw"]:
+        assert image_id not in page
+        never = thumbnail(where.image("roses", image_id).read_bytes())
+        assert all(data != never for data, _ in shown.values())
+    for image_id in groups["faces"]:
+        data, marked = shown[image_id]
+        plain = thumbnail(where.image("roses", image_id).read_bytes())
+        assert marked and sharpness(data) < 0.3 * sharpness(plain)
+    for image_id in groups["loose"] + groups["in_tar"]:
+        data, marked = shown[image_id]
+        assert not marked and sharpness(data) > 10
+    # the images only in the shards are the same pictures as the loose ones would have been
+    with tarfile.open(where.shard_files("roses_2021")[0]) as tar:
+        first = groups["in_tar"][0]
+        original = thumbnail(tar.extractfile(f"{first}.jpg").read())
+    assert (
+        ImageChops.difference(
+            Image.open(io.BytesIO(original)), Image.open(io.BytesIO(shown[first][0]))
+        ).getbbox()
+        is None
+    )
+    assert "i.imgur.com" in page and "http_404" in page
+    # the same data gives the same page
+    assert write_report(where, tmp_path / "again.html").read_text(encoding="utf-8") == page
+
+
+def test_the_report_opens_in_a_browser_with_its_plots_and_thumbnails(half_filtered, tmp_path):
+    where, _ = half_filtered
+    report = write_report(where, tmp_path / "report.html")
+    page = report.read_text(encoding="utf-8")
+    assert page.count("<svg") == 2 and len(thumbnails(page)) == 8
+    check_in_browser(report, tmp_path)
+
+
+def test_the_report_command(half_filtered, tmp_path):
+    where, _ = half_filtered
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(main, ["report", "--data-dir", str(where.root), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out) and "<h2>Sample images</h2>" in out.read_text(encoding="utf-8")
+    result = CliRunner().invoke(main, ["report", "--data-dir", str(where.root)])
+    assert result.exit_code == 0 and Path(result.output.strip()) == where.report_file("dataset")
+    assert where.report_file("dataset").is_file()
+
+    result = CliRunner().invoke(main, ["report", "--data-dir", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "no pipeline outputs" in result.output
+
+
+def test_duplicates_come_from_the_dedup_stage_when_it_exists(half_filtered, tmp_path, monkeypatch):
+    where, _ = half_filtered
+    monkeypatch.setitem(sys.modules, "redcaps.dedup", None)  # a branch without the stage: import fails
+    page = write_report(where, tmp_path / "before.html").read_text(encoding="utf-8")
+    assert "<td>r/roses</td><td>2021</td><td>0</td><td>0</td><td>0</td><td>not run</td>" in page
+
+    dedup = types.ModuleType("redcaps.dedup")
+    asked = []
+
+    def read_counts(layout_: Layout, stem: str) -> dict:
+        asked.append((layout_, stem))
+        return {"exact": 3, "near": 2, "dropped": 1, "mode": "exact"}
+
+    dedup.read_counts = read_counts
+    monkeypatch.setitem(sys.modules, "redcaps.dedup", dedup)
+    page = write_report(where, tmp_path / "after.html").read_text(encoding="utf-8")
+    assert asked == [(where, "roses_2021")]
+    assert "<td>r/roses</td><td>2021</td><td>3</td><td>2</td><td>1</td><td>exact</td>" in page
