@@ -52,7 +52,7 @@ class HostPolicy:
     """Token bucket (``rate`` per second, up to ``burst`` at once) and a concurrency cap.
 
     ``rate`` is where the adaptive control (:mod:`redcaps.throttle`) starts; it may raise the
-    rate up to ``ceiling`` while the host answers well (None: ``rate`` is fixed, only cut)."""
+    rate up to ``ceiling`` while the host answers well (None: ``rate`` is fixed; Retry-After still pauses)."""
 
     rate: float = 5.0
     burst: int = 10
@@ -197,8 +197,9 @@ class HostLimiter:
             waited += delay
 
     def congested(self, key: str, retry_after: float | None) -> None:
+        adaptive = self._policy(key).ceiling is not None  # without a ceiling the rate is fixed
         with self._state(key) as state:
-            throttle.congested(state, self.clock(), retry_after, self.max_pause)
+            throttle.congested(state, self.clock(), retry_after, self.max_pause, cut=adaptive)
 
     def healthy(self, key: str, latency: float) -> None:
         with self._state(key) as state:

@@ -92,15 +92,18 @@ def take(state: ThrottleState, burst: float, now: float) -> float:
     return (1 - state.tokens) / state.rate
 
 
-def congested(state: ThrottleState, now: float, retry_after: float | None, max_pause: float) -> None:
-    """The host pushed back (429, 503, timeout, refused): cut the rate, honour ``Retry-After``."""
+def congested(
+    state: ThrottleState, now: float, retry_after: float | None, max_pause: float, cut: bool = True
+) -> None:
+    """The host pushed back (429, 503, timeout, refused): honour ``Retry-After`` and (unless the
+    rate is fixed: ``cut`` false) cut the rate."""
     if retry_after is not None and retry_after > 0:
         until = now + min(retry_after, max_pause)
         if until > state.paused_until:
             state.paused_total += until - max(now, state.paused_until)
             state.paused_until = until
             state.window_start, state.window_count = until, 0.0  # a pause is not a slow delivery
-    if now - state.cut_at < HOLD:
+    if not cut or now - state.cut_at < HOLD:
         return
     # what the host actually delivered is the better guess of its capacity than what we asked for
     base = min(state.rate, state.delivered) if state.delivered > 0 else state.rate

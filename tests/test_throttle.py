@@ -155,13 +155,23 @@ def assert_paused_after_first_retry_after(records: list[RequestRecord], pause: f
 
 def test_source_address_is_bound_and_keys_its_own_budget(cdn, tmp_path, monkeypatch):
     proxied(cdn, monkeypatch)
-    fixed = "rate=6 burst=1 concurrency=2"
-    a = Fetcher(config(tmp_path, fixed, source_address="127.0.0.2"))
-    b = Fetcher(config(tmp_path, fixed, source_address="127.0.0.3"))
+    policy = "rate=6 burst=1 concurrency=2 ceiling=6"
+    a = Fetcher(config(tmp_path, policy, source_address="127.0.0.2"))
+    b = Fetcher(config(tmp_path, policy, source_address="127.0.0.3"))
     assert a.get(f"https://{HOST}/src1.jpg").ok and b.get(f"https://{HOST}/src2.jpg").ok
     assert {r.client.rsplit(":", 1)[0] for r in cdn.log.for_host(HOST)} == {"127.0.0.2", "127.0.0.3"}
     a.limiter.congested(HOST, None)
     assert a.limiter.rate(HOST) < 6 and b.limiter.rate(HOST) == 6
+
+
+def test_a_fixed_rate_is_never_cut_but_still_pauses_for_retry_after(tmp_path):
+    """Without a ceiling the rate is fixed: a run of broken URLs must not starve the host."""
+    limiter = HostLimiter.for_config(config(tmp_path, "rate=6 burst=1 concurrency=2"))
+    for _ in range(5):
+        limiter.congested(HOST, None)
+    assert limiter.rate(HOST) == 6
+    limiter.congested(HOST, 2.0)
+    assert limiter.status(HOST)["paused_s"] >= 1.9 and limiter.rate(HOST) == 6
 
 
 # -- several processes on one machine -----------------------------------------------------------
