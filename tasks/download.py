@@ -30,6 +30,7 @@ from redcaps.download import (
     shard_slice,
 )
 from redcaps.filters.base import FILTER_KEYS, read_removals
+from redcaps.hostbudget import default_budget_dir
 from redcaps.http import Fetcher, HostLimiter, HttpConfig, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
@@ -45,7 +46,7 @@ def process_limiter(config: HttpConfig) -> HostLimiter:
         tuple(sorted(config.host_policies.items())),
         config.host_scope,
         config.source_address,
-        config.budget_dir,
+        config.budget_dir or str(default_budget_dir()),
         config.retry_after_max,
     )
     if key not in _LIMITERS:

@@ -40,6 +40,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield box
 
 
+@pytest.fixture(autouse=True)
+def _own_host_budgets(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets fresh per-machine host budgets (its subprocesses share them): a Retry-After
+    pause or a cut rate must not leak from one test, or another session, into the next."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
 @pytest.fixture()
 def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """Route this test's HTTP(S) through the sandbox with the standard proxy variables."""
