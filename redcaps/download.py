@@ -217,31 +217,6 @@ def download_shard(
     return ordered
 
 
-def download_file_shard(
-    annotations: AnnotationFile,
-    shard: int,
-    image_dir: Path,
-    manifests: Path,
-    fetcher: Fetcher,
-    options: ImageOptions,
-    settings: DownloadSettings,
-    progress: Callable[[Outcome], None] | None = None,
-    removed: Collection[str] = frozenset(),
-) -> list[Outcome]:
-    """Shard ``shard`` of an annotation file (what one download task runs)."""
-    return download_shard(
-        shard_slice(annotations.annotations, shard, settings.shard_size),
-        image_dir,
-        manifest_path(manifests, shard),
-        fetcher,
-        options,
-        workers=settings.workers,
-        retry_rounds=settings.retry_rounds,
-        removed=removed,
-        progress=progress,
-    )
-
-
 def download_file(
     annotations: AnnotationFile,
     image_dir: Path,
@@ -250,13 +225,25 @@ def download_file(
     options: ImageOptions,
     settings: DownloadSettings,
     progress: Callable[[Outcome], None] | None = None,
+    *,
+    shards: Iterable[int] | None = None,
+    removed: Collection[str] = frozenset(),
 ) -> list[Outcome]:
-    """Every shard of an annotation file in turn (the CLI's run); an outcome per instance."""
+    """The shards of an annotation file in turn (every shard: the CLI's run; one: a task's), an
+    outcome per instance; ``removed`` image ids (a later stage's) are never fetched again."""
     check_unique_ids(annotations.annotations, manifests.name)
     outcomes: list[Outcome] = []
-    for shard in range(file_shards(annotations, settings)):
-        outcomes += download_file_shard(
-            annotations, shard, image_dir, manifests, fetcher, options, settings, progress
+    for shard in range(file_shards(annotations, settings)) if shards is None else shards:
+        outcomes += download_shard(
+            shard_slice(annotations.annotations, shard, settings.shard_size),
+            image_dir,
+            manifest_path(manifests, shard),
+            fetcher,
+            options,
+            workers=settings.workers,
+            retry_rounds=settings.retry_rounds,
+            removed=removed,
+            progress=progress,
         )
     return outcomes
 

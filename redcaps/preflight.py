@@ -175,9 +175,13 @@ def check_credentials(settings: CollectionSettings) -> list[str]:
     pushshift = settings.source == "pushshift" and settings.pushshift_flavour == "pushshift"
     if pushshift and not os.environ.get("PUSHSHIFT_TOKEN", "").strip():
         problems.append("[collection] source pushshift needs its token in $PUSHSHIFT_TOKEN")
-    dump = Path(settings.dump_dir).expanduser() if settings.dump_dir else None
-    if settings.source == "dump" and not (dump and dump.exists()):
-        problems.append(f"[collection] dump_dir: {settings.dump_dir or '(empty)'} does not exist")
+    if settings.source == "dump" and not settings.dump_dir:
+        problems.append(
+            "the dump source needs a dump file or directory"
+            " (--dump-file, --dump-dir or [collection] dump_dir)"
+        )
+    elif settings.source == "dump" and not Path(settings.dump_dir).expanduser().exists():
+        problems.append(f"[collection] dump_dir: {settings.dump_dir} does not exist")
     return problems
 
 

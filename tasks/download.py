@@ -21,7 +21,7 @@ from redcaps import annotations as ann
 from redcaps import layout
 from redcaps.download import (
     Outcome,
-    download_file_shard,
+    download_file,
     downloaded_annotations,
     file_outcomes,
     file_shards,
@@ -156,15 +156,15 @@ class DownloadImageShard(StageTask):
 
         written_this_run(Path(self.output().path))  # its state before this run, if not seen yet
         try:
-            download_file_shard(
+            download_file(
                 source,
-                self.shard,
                 self.layout.images,
                 self.layout.manifests(self.stem),
                 fetcher,
                 images().options(),
                 settings,
                 progress,
+                shards=[self.shard],
                 removed=self.removed_later(),
             )
         finally:
