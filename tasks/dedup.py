@@ -19,4 +19,6 @@ class Dedup(StageTask):
     def run(self) -> None:
         result = dedup_file(self.load_input(), self.layout, self.stem, dedup().settings())
         block = result.info["dedup"]
-        self.report(f"{block['exact']} exact, {block['near']} near duplicates; {block['dropped']} dropped")
+        self.report(
+            f"{block['exact']} exact, {block['near']} near duplicates; {block['dropped']} dropped", 100
+        )

@@ -21,3 +21,4 @@ class Report(StageTask):
 
     def run(self) -> None:
         write_report(self.layout, self.output().path, [self.stem], title=f"RedCaps report: {self.stem}")
+        self.report(f"wrote {self.output().path}", 100)
