@@ -82,6 +82,8 @@ def take(state: ThrottleState, burst: float, now: float) -> float:
     """Take a token now (returns 0) or return how long to wait before trying again."""
     size = min(burst, max(1.0, state.rate))  # never more than a second's worth at once
     state.tokens = min(size, state.tokens + max(0.0, now - state.stamp) * state.rate)
+    if state.tokens >= size:  # the group sat idle: a delivery window spanning that says nothing
+        state.window_start, state.window_count = max(now, state.window_start), 0.0
     state.stamp = now
     if now < state.paused_until:
         return state.paused_until - now

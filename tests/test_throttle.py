@@ -65,6 +65,22 @@ def test_growth_only_while_rate_limited_healthy_and_under_the_ceiling():
     assert state.rate == 5.0
 
 
+def test_an_idle_gap_does_not_count_as_a_slow_host():
+    """A shard that starts after the previous one ended (the group idle for 30 s) and meets a 429
+    at once cuts from what the host delivered while busy, not from answers spread over the gap."""
+    state = throttle.fresh_state(10.0, now=0.0)
+    for tick in range(1, 31):  # busy at 10/s for 3 s: every token taken as it arrives
+        assert throttle.take(state, 10, tick / 10) == 0.0
+        throttle.healthy(state, tick / 10 + 0.01, 0.01, ceiling=10.0)
+    assert state.delivered == pytest.approx(10.0, rel=0.2)
+    now = 33.0  # the next shard, 30 s later
+    for i in range(3):
+        assert throttle.take(state, 10, now + i * 0.01) == 0.0
+        throttle.healthy(state, now + 0.05 + i * 0.01, 0.01, ceiling=10.0)
+    throttle.congested(state, now + 0.2, None, 120)
+    assert state.rate >= 10.0 * 0.8 * throttle.CUT  # not 0.7 x (a few answers / 30 s)
+
+
 def test_policy_ceiling_parsing():
     assert parse_host_policy("rate=2 ceiling=40") == HostPolicy(2, 2, 8, 40.0)
     assert parse_host_policy("rate=2").ceiling is None  # fixed rate
