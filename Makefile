@@ -56,6 +56,10 @@ bench: $(VENV)/.installed models
 	$(BIN)/python bench/bench_dump.py
 	$(BIN)/python bench/bench_download.py
 	$(BIN)/python bench/bench_scheduler.py
+	$(BIN)/python bench/bench_convergence.py
+	$(BIN)/python bench/bench_machines.py
+	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_batch_configs.py
 
 ## scheduler: luigid on loopback only (it has no authentication), with state and task history
 scheduler: $(VENV)/.installed-light
