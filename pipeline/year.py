@@ -21,7 +21,7 @@ from luigi.cmdline_parser import CmdlineParser
 from pipeline import progress
 from redcaps import layout
 from redcaps import preflight as checks
-from redcaps.atomic import write_json
+from redcaps.atomic import read_json, write_json
 from redcaps.dedup import read_counts
 from redcaps.errors import RedCapsError
 from redcaps.report import format_summary, summarize_dataset, summarize_file
@@ -169,16 +169,8 @@ class RedCapsYear(InDataDir):
     def summary_text(self) -> str:
         """What the terminal shows when the year is done: the summary and where things are."""
         text = where_things_are(data_layout(), [self.stem], self.output().path)
-        empty = read_json_or_none(self.output().path).get("empty")
+        empty = (read_json(self.output().path) or {}).get("empty")
         return f"{text}\nwarning: {empty}" if empty else text
-
-
-def read_json_or_none(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
 
 
 def stage_chain(task: luigi.Task) -> Iterator[luigi.Task]:

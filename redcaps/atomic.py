@@ -138,6 +138,16 @@ def write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing, unreadable or not an object (a stage that
+    has not run yet): the tolerant reader for summaries and indexes."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_json(path: str | Path, obj: Any, **dump_kwargs: Any) -> None:
     """Write JSON atomically (``json.dump`` defaults unless told otherwise, like the original)."""
     with atomic_open(path, "w") as fh:

@@ -7,28 +7,20 @@ network or model call.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from redcaps import layout
+from redcaps.atomic import read_json
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import Layout
 from redcaps.tarify import read_index
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _info(path: Path) -> dict[str, Any]:
-    info = (_read(path) or {}).get("info")
+    info = (read_json(path) or {}).get("info")
     return info if isinstance(info, dict) else {}
 
 

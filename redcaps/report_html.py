@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from PIL import Image, ImageFilter
 
 from redcaps import layout
-from redcaps.atomic import write_text
+from redcaps.atomic import read_json, write_text
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import Layout, split_stem
 from redcaps.report import SUMMARY_STAGES, summarize_file
@@ -54,14 +54,6 @@ class StemData:
     manifest: list[dict[str, Any]]
     removed_ids: dict[str, set[str]] = field(default_factory=dict)
     duplicates: dict[str, Any] | None = None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _jsonl(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
@@ -103,7 +95,7 @@ def dedup_counts(where: Layout, stem: str) -> dict[str, Any] | None:
 def read_stem(where: Layout, stem: str) -> StemData:
     subreddit, period = split_stem(stem)
     latest = latest_file(where, stem)
-    instances = (_read_json(latest) or {}).get("annotations", []) if latest else []
+    instances = (read_json(latest) or {}).get("annotations", []) if latest else []
     manifests = sorted(where.manifests(stem).glob("*.jsonl"))
     removed = {
         kind: {

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open, sweep_temp_files, write_bytes, write_json
+from redcaps.atomic import atomic_open, read_json, sweep_temp_files, write_bytes, write_json
 from redcaps.download import Outcome, read_manifests
 from redcaps.errors import RedCapsError
 from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
@@ -284,11 +284,7 @@ def remove_loose_images(annotations: AnnotationFile, layout: Layout, result: Tar
 
 def read_index(layout: Layout, file_stem: str) -> dict[str, Any] | None:
     """The index :func:`pack` wrote (shards, samples, ...), or None before it has run."""
-    try:
-        index = json.loads(layout.stage_file(TARIFY, file_stem).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return index if isinstance(index, dict) else None
+    return read_json(layout.stage_file(TARIFY, file_stem))
 
 
 def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
