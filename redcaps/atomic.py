@@ -4,13 +4,15 @@ Every output of the pipeline goes through here, so a killed worker leaves at mos
 ``.tmp-*`` file behind, which no completeness check ever mistakes for output and
 :func:`sweep_temp_files` removes on the next run. A full disk is one
 :class:`~redcaps.errors.DiskFullError` line naming the path and the space left, never a
-traceback, and leaves no temp file.
+traceback, and leaves no temp file. Beside them, the two ways stages read files back:
+:func:`read_json` (tolerant of a stage that has not run) and :func:`sha256_file`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -136,6 +138,14 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w") as fh:
         fh.write(text)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:

