@@ -8,7 +8,7 @@ from pathlib import Path
 import luigi
 import pytest
 
-from redcaps.sandbox import Sandbox
+from redcaps.sandbox import Sandbox, reddit_apis
 from redcaps.sandbox.world import World
 
 #: The default filter models and the fixture photos, for every test module.
@@ -54,6 +54,17 @@ def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
         monkeypatch.setenv(key, value)
     sandbox.reset_log()
     return sandbox
+
+
+@pytest.fixture()
+def apis(sandbox_env: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[reddit_apis.ApiState]:
+    """The sandbox's Reddit-side APIs with fresh counters and knobs, and no keys in the environment."""
+    for var in ("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "IMGUR_CLIENT_ID", "PUSHSHIFT_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    api = reddit_apis.state(sandbox_env.world)
+    api.reset()
+    yield api
+    api.reset()
 
 
 @pytest.fixture()

@@ -19,16 +19,6 @@ SECRETS = {
 
 
 @pytest.fixture()
-def apis(sandbox_env, monkeypatch):
-    for var in SECRETS:
-        monkeypatch.delenv(var, raising=False)
-    api = reddit_apis.state(sandbox_env.world)
-    api.reset()
-    yield api
-    api.reset()
-
-
-@pytest.fixture()
 def keys(apis, monkeypatch):
     for var, value in SECRETS.items():
         monkeypatch.setenv(var, value)

@@ -23,16 +23,6 @@ from tests.helpers import luigi_settings
 FAST_FAILURE = {"worker": {"keep_alive": "false", "max_reschedules": "0"}, "scheduler": {"retry_count": "0"}}
 
 
-@pytest.fixture()
-def apis(sandbox_env, monkeypatch):
-    for var in ("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "IMGUR_CLIENT_ID", "PUSHSHIFT_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    api = reddit_apis.state(sandbox_env.world)
-    api.reset()
-    yield api
-    api.reset()
-
-
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory) -> Path:
     """RS_2020-MM.zst for every month of 2020 (window_log=31, as the real dumps)."""

@@ -30,16 +30,6 @@ PULLPUSH_SEARCH = "https://api.pullpush.io/reddit/search/submission/"
 PUSHSHIFT_SEARCH = "https://api.pushshift.io/reddit/submission/search"
 
 
-@pytest.fixture()
-def apis(sandbox_env, monkeypatch):
-    for var in ("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "IMGUR_CLIENT_ID", "PUSHSHIFT_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    api = reddit_apis.state(sandbox_env.world)
-    api.reset()
-    yield api
-    api.reset()
-
-
 def month_start(year: int, month: int) -> int:
     return int(dt.datetime(year, month, 1, tzinfo=dt.timezone.utc).timestamp())
 

@@ -21,16 +21,6 @@ from redcaps.sources.reddit_refresh import RedditRefresher
 
 
 @pytest.fixture()
-def apis(sandbox_env, monkeypatch):
-    for var in ("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "IMGUR_CLIENT_ID"):
-        monkeypatch.delenv(var, raising=False)
-    api = reddit_apis.state(sandbox_env.world)
-    api.reset()
-    yield api
-    api.reset()
-
-
-@pytest.fixture()
 def reddit_env(apis, monkeypatch):
     monkeypatch.setenv("REDDIT_CLIENT_ID", reddit_apis.REDDIT_CLIENT_ID)
     monkeypatch.setenv("REDDIT_CLIENT_SECRET", reddit_apis.REDDIT_CLIENT_SECRET)
