@@ -197,9 +197,11 @@ class HostLimiter:
             waited += delay
 
     def congested(self, key: str, retry_after: float | None) -> None:
-        adaptive = self._policy(key).ceiling is not None  # without a ceiling the rate is fixed
+        policy = self._policy(key)
+        adaptive = policy.ceiling is not None  # without a ceiling the rate is fixed
+        floor = max(throttle.FLOOR, policy.rate * throttle.FLOOR_SHARE)
         with self._state(key) as state:
-            throttle.congested(state, self.clock(), retry_after, self.max_pause, cut=adaptive)
+            throttle.congested(state, self.clock(), retry_after, self.max_pause, cut=adaptive, floor=floor)
 
     def healthy(self, key: str, latency: float) -> None:
         with self._state(key) as state:

@@ -40,8 +40,11 @@ LATENCY_SLACK = 0.05
 #: cut starts from it.
 DELIVERY_WINDOW = 1.0
 DELIVERY_ANSWERS = 8
-#: Lowest rate a cut can reach (requests/s).
+#: Lowest rate a cut can reach (requests/s), and the share of a policy's start rate below which
+#: cuts stop: a run of broken URLs (503s, timeouts) must not starve a host it keeps answering,
+#: while ``Retry-After`` still pauses it for as long as it asks.
 FLOOR = 0.05
+FLOOR_SHARE = 0.2
 #: A state untouched this long starts over from the policy's rate.
 STALE_AFTER = 600.0
 
@@ -95,7 +98,12 @@ def take(state: ThrottleState, burst: float, now: float) -> float:
 
 
 def congested(
-    state: ThrottleState, now: float, retry_after: float | None, max_pause: float, cut: bool = True
+    state: ThrottleState,
+    now: float,
+    retry_after: float | None,
+    max_pause: float,
+    cut: bool = True,
+    floor: float = FLOOR,
 ) -> None:
     """The host pushed back (429, 503, timeout, refused): honour ``Retry-After`` and (unless the
     rate is fixed: ``cut`` false) cut the rate."""
@@ -112,7 +120,7 @@ def congested(
     dropped = state.rate < state.found and now - state.cut_at < DROP_WITHIN
     factor = DROP_CUT if dropped else CUT
     state.found = base
-    state.rate = max(FLOOR, base * factor)
+    state.rate = max(floor, base * factor)
     state.cut_at = now
     state.tokens = min(state.tokens, 0.0)
 

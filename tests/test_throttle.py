@@ -180,6 +180,17 @@ def test_source_address_is_bound_and_keys_its_own_budget(cdn, tmp_path, monkeypa
     assert a.limiter.rate(HOST) < 6 and b.limiter.rate(HOST) == 6
 
 
+def test_cuts_stop_at_a_fifth_of_the_start_rate(tmp_path):
+    """A storm of broken URLs on a host that keeps answering must not starve it."""
+    limiter = HostLimiter.for_config(config(tmp_path, "rate=5 burst=1 concurrency=2 ceiling=30"))
+    clock = 0.0
+    limiter.clock = lambda: clock
+    for _ in range(50):
+        clock += 10.0
+        limiter.congested(HOST, None)
+    assert limiter.rate(HOST) == pytest.approx(5 * throttle.FLOOR_SHARE)
+
+
 def test_a_fixed_rate_is_never_cut_but_still_pauses_for_retry_after(tmp_path):
     """Without a ceiling the rate is fixed: a run of broken URLs must not starve the host."""
     limiter = HostLimiter.for_config(config(tmp_path, "rate=6 burst=1 concurrency=2"))
