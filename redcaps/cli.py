@@ -16,7 +16,7 @@ from tqdm import tqdm
 from redcaps import __version__
 from redcaps import annotations as ann
 from redcaps.errors import RedCapsError
-from redcaps.images import ImageOptions
+from redcaps.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.layout import DEFAULT_DATA_DIR, Layout, manifest_dir, stem, stem_of
 from redcaps.settings import SOURCES, CollectionSettings, DownloadSettings, ShardSettings
 
@@ -70,7 +70,20 @@ def main() -> None:
     "--quality", default=ImageOptions.quality, show_default=True, help="JPEG quality of stored images."
 )
 @click.option(
+    "--resample",
+    type=click.Choice(sorted(RESAMPLE_FILTERS)),
+    default=ImageOptions.resample,
+    show_default=True,
+    help="Resize filter ('box' averages areas like img2dataset, for less CPU).",
+)
+@click.option(
     "-j", "--workers", default=DownloadSettings.workers, show_default=True, help="Download threads."
+)
+@click.option(
+    "--processes",
+    default=DownloadSettings.processes,
+    show_default=True,
+    help="Processes the threads are spread over (0: one per core).",
 )
 @click.option(
     "-u",
@@ -98,7 +111,9 @@ def download_imgs(
     resize: int,
     edge: str,
     quality: int,
+    resample: str,
     workers: int,
+    processes: int,
     update_annotations: bool,
     shard_size: int,
     allow_networks: tuple[str, ...],
@@ -111,8 +126,8 @@ def download_imgs(
     source = ann.load(annotations_path)
     image_dir = Path(save_to)
     image_dir.mkdir(parents=True, exist_ok=True)
-    options = ImageOptions(resize=resize, edge=edge, quality=quality)  # type: ignore[arg-type]
-    settings = DownloadSettings(shard_size=shard_size, workers=workers)
+    options = ImageOptions(resize=resize, edge=edge, quality=quality, resample=resample)  # type: ignore[arg-type]
+    settings = DownloadSettings(shard_size=shard_size, workers=workers, processes=processes)
     fetcher = Fetcher(HttpConfig(allow_networks=allow_networks, source_address=source_address))
     try:
         with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:

@@ -6,6 +6,10 @@ written atomically *before* its journal line, so after a crash the journal tells
 which images are whole and the rerun fetches only the rest. The finished manifest is
 written atomically and the journal removed.
 
+A shard's images are fetched by threads (they hide the hosts' latency) in one or more
+processes (so decoding and resizing use every core); the processes draw on the machine's
+host budgets together and hand their outcomes to the shard's process, the journal's one writer.
+
 On a later run over an existing manifest, instances that ended ``ok`` (image still on
 disk, or removed by a later stage) or failed for good (404, placeholder, ...) are kept as
 they are; only retryable failures (timeouts, 429, 5xx, ...) are tried again, each rerun
@@ -18,17 +22,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
+import pickle
+import queue
+import signal
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from redcaps.annotations import AnnotationFile, Record
 from redcaps.atomic import atomic_open, reporting_disk_full, sweep_temp_files, write_bytes
-from redcaps.http import RETRYABLE_STATUSES, Fetcher
+from redcaps.http import RETRYABLE_STATUSES, Fetcher, HttpConfig, SharedLimits
 from redcaps.images import ImageOptions, ImageRejected, process_image
 from redcaps.layout import image_path, manifest_path
 from redcaps.settings import DownloadSettings
@@ -61,9 +70,12 @@ class Outcome:
     def retryable(self) -> bool:
         return self.status in RETRYABLE_STATUSES
 
-    def to_line(self) -> str:
+    def as_dict(self) -> dict:
         # a flat dict of scalars: dataclasses.asdict's recursive deep copy was measurable here
-        return json.dumps({name: getattr(self, name) for name in _OUTCOME_FIELDS}, sort_keys=True) + "\n"
+        return {name: getattr(self, name) for name in _OUTCOME_FIELDS}
+
+    def to_line(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict) -> Outcome:
@@ -133,6 +145,114 @@ def fetch_one(
     return outcome
 
 
+#: Fewer images than this per process are not worth starting one (about 0.4 s each).
+MIN_IMAGES_PER_PROCESS = 50
+
+
+def in_threads(
+    records: Sequence[Record],
+    image_dir: Path,
+    fetcher: Fetcher,
+    options: ImageOptions,
+    workers: int,
+    decodes: int,
+) -> Iterator[tuple[Record, Outcome]]:
+    """Each record with its outcome, as ``workers`` threads finish them (at most ``decodes`` at once
+    decoding). A failure that is not the image's (a full disk) cancels what has not started."""
+    cpu_slots = threading.BoundedSemaphore(max(1, decodes))
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = {pool.submit(fetch_one, r, image_dir, fetcher, options, cpu_slots): r for r in records}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_processes(
+    records: Sequence[Record],
+    image_dir: Path,
+    config: HttpConfig,
+    limits: SharedLimits,
+    options: ImageOptions,
+    workers: int,
+    processes: int,
+) -> Iterator[tuple[Record, Outcome]]:
+    """:func:`in_threads` in ``processes`` child processes, each taking every n-th record with
+    its share of the threads and cores; a child's error is raised here, and children stop with
+    this process."""
+    context = multiprocessing.get_context("spawn")  # forking a threaded process is unsafe
+    results = context.Queue()
+    by_id = {r["image_id"]: r for r in records}
+    threads = max(1, -(-workers // processes))
+    decodes = max(1, (os.cpu_count() or 1) // processes)
+    shared = (image_dir, config, limits, options, threads, decodes, results, os.getpid())
+    children = [
+        context.Process(target=_download_part, args=(records[i::processes], *shared), daemon=True)
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        running = processes
+        while running:
+            try:
+                message = results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [child.exitcode for child in children if child.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a download process died (exit {dead[0]}); a rerun resumes") from None
+                continue
+            if message[0] == "outcome":
+                yield by_id[message[1]], Outcome.from_dict(message[2])
+            elif message[0] == "error":
+                raise message[1]
+            else:
+                running -= 1
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+        results.close()
+
+
+def _download_part(
+    records: Sequence[Record],
+    image_dir: Path,
+    config: HttpConfig,
+    limits: SharedLimits,
+    options: ImageOptions,
+    threads: int,
+    decodes: int,
+    results: multiprocessing.Queue,
+    parent: int,
+) -> None:
+    """A child of :func:`in_processes`: its records' outcomes (or its error) go to ``results``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+    fetcher = Fetcher(config, limits.limiter())
+    try:
+        for record, outcome in in_threads(records, image_dir, fetcher, options, threads, decodes):
+            results.put(("outcome", record["image_id"], outcome.as_dict()))
+        results.put(("done",))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - an exception that cannot cross processes
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        results.put(("error", exc))
+    finally:
+        fetcher.close()
+
+
+def _exit_without(parent: int) -> None:
+    """End this child soon after its parent is gone (killed, so it never stopped us)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def retries_left(outcomes: Iterable[Outcome], retry_rounds: int) -> int:
     """How many outcomes a rerun would still try again (retryable, with rounds to spare)."""
     return sum(1 for o in outcomes if o.retryable and o.round <= retry_rounds)
@@ -159,12 +279,15 @@ def download_shard(
     options: ImageOptions | None = None,
     *,
     workers: int = DownloadSettings.workers,
+    processes: int = 1,
     retry_rounds: int = DownloadSettings.retry_rounds,
     removed: Collection[str] = frozenset(),
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Download one shard, resuming from its journal or manifest; write the manifest.
 
+    ``workers`` threads in all, spread over up to ``processes`` processes when ``fetcher``'s
+    host budgets are the machine's (each process gets its share of every concurrency cap).
     ``removed``: image ids a later stage removed (and deleted the image of); their ``ok`` is
     kept, never fetched again.
     """
@@ -188,25 +311,22 @@ def download_shard(
     journal.parent.mkdir(parents=True, exist_ok=True)
     for directory in {journal.parent} | {image_dir / r["subreddit"] for r in todo}:
         sweep_temp_files(directory)  # what a killed run left half-written
-    lock = threading.Lock()
-    cpu_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
+    count = min(processes, len(todo) // MIN_IMAGES_PER_PROCESS)
+    limits = fetcher.limiter.for_processes(count) if count > 1 else None
+    if limits is not None:
+        fetched = in_processes(todo, image_dir, fetcher.config, limits, options, workers, count)
+    else:
+        fetched = in_threads(todo, image_dir, fetcher, options, workers, os.cpu_count() or 1)
     with reporting_disk_full(journal), open(journal, "a", encoding="utf-8") as log:
-
-        def work(record: Record) -> None:
-            outcome = fetch_one(record, image_dir, fetcher, options, cpu_slots)
+        for record, outcome in fetched:
             old = previous.get(record["image_id"])
             if old is not None and old.retryable and old.url == record["url"]:
                 outcome.round = old.round + 1
-            with lock:
-                log.write(outcome.to_line())
-                log.flush()
-                done[record["image_id"]] = outcome
+            log.write(outcome.to_line())
+            log.flush()
+            done[record["image_id"]] = outcome
             if progress:
                 progress(outcome)
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for future in [pool.submit(work, r) for r in todo]:
-                future.result()
 
     ordered = [done[r["image_id"]] for r in records]
     text = "".join(o.to_line() for o in ordered)
@@ -241,6 +361,7 @@ def download_file(
             fetcher,
             options,
             workers=settings.workers,
+            processes=settings.processes or os.cpu_count() or 1,
             retry_rounds=settings.retry_rounds,
             removed=removed,
             progress=progress,

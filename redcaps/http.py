@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import random
@@ -170,6 +171,17 @@ class HostLimiter:
         route = budget_key("", config.source_address, proxy).rstrip("|")
         return cls(config.host_policies, budget=budget, route=route, max_pause=config.retry_after_max)
 
+    def for_processes(self, count: int) -> SharedLimits | None:
+        """How ``count`` other processes draw on this limiter's machine budgets together, each
+        with its share of every concurrency cap (None: the budgets live in this process only)."""
+        if not isinstance(self.budget, MachineBudget):
+            return None
+        policies = {
+            key: dataclasses.replace(policy, concurrency=max(1, -(-policy.concurrency // count)))
+            for key, policy in self.policies.items()
+        }
+        return SharedLimits(policies, str(self.budget.directory), self.route, self.max_pause)
+
     def policy_key(self, host: str) -> str:
         key = policy_key(host, self.policies)
         return host.lower().rstrip(".") if key == "*" else key
@@ -244,6 +256,20 @@ class HostLimiter:
                 raise
         finally:
             slots.release()
+
+
+@dataclass(frozen=True)
+class SharedLimits:
+    """A machine-budget limiter as another process rebuilds it (picklable)."""
+
+    policies: dict[str, HostPolicy]
+    budget_dir: str
+    route: str
+    max_pause: float
+
+    def limiter(self) -> HostLimiter:
+        budget = MachineBudget(self.budget_dir)
+        return HostLimiter(self.policies, budget=budget, route=self.route, max_pause=self.max_pause)
 
 
 def default_user_agent() -> str:

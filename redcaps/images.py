@@ -17,10 +17,8 @@
 Cost (profiled in docs/benchmarks/download.md): the header is parsed once (size and
 orientation are read before draft mode shrinks the image, not by re-opening the bytes),
 upright images are not copied by ``exif_transpose``, the decoder gets the whole body in one
-call, and the resize uses Pillow's
-antialiased bicubic filter, a third cheaper than Lanczos with a mean difference of about
-half a grey level at these scales (after draft mode the remaining factor is below 2 for
-most JPEGs).
+call, and the resize uses Pillow's antialiased bicubic filter by default (``resample``;
+``box`` is img2dataset's cheaper area averaging).
 """
 
 from __future__ import annotations
@@ -39,6 +37,16 @@ from typing import Literal
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 Edge = Literal["shorter", "longer"]
+Resample = Literal["bicubic", "bilinear", "box", "lanczos"]
+#: Pillow's antialiased filters by name: ``bicubic`` is the original tool's (Pillow's default);
+#: ``box`` averages pixel areas like img2dataset's ``area`` (OpenCV INTER_AREA), at about 40% of
+#: bicubic's cost; docs/benchmarks/download.md compares them.
+RESAMPLE_FILTERS: dict[str, Image.Resampling] = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "box": Image.Resampling.BOX,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 #: Pillow allocates rasters in blocks of this size. Blocks above glibc's largest dynamic mmap
 #: threshold (32 MiB) are always mmapped, so a freed raster goes back to the system at once
@@ -65,6 +73,8 @@ class ImageOptions:
     edge: Edge = "shorter"
     upscale: bool = False
     quality: int = 90
+    #: The final resize's filter, a key of :data:`RESAMPLE_FILTERS`.
+    resample: Resample = "bicubic"
     max_pixels: int = 100_000_000
     #: Largest decoded raster of one image in bytes (width x height x bands x bytes per sample).
     max_raster_bytes: int = 256 * 2**20
@@ -72,6 +82,10 @@ class ImageOptions:
     memory_budget: int = 1024 * 2**20
     #: Longest edge over shortest edge; beyond it an image is a strip or a lying header.
     max_aspect_ratio: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.resample not in RESAMPLE_FILTERS:
+            raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, not {self.resample!r}")
 
 
 @dataclass
@@ -147,9 +161,6 @@ def target_size(width: int, height: int, options: ImageOptions) -> tuple[int, in
 
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _TRANSPOSED = {2, 3, 4, 5, 6, 7, 8}  # every EXIF orientation that needs a transpose
-RESAMPLE = Image.Resampling.BICUBIC
-
-
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).splitlines()
     return (lines[0] if lines else "")[:300] or type(exc).__name__
@@ -315,7 +326,7 @@ def _process(data: bytes, options: ImageOptions) -> ProcessedImage:
             image = ImageOps.exif_transpose(image) or image
         image = _to_rgb(image)
         if image.size != (width, height):
-            image = image.resize((width, height), RESAMPLE, reducing_gap=None)
+            image = image.resize((width, height), RESAMPLE_FILTERS[options.resample], reducing_gap=None)
         out = io.BytesIO()
         image.save(out, "JPEG", quality=options.quality, optimize=False)
     return ProcessedImage(out.getvalue(), original_width, original_height, width, height, original_format)

@@ -33,11 +33,13 @@ class CollectionSettings:
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    """How a file's images are fetched: instances per shard (a task each), threads per shard, and
-    how many later runs retry a shard's retryable failures (timeouts, 429, 5xx)."""
+    """How a file's images are fetched: instances per shard (a task each), threads per shard, the
+    processes they are spread over (0: one per core), and how many later runs retry a shard's
+    retryable failures (timeouts, 429, 5xx)."""
 
     shard_size: int = 5000
     workers: int = 16
+    processes: int = 0
     retry_rounds: int = 3
 
 

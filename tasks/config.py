@@ -15,7 +15,7 @@ import luigi
 from redcaps.errors import RedCapsError
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, default_user_agent, parse_host_policy
-from redcaps.images import ImageOptions
+from redcaps.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.layout import DEFAULT_DATA_DIR, Layout
 from redcaps.settings import DedupSettings, DownloadSettings, ShardSettings, StorageSettings
 
@@ -47,6 +47,9 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
     edge = luigi.ChoiceParameter(choices=["shorter", "longer"], default=ImageOptions.edge)
     upscale = luigi.BoolParameter(default=ImageOptions.upscale)
     quality = luigi.IntParameter(default=ImageOptions.quality, description="JPEG quality of stored images")
+    resample = luigi.ChoiceParameter(
+        choices=sorted(RESAMPLE_FILTERS), default=ImageOptions.resample, description="Resize filter"
+    )
     max_pixels = luigi.IntParameter(default=ImageOptions.max_pixels)
     max_raster_bytes = luigi.IntParameter(default=ImageOptions.max_raster_bytes, description="Per image")
     memory_budget = luigi.IntParameter(default=ImageOptions.memory_budget, description="Decodes per process")
@@ -65,6 +68,9 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
 class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
     shard_size = luigi.IntParameter(default=DownloadSettings.shard_size, description="Images per shard task")
     workers = luigi.IntParameter(default=DownloadSettings.workers, description="Download threads per shard")
+    processes = luigi.IntParameter(
+        default=DownloadSettings.processes, description="Processes a shard's threads use; 0: one per core"
+    )
     retry_rounds = luigi.IntParameter(
         default=DownloadSettings.retry_rounds, description="Later runs that retry retryable failures"
     )

@@ -318,3 +318,13 @@ def test_pixel_limit_is_pillows_bomb_limit_without_racing_on_warning_filters():
     for thread in threads:
         thread.join()
     assert outcomes == ["too_many_pixels"] * 200 and warnings.filters == filters
+
+
+def test_resample_is_checked_and_changes_only_the_resize():
+    with pytest.raises(ValueError, match="resample must be one of"):
+        ImageOptions(resample="nearest")  # type: ignore[arg-type]
+    body = encode(Image.effect_noise((900, 700), 60).convert("RGB"))  # a 1.37 shrink: no draft scale
+    bicubic, box = (process_image(body, ImageOptions(resample=r)) for r in ("bicubic", "box"))
+    assert (bicubic.width, bicubic.height) == (box.width, box.height) == (658, 512)
+    assert bicubic.jpeg != box.jpeg
+    assert process_image(body, ImageOptions()).jpeg == bicubic.jpeg  # bicubic stays the default
