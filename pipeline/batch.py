@@ -148,13 +148,18 @@ class RedCapsBatch(InDataDir):
         return luigi.LocalTarget(str(data_layout().stage_file(layout.BATCH, self.name)))
 
     def years(self) -> list[RedCapsYear]:
+        """This part's years, each ranked above the next: a worker finishes one year (its stages
+        inherit its priority in luigid) before starting the next, so while it downloads, other
+        workers can use the one-at-a-time collection APIs."""
         subreddits = sorted({r.subreddit for r in self.batch.runs})
         mine = set(subreddits[self.part_index - 1 :: self.part_count])
-        return [
-            RedCapsYear(subreddit=r.subreddit, year=r.year, first_year=r.first_year)
-            for r in self.batch.runs
-            if r.subreddit in mine
-        ]
+        runs = [r for r in self.batch.runs if r.subreddit in mine]
+        years = []
+        for rank, r in enumerate(runs):
+            year = RedCapsYear(subreddit=r.subreddit, year=r.year, first_year=r.first_year)
+            year.priority = len(runs) - rank
+            years.append(year)
+        return years
 
     def run(self) -> Iterator[list[RedCapsYear]]:
         years = self.years()

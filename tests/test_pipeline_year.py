@@ -240,3 +240,26 @@ def test_a_bad_batch_on_the_command_line_is_one_line(tmp_path):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert lines[0].endswith(f"error: {config}.years: year 1999 is outside 2005..{dt.date.today().year}")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_batch_finishes_one_year_before_it_starts_the_next(sandbox_env, words_only, tmp_path):
+    """Depth first: while one worker downloads, the one-at-a-time collection APIs are free for others."""
+    config = write_batch(
+        tmp_path / "order.yaml", "name: order\nsubreddits: [sandboxcats, sandboxroses]\nyears: [2020]\n"
+    )
+    started: list[str] = []
+
+    def remember(task: luigi.Task) -> None:
+        started.append(json.dumps(task.to_str_params()))
+
+    luigi.Task.event_handler(luigi.Event.START)(remember)
+    try:
+        assert build(RedCapsBatch(config=config)).status == luigi.LuigiStatusCode.SUCCESS
+    finally:
+        luigi.Task._event_callbacks[luigi.Task][luigi.Event.START].discard(remember)
+    cats = [i for i, params in enumerate(started) if "sandboxcats" in params and "sandboxroses" not in params]
+    roses = [
+        i for i, params in enumerate(started) if "sandboxroses" in params and "sandboxcats" not in params
+    ]
+    assert len(cats) > 12 and len(roses) > 12  # months, merge, downloads, filter, tarify ...
+    assert max(cats) < min(roses), "the second year started before the first was done"
