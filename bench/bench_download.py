@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import configparser
 import contextlib
 import csv
 import io
@@ -75,6 +76,16 @@ format = json
 # loopback only: the benchmark server is ours, so no rate limit and a wide concurrency cap
 127.0.0.1 = rate=100000 burst=100000 concurrency={workers}
 """
+
+
+#: Tools besides img2dataset: redcaps with product defaults, and variants that change one setting.
+VARIANTS: dict[str, dict[str, dict[str, str]]] = {
+    "redcaps": {},
+    # img2dataset's resize filter (area averaging) instead of the default bicubic: the same work
+    "redcaps-box": {"images": {"resample": "box"}},
+    # the shard's threads in one process (the engine before [downloads] processes)
+    "redcaps-1p": {"downloads": {"processes": "1"}},
+}
 
 
 def ensure_venv() -> Path:
@@ -215,17 +226,27 @@ def source_tree(rev: str) -> Path:
     return folder
 
 
-def run_redcaps(ann_path: Path, work: Path, workers: int, src: Path = REPO) -> dict:
+def run_redcaps(
+    ann_path: Path,
+    work: Path,
+    workers: int,
+    src: Path = REPO,
+    settings: dict[str, dict[str, str]] | None = None,
+) -> dict:
     data_dir = work / "redcaps"
     data_dir.mkdir(parents=True)
     ann_copy = work / ann_path.name
     ann_copy.write_bytes(ann_path.read_bytes())
     cfg = work / "luigi.cfg"
-    cfg.write_text(
+    parser = configparser.ConfigParser()
+    parser.read_string(
         LUIGI_CFG.format(
             data_dir=data_dir, resize=RESIZE, quality=QUALITY, workers=workers, tar_samples=TAR_SAMPLES
         )
     )
+    parser.read_dict(settings or {})
+    with open(cfg, "w") as fh:
+        parser.write(fh)
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(cfg), "PYTHONPATH": str(src), "NO_PROXY": "127.0.0.1"}
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         env.pop(var, None)
@@ -362,7 +383,8 @@ def main() -> None:
     parser.add_argument(
         "--tools",
         default="img2dataset,redcaps",
-        help="order within a round; redcaps@<git rev> also times an earlier engine (before/after)",
+        help=f"order within a round, of img2dataset, {', '.join(VARIANTS)}; redcaps@<git rev> also times"
+        " an earlier engine (before/after)",
     )
     parser.add_argument(
         "--workers", type=int, default=16, help="redcaps download threads ([downloads] workers)"
@@ -403,8 +425,8 @@ def main() -> None:
                         result = run_redcaps(
                             ann_path, work, args.workers, source_tree(tool.partition("@")[2])
                         )
-                    elif tool == "redcaps":
-                        result = run_redcaps(ann_path, work, args.workers)
+                    elif tool in VARIANTS:
+                        result = run_redcaps(ann_path, work, args.workers, settings=VARIANTS[tool])
                     else:
                         result = run_img2dataset(csv_path, work, args.i2d_processes, args.i2d_threads)
                     result.update(corpus=name, tool=tool, round=round_, urls=args.urls)

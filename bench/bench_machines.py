@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -110,6 +111,36 @@ def task_runs(history: Path) -> dict[str, int]:
     return dict(rows)
 
 
+def family_seconds(history: Path) -> dict[str, float]:
+    """Seconds the workers spent running tasks, summed per task family (RUNNING to DONE/FAILED)."""
+    with sqlite3.connect(history) as db:
+        rows = db.execute(
+            "SELECT e.task_id, t.name, e.event_name, e.ts"
+            " FROM task_events e JOIN tasks t ON e.task_id = t.id "
+            "WHERE e.event_name IN ('RUNNING', 'DONE', 'FAILED') ORDER BY e.task_id, e.ts, e.id"
+        ).fetchall()
+    totals: dict[str, float] = defaultdict(float)
+    started: dict[int, float] = {}
+    for task, name, event, ts in rows:
+        if event == "RUNNING":
+            started[task] = _epoch(ts)
+        elif task in started:
+            totals[name] += _epoch(ts) - started.pop(task)
+    return {name: round(secs, 1) for name, secs in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def _epoch(ts: str) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.fromisoformat(ts).replace(tzinfo=timezone.utc).timestamp()
+
+
+def cpu_seconds() -> float:
+    """CPU of this process (the sandbox's threads) and of every child reaped so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def host_of(host: str) -> str | None:
     for suffix, name in IMAGE_HOSTS.items():
         if host == suffix or host.endswith("." + suffix):
@@ -161,6 +192,7 @@ def run(box, batch: Path, workers: int, work: Path, timeout: float = 1800) -> di
         wait_for_port(port)
         box.reset_log()
         load_before = os.getloadavg()
+        cpu_before = cpu_seconds()
         started = time.time()
         common = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--workers", "1"]
         for i in range(1, workers + 1):
@@ -175,6 +207,7 @@ def run(box, batch: Path, workers: int, work: Path, timeout: float = 1800) -> di
     finally:
         for proc in [*procs, luigid]:
             stop(proc)
+    cpu = cpu_seconds() - cpu_before
     for i, code in enumerate(codes, 1):
         if code != 0:
             tail = (work / f"worker{i}.log").read_text()[-3000:]
@@ -198,6 +231,9 @@ def run(box, batch: Path, workers: int, work: Path, timeout: float = 1800) -> di
         "tasks": len(runs),
         "download_shards": sum(t.startswith("DownloadImageShard") for t in runs),
         "ran_twice": twice,
+        "cpu_s": round(cpu, 1),
+        "cores_busy": round(cpu / wall, 2),
+        "task_seconds": family_seconds(history),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in load_after],
     }
@@ -254,8 +290,9 @@ def main() -> None:
     for r in results:
         print(
             f"{r['workers']} worker(s): peaks/s {r['peak_per_s']}; ran twice: {r['ran_twice'] or 'none'}; "
-            f"load {r['load_before']} -> {r['load_after']}"
+            f"load {r['load_before']} -> {r['load_after']}; CPU {r['cpu_s']} s = {r['cores_busy']} cores busy"
         )
+        print(f"  task seconds by family: {r['task_seconds']}")
 
 
 if __name__ == "__main__":
