@@ -24,6 +24,7 @@ peak accepted requests per 1-s window per host against its capacity, and tasks r
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -78,12 +79,13 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"luigid did not listen on {port}")
 
 
-def write_cfg(path: Path, data_dir: Path, history: Path) -> Path:
+def write_cfg(path: Path, data_dir: Path, history: Path, processes: int) -> Path:
     sections = {
         "core": {"autoload_range": "false"},
         "redcaps": {"data_dir": str(data_dir)},
         "filters": {"enabled": "words"},
         "dedup": {"mode": "off"},
+        "downloads": {"processes": str(processes)},
         "worker": {"keep_alive": "true", "max_reschedules": "1"},
         "scheduler": {"record_task_history": "true", "retry_delay": "1"},
         "task_history": {"db_connection": f"sqlite:///{history}"},
@@ -129,6 +131,39 @@ def family_seconds(history: Path) -> dict[str, float]:
     return {name: round(secs, 1) for name, secs in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
+def timeline(history: Path, subreddits: list[str], since: float) -> list[list]:
+    """[seconds from ``since`` at start, at end, task family, subreddit] of every task run, in order."""
+    with sqlite3.connect(history) as db:
+        rows = db.execute(
+            "SELECT e.task_id, t.name, e.event_name, e.ts,"
+            " (SELECT group_concat(p.value, ' ') FROM task_parameters p WHERE p.task_id = t.id)"
+            " FROM task_events e JOIN tasks t ON e.task_id = t.id"
+            " WHERE e.event_name IN ('RUNNING', 'DONE', 'FAILED') ORDER BY e.ts, e.id"
+        ).fetchall()
+    runs, started = [], {}
+    for task, name, event, ts, params in rows:
+        if event == "RUNNING":
+            started[task] = _epoch(ts)
+        elif task in started:
+            who = next((s for s in subreddits if f"{s}_" in (params or "") or f"{s} " in f"{params} "), "")
+            runs.append([round(started.pop(task) - since, 1), round(_epoch(ts) - since, 1), name, who])
+    return sorted(runs)
+
+
+def rate_by_shards_running(runs: list[list], image_starts: list[float]) -> dict[int, float]:
+    """Images/s while exactly k download shards ran at once, for each k (times from the run's start):
+    what the image hosts delivered with k client IPs busy, collection and start-up left out."""
+    edges = sorted({t for start, end, name, _ in runs if name == "DownloadImageShard" for t in (start, end)})
+    seconds: dict[int, float] = defaultdict(float)
+    images: dict[int, int] = defaultdict(int)
+    for low, high in itertools.pairwise(edges):
+        k = sum(1 for s, e, name, _ in runs if name == "DownloadImageShard" and s <= low and e >= high)
+        if k:
+            seconds[k] += high - low
+            images[k] += sum(1 for t in image_starts if low <= t < high)
+    return {k: round(images[k] / seconds[k], 2) for k in sorted(seconds) if seconds[k] >= 2}
+
+
 def _epoch(ts: str) -> float:
     from datetime import datetime, timezone
 
@@ -166,11 +201,13 @@ def peak_rates(records, window: float = 1.0) -> dict[tuple[str, str], int]:
     return peaks
 
 
-def run(box, batch: Path, workers: int, work: Path, timeout: float = 1800) -> dict:
+def run(
+    box, batch: Path, workers: int, work: Path, subreddits: list[str], processes: int, timeout: float = 1800
+) -> dict:
     """One luigid and ``workers`` RedCapsBatch parts (client IPs 127.0.0.2 ...) on one data dir."""
     work.mkdir(parents=True, exist_ok=True)
     port, history = free_port(), work / "history.db"
-    cfg = write_cfg(work / "luigi.cfg", work / "data", history)
+    cfg = write_cfg(work / "luigi.cfg", work / "data", history, processes)
     runtime = work / "runtime"  # the machine budgets: fresh for each run
     runtime.mkdir()
     env = {
@@ -193,7 +230,7 @@ def run(box, batch: Path, workers: int, work: Path, timeout: float = 1800) -> di
         box.reset_log()
         load_before = os.getloadavg()
         cpu_before = cpu_seconds()
-        started = time.time()
+        started, clock = time.time(), time.monotonic()  # the sandbox logs monotonic times
         common = ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(port), "--workers", "1"]
         for i in range(1, workers + 1):
             args = [sys.executable, "-m", "luigi", "--module", "pipeline", "RedCapsBatch"]
@@ -234,6 +271,10 @@ def run(box, batch: Path, workers: int, work: Path, timeout: float = 1800) -> di
         "cpu_s": round(cpu, 1),
         "cores_busy": round(cpu / wall, 2),
         "task_seconds": family_seconds(history),
+        "timeline": (runs_in_order := timeline(history, subreddits, started)),
+        "images_per_s_by_shards_running": rate_by_shards_running(
+            runs_in_order, [r.started - clock for r in ok]
+        ),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in load_after],
     }
@@ -256,6 +297,12 @@ def main() -> None:
     parser.add_argument("--years", default="2020")
     parser.add_argument("--capacity", default=DEFAULT_CAPACITY, help="host=requests/s per client IP,...")
     parser.add_argument("--skip-single", action="store_true", help="only the N-worker run")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="[downloads] processes per worker: 1, as the N stand-in machines share this machine's cores",
+    )
     args = parser.parse_args()
 
     subreddits = add_subreddits(args.subreddits)
@@ -267,10 +314,16 @@ def main() -> None:
         batch.write_text(f"name: machines\nsubreddits: [{', '.join(subreddits)}]\nyears: [{args.years}]\n")
         for n in [args.workers] if args.skip_single else [args.workers, 1]:
             print(f"running {n} worker(s) ...", file=sys.stderr, flush=True)
-            results.append(run(box, batch, n, Path(tmp) / f"run{n}"))
+            results.append(run(box, batch, n, Path(tmp) / f"run{n}", subreddits, args.processes))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     OUT.mkdir(exist_ok=True)
-    report = {"capacity": args.capacity, "subreddits": subreddits, "years": args.years, "runs": results}
+    report = {
+        "processes": args.processes,
+        "capacity": args.capacity,
+        "subreddits": subreddits,
+        "years": args.years,
+        "runs": results,
+    }
     (OUT / "machines.json").write_text(json.dumps(report, indent=2))
 
     print("| workers | wall (s) | images | images/s | download span (s) | images/s in span | 429 share |")
@@ -293,6 +346,7 @@ def main() -> None:
             f"load {r['load_before']} -> {r['load_after']}; CPU {r['cpu_s']} s = {r['cores_busy']} cores busy"
         )
         print(f"  task seconds by family: {r['task_seconds']}")
+        print(f"  images/s while k download shards ran: {r['images_per_s_by_shards_running']}")
 
 
 if __name__ == "__main__":
