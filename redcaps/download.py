@@ -178,15 +178,15 @@ def in_processes(
     workers: int,
     processes: int,
 ) -> Iterator[tuple[Record, Outcome]]:
-    """:func:`in_threads` in ``processes`` child processes, each taking every n-th record with
-    its share of the threads and cores; a child's error is raised here, and children stop with
-    this process."""
+    """:func:`in_threads` in ``processes`` child processes, each taking every n-th record with its
+    share of the threads; a child's error is raised here, and children stop with this process.
+    Each child may decode one image per core: while one of its images is in Python code (GIL),
+    another process's can use that core."""
     context = multiprocessing.get_context("spawn")  # forking a threaded process is unsafe
     results = context.Queue()
     by_id = {r["image_id"]: r for r in records}
     threads = max(1, -(-workers // processes))
-    decodes = max(1, (os.cpu_count() or 1) // processes)
-    shared = (image_dir, config, limits, options, threads, decodes, results, os.getpid())
+    shared = (image_dir, config, limits, options, threads, os.cpu_count() or 1, results, os.getpid())
     children = [
         context.Process(target=_download_part, args=(records[i::processes], *shared), daemon=True)
         for i in range(processes)
@@ -317,7 +317,11 @@ def download_shard(
         fetched = in_processes(todo, image_dir, fetcher.config, limits, options, workers, count)
     else:
         fetched = in_threads(todo, image_dir, fetcher, options, workers, os.cpu_count() or 1)
-    with reporting_disk_full(journal), open(journal, "a", encoding="utf-8") as log:
+    with (
+        reporting_disk_full(journal),
+        open(journal, "a", encoding="utf-8") as log,
+        contextlib.closing(fetched),  # a failure here stops the fetching at once
+    ):
         for record, outcome in fetched:
             old = previous.get(record["image_id"])
             if old is not None and old.retryable and old.url == record["url"]:
