@@ -161,6 +161,8 @@ def target_size(width: int, height: int, options: ImageOptions) -> tuple[int, in
 
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _TRANSPOSED = {2, 3, 4, 5, 6, 7, 8}  # every EXIF orientation that needs a transpose
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).splitlines()
     return (lines[0] if lines else "")[:300] or type(exc).__name__
