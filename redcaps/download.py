@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from redcaps.annotations import AnnotationFile, Record
@@ -179,13 +179,15 @@ def in_processes(
     processes: int,
 ) -> Iterator[tuple[Record, Outcome]]:
     """:func:`in_threads` in ``processes`` child processes, each taking every n-th record with its
-    share of the threads; a child's error is raised here, and children stop with this process.
+    share of the threads and of the memory budget; a child's error is raised here, and children
+    stop with this process.
     Each child may decode one image per core: while one of its images is in Python code (GIL),
     another process's can use that core."""
     context = multiprocessing.get_context("spawn")  # forking a threaded process is unsafe
     results = context.Queue()
     by_id = {r["image_id"]: r for r in records}
     threads = max(1, -(-workers // processes))
+    options = replace(options, memory_share=processes)  # the shard's memory stays as in one process
     shared = (image_dir, config, limits, options, threads, os.cpu_count() or 1, results, os.getpid())
     children = [
         context.Process(target=_download_part, args=(records[i::processes], *shared), daemon=True)

@@ -80,6 +80,8 @@ class ImageOptions:
     max_raster_bytes: int = 256 * 2**20
     #: Bytes all decodes in this process may hold at once; each charges its working set.
     memory_budget: int = 1024 * 2**20
+    #: Processes splitting ``memory_budget`` (a shard's download processes): each holds its share.
+    memory_share: int = 1
     #: Longest edge over shortest edge; beyond it an image is a strip or a lying header.
     max_aspect_ratio: float = 20.0
 
@@ -113,22 +115,26 @@ REJECTION_REASONS = frozenset(
 
 
 class MemoryBudget:
-    """A byte-counting semaphore: a decode waits until its working set fits in what is left."""
+    """A byte-counting semaphore: a decode waits until its working set fits in what is left.
 
-    def __init__(self, total: int) -> None:
+    ``total`` may be this process's share of a ``whole`` budget that several processes split: an
+    image over the share but within the whole waits until it is this process's only one."""
+
+    def __init__(self, total: int, whole: int | None = None) -> None:
         self.total = total
+        self.whole = max(total, whole or total)
         self.used = 0
         self._changed = threading.Condition()
 
     @contextmanager
     def reserve(self, nbytes: int) -> Iterator[None]:
         """Hold ``nbytes`` of the budget; more than the whole budget is refused, never waited for."""
-        if nbytes > self.total:
+        if nbytes > self.whole:
             raise ImageRejected(
-                "raster_too_large", f"decoding needs {nbytes} bytes, over the {self.total}-byte memory budget"
+                "raster_too_large", f"decoding needs {nbytes} bytes, over the {self.whole}-byte memory budget"
             )
         with self._changed:
-            self._changed.wait_for(lambda: self.used + nbytes <= self.total)
+            self._changed.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.total)
             self.used += nbytes
         try:
             yield
@@ -138,14 +144,18 @@ class MemoryBudget:
                 self._changed.notify_all()
 
 
-_budgets: dict[int, MemoryBudget] = {}
+_budgets: dict[tuple[int, int], MemoryBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-def shared_budget(total: int) -> MemoryBudget:
-    """The process-wide budget of ``total`` bytes, shared by every shard and thread that uses it."""
+def shared_budget(total: int, share: int = 1) -> MemoryBudget:
+    """The process-wide budget (a ``share``-th of ``total`` bytes), shared by every shard and
+    thread that uses it."""
     with _budgets_lock:
-        return _budgets.setdefault(total, MemoryBudget(total))
+        key = (total, max(1, share))
+        if key not in _budgets:
+            _budgets[key] = MemoryBudget(total // key[1], whole=total)
+        return _budgets[key]
 
 
 def target_size(width: int, height: int, options: ImageOptions) -> tuple[int, int]:
@@ -318,7 +328,8 @@ def _process(data: bytes, options: ImageOptions) -> ProcessedImage:
             f" over {options.max_raster_bytes}",
         )
     target = target_size(stored_width, stored_height, options)  # its area does not depend on rotation
-    with shared_budget(options.memory_budget).reserve(working_bytes(image, raster, orientation, target)):
+    budget = shared_budget(options.memory_budget, options.memory_share)
+    with budget.reserve(working_bytes(image, raster, orientation, target)):
         if orientation is None:
             orientation = _orientation(image)
         original_width, original_height = _displayed_size(stored_width, stored_height, orientation)

@@ -52,7 +52,7 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
     )
     max_pixels = luigi.IntParameter(default=ImageOptions.max_pixels)
     max_raster_bytes = luigi.IntParameter(default=ImageOptions.max_raster_bytes, description="Per image")
-    memory_budget = luigi.IntParameter(default=ImageOptions.memory_budget, description="Decodes per process")
+    memory_budget = luigi.IntParameter(default=ImageOptions.memory_budget, description="Decodes per shard")
     max_aspect_ratio = luigi.FloatParameter(default=ImageOptions.max_aspect_ratio)
     keep_loose = luigi.BoolParameter(
         default=StorageSettings.keep_loose, description="false: delete loose images once in verified tars"

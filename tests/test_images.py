@@ -280,6 +280,30 @@ def test_decodes_share_the_process_wide_budget():
     assert err.value.reason == "raster_too_large"
 
 
+def test_a_share_of_the_budget_holds_its_share_and_runs_a_bigger_image_alone():
+    import threading
+
+    from redcaps.images import MemoryBudget, shared_budget
+
+    share = MemoryBudget(50, whole=200)  # one of four processes splitting 200 bytes
+    entered = threading.Event()
+
+    def small() -> None:
+        with share.reserve(10):
+            entered.set()
+
+    with share.reserve(150):  # over the share, within the whole: allowed while alone
+        thread = threading.Thread(target=small)
+        thread.start()
+        assert not entered.wait(0.3)  # nothing else meanwhile: the process stays near its share
+    assert entered.wait(5)
+    thread.join()
+    with pytest.raises(ImageRejected), share.reserve(201):  # over the whole: refused as in one process
+        pass
+    halves = shared_budget(1_000_000, 2)
+    assert (halves.total, halves.whole) == (500_000, 1_000_000) and halves is shared_budget(1_000_000, 2)
+
+
 def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system():
     """Blocks over glibc's 32 MiB dynamic mmap threshold are unmapped when freed (see
     docs/benchmarks/memory.md): without this, each download thread's arena kept its rasters."""
