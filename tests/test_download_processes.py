@@ -75,9 +75,14 @@ def test_two_processes_give_the_same_manifest_and_images_as_one(sandbox_env, tmp
     assert not journal_path(tmp_path / "two.jsonl").exists()
 
 
-def test_a_small_shard_or_a_process_budget_stays_in_one_process(sandbox_env, tmp_path):
+def test_a_small_shard_or_a_process_budget_stays_in_one_process(sandbox_env, tmp_path, monkeypatch):
     records = small_records(sandbox_env, 60, "few")
     assert len(records) // download.MIN_IMAGES_PER_PROCESS < 2  # not worth a second process
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a small shard started processes")
+
+    monkeypatch.setattr(download, "in_processes", not_here)
     outcomes = download_shard(records, tmp_path / "i", tmp_path / "m.jsonl", fetcher(tmp_path), processes=4)
     assert all(o.ok for o in outcomes)
     own = HostLimiter({"*": HostPolicy()})  # host_scope = process: budgets only in this process
