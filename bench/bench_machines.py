@@ -113,24 +113,6 @@ def task_runs(history: Path) -> dict[str, int]:
     return dict(rows)
 
 
-def family_seconds(history: Path) -> dict[str, float]:
-    """Seconds the workers spent running tasks, summed per task family (RUNNING to DONE/FAILED)."""
-    with sqlite3.connect(history) as db:
-        rows = db.execute(
-            "SELECT e.task_id, t.name, e.event_name, e.ts"
-            " FROM task_events e JOIN tasks t ON e.task_id = t.id "
-            "WHERE e.event_name IN ('RUNNING', 'DONE', 'FAILED') ORDER BY e.task_id, e.ts, e.id"
-        ).fetchall()
-    totals: dict[str, float] = defaultdict(float)
-    started: dict[int, float] = {}
-    for task, name, event, ts in rows:
-        if event == "RUNNING":
-            started[task] = _epoch(ts)
-        elif task in started:
-            totals[name] += _epoch(ts) - started.pop(task)
-    return {name: round(secs, 1) for name, secs in sorted(totals.items(), key=lambda kv: -kv[1])}
-
-
 def timeline(history: Path, subreddits: list[str], since: float) -> list[list]:
     """[seconds from ``since`` at start, at end, task family, subreddit] of every task run, in order."""
     with sqlite3.connect(history) as db:
@@ -162,6 +144,14 @@ def rate_by_shards_running(runs: list[list], image_starts: list[float]) -> dict[
             seconds[k] += high - low
             images[k] += sum(1 for t in image_starts if low <= t < high)
     return {k: round(images[k] / seconds[k], 2) for k in sorted(seconds) if seconds[k] >= 2}
+
+
+def family_seconds(runs: list[list]) -> dict[str, float]:
+    """Seconds spent running tasks (a :func:`timeline`), summed per task family, largest first."""
+    totals: dict[str, float] = defaultdict(float)
+    for start, end, name, _ in runs:
+        totals[name] += end - start
+    return {name: round(secs, 1) for name, secs in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def _epoch(ts: str) -> float:
@@ -270,8 +260,8 @@ def run(
         "ran_twice": twice,
         "cpu_s": round(cpu, 1),
         "cores_busy": round(cpu / wall, 2),
-        "task_seconds": family_seconds(history),
         "timeline": (runs_in_order := timeline(history, subreddits, started)),
+        "task_seconds": family_seconds(runs_in_order),
         "images_per_s_by_shards_running": rate_by_shards_running(
             runs_in_order, [r.started - clock for r in ok]
         ),
