@@ -155,11 +155,10 @@ def in_threads(
     fetcher: Fetcher,
     options: ImageOptions,
     workers: int,
-    decodes: int,
 ) -> Iterator[tuple[Record, Outcome]]:
-    """Each record with its outcome, as ``workers`` threads finish them (at most ``decodes`` at once
-    decoding). A failure that is not the image's (a full disk) cancels what has not started."""
-    cpu_slots = threading.BoundedSemaphore(max(1, decodes))
+    """Each record with its outcome, as ``workers`` threads finish them (at most one decoding per
+    core). A failure that is not the image's (a full disk) cancels what has not started."""
+    cpu_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         futures = {pool.submit(fetch_one, r, image_dir, fetcher, options, cpu_slots): r for r in records}
@@ -188,7 +187,7 @@ def in_processes(
     by_id = {r["image_id"]: r for r in records}
     threads = max(1, -(-workers // processes))
     options = replace(options, memory_share=processes)  # the shard's memory stays as in one process
-    shared = (image_dir, config, limits, options, threads, os.cpu_count() or 1, results, os.getpid())
+    shared = (image_dir, config, limits, options, threads, results, os.getpid())
     children = [
         context.Process(target=_download_part, args=(records[i::processes], *shared), daemon=True)
         for i in range(processes)
@@ -226,7 +225,6 @@ def _download_part(
     limits: SharedLimits,
     options: ImageOptions,
     threads: int,
-    decodes: int,
     results: multiprocessing.Queue,
     parent: int,
 ) -> None:
@@ -235,7 +233,7 @@ def _download_part(
     threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
     fetcher = Fetcher(config, limits.limiter())
     try:
-        for record, outcome in in_threads(records, image_dir, fetcher, options, threads, decodes):
+        for record, outcome in in_threads(records, image_dir, fetcher, options, threads):
             results.put(("outcome", record["image_id"], outcome.as_dict()))
         results.put(("done",))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
@@ -318,7 +316,7 @@ def download_shard(
     if limits is not None:
         fetched = in_processes(todo, image_dir, fetcher.config, limits, options, workers, count)
     else:
-        fetched = in_threads(todo, image_dir, fetcher, options, workers, os.cpu_count() or 1)
+        fetched = in_threads(todo, image_dir, fetcher, options, workers)
     with (
         reporting_disk_full(journal),
         open(journal, "a", encoding="utf-8") as log,

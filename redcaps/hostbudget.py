@@ -94,7 +94,7 @@ class MachineBudget:
             self._fds.clear()
 
 
-def budget_key(group: str, source_address: str = "", proxy: str = "") -> str:
-    """Hosts see the egress address: the proxy's when there is one, else this machine's (or the
-    bound source address's)."""
-    return f"{source_address or '-'}|{proxy or '-'}|{group}"
+def egress_route(source_address: str = "", proxy: str = "") -> str:
+    """What hosts see as the client, the first part of a budget's key: the proxy when there is
+    one, else this machine (or the bound source address)."""
+    return f"{source_address or '-'}|{proxy or '-'}"

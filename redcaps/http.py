@@ -37,7 +37,7 @@ import urllib3.exceptions
 
 from redcaps import __version__, throttle
 from redcaps.egress import BlockedAddress, EgressGuard, GuardedAdapter
-from redcaps.hostbudget import MachineBudget, ProcessBudget, budget_key
+from redcaps.hostbudget import MachineBudget, ProcessBudget, egress_route
 from redcaps.throttle import ThrottleState
 
 IMGUR_REMOVED_MD5 = "d835884373f4d6c8f24742ceabe74946"
@@ -168,7 +168,7 @@ class HostLimiter:
         """The limiter ``config`` asks for: shared per machine unless ``host_scope`` is "process"."""
         budget = ProcessBudget() if config.host_scope == "process" else MachineBudget(config.budget_dir)
         proxy = urllib.request.getproxies().get("https", "")
-        route = budget_key("", config.source_address, proxy).rstrip("|")
+        route = egress_route(config.source_address, proxy)
         return cls(config.host_policies, budget=budget, route=route, max_pause=config.retry_after_max)
 
     def for_processes(self, count: int) -> SharedLimits | None:
