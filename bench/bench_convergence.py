@@ -42,7 +42,7 @@ HOST = "i.redd.it"
 
 def client(seconds: float, threads: int, ceiling: float, budget_dir: str) -> None:
     """Hammer HOST with ``threads`` threads through the product's Fetcher for ``seconds``."""
-    from redcaps.http import DEFAULT_HOST_POLICIES, Fetcher, HostPolicy, HttpConfig
+    from redcaps.net.fetcher import DEFAULT_HOST_POLICIES, Fetcher, HostPolicy, HttpConfig
 
     start = DEFAULT_HOST_POLICIES["redd.it"]
     policies = dict(DEFAULT_HOST_POLICIES)
@@ -161,7 +161,7 @@ def download_imgs(capacity: float, images: int) -> dict:
         annotations = Path(tmp) / "bench_2020.json"
         annotations.write_text(json.dumps({"info": info, "annotations": records}))
         env = {**os.environ, **box.env(), "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": tmp}
-        command = ["-c", "from redcaps.cli import main; main()", "download-imgs", "-a", str(annotations)]
+        command = ["-c", "from redcaps.cli.main import main; main()", "download-imgs", "-a", str(annotations)]
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, *command, "-o", str(Path(tmp) / "images")],
@@ -189,8 +189,8 @@ def download_imgs(capacity: float, images: int) -> dict:
 def budget_cost(n: int = 20000) -> dict:
     """CPU microseconds per request the limiter adds (one token taken, one answer reported), with
     the state in this process and with it in the machine's shared file under flock."""
-    from redcaps.hostbudget import MachineBudget, ProcessBudget
-    from redcaps.http import HostLimiter, HostPolicy
+    from redcaps.net.budget import MachineBudget, ProcessBudget
+    from redcaps.net.fetcher import HostLimiter, HostPolicy
 
     costs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from redcaps.sources.dump import read_lines, write_dump  # noqa: E402
+from redcaps.collect.sources.dump import read_lines, write_dump  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "dumps"
 TARGET = "EarthPorn"  # the subreddit read back; mixed case as in the dumps
@@ -111,7 +111,7 @@ def make_dumps(months: int, per_month: int, subreddits: int, seed: int = 0) -> l
 
 def _child(mode: str, folder: str, months: int) -> None:
     """Run one reader and print its figures as JSON (in a fresh process: honest peak RSS)."""
-    from redcaps.sources.dump import DumpSource
+    from redcaps.collect.sources.dump import DumpSource
 
     first = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
     last = dt.datetime(2021 + months // 12, months % 12 + 1, 1, tzinfo=dt.timezone.utc)

@@ -145,7 +145,7 @@ def run(ann_path: Path, work: Path, src: Path, cpus: int, kill_above_mb: int) ->
     argv = ["redcaps", "download-imgs", "-a", str(ann_path), "-o", str(work / "images"), "-j", str(COUNT)]
     if (src / "redcaps" / "egress.py").exists():  # our own server, on loopback (older trees had no guard)
         argv += ["--allow-network", "127.0.0.0/8"]
-    code = f"import os, sys; {fake}sys.argv = {argv!r}; from redcaps.cli import main; main()"
+    code = f"import os, sys; {fake}sys.argv = {argv!r}; from redcaps.cli.main import main; main()"
     env = {**os.environ, "PYTHONPATH": str(src), "NO_PROXY": ",".join(f"127.0.0.{n}" for n in range(1, 17))}
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "REQUESTS_CA_BUNDLE"):
         env.pop(var, None)

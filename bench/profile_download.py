@@ -26,16 +26,16 @@ import bench_download as bd  # noqa: E402
 
 #: Steps of the download path whose inclusive share is reported (substring of a frame).
 STEPS = {
-    "fetch (requests, limiter, retries)": "get (redcaps/http.py",
-    "process_image (all)": "process_image (redcaps/images.py",
+    "fetch (requests, limiter, retries)": "get (redcaps/net/fetcher.py",
+    "process_image (all)": "process_image (redcaps/download/images.py",
     "  decode (ImageFile.load)": "load (PIL/ImageFile.py",
     "  resize": "resize (PIL/Image.py",
     "  encode (save)": "save (PIL/Image.py",
-    "  original size (header re-read)": "_original_size (redcaps/images.py",
+    "  original size (header re-read)": "_original_size (redcaps/download/images.py",
     "sha256": "sha256",
     "write image (atomic, fsync)": "write_bytes (redcaps/atomic.py",
-    "journal line": "to_line (redcaps/download.py",
-    "tarify (write_shards)": "write_shards (redcaps/tarify.py",
+    "journal line": "to_line (redcaps/download/shard.py",
+    "tarify (write_shards)": "write_shards (redcaps/dataset/tarify.py",
     "validate": "(redcaps/validate.py",
 }
 

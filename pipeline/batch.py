@@ -28,11 +28,11 @@ from pipeline.year import RedCapsYear, run_preflight, where_things_are
 from redcaps import layout, preflight
 from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
-from redcaps.dedup import batch_duplicates
+from redcaps.dataset.dedup import batch_duplicates
 from redcaps.errors import RedCapsError
-from redcaps.http import parse_host_policy
-from redcaps.report import summarize_dataset
-from redcaps.report_html import write_report
+from redcaps.net.fetcher import parse_host_policy
+from redcaps.report.html import write_report
+from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir, report_progress
 from tasks.config import data_layout, dedup
 

@@ -12,7 +12,7 @@ from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import split_stem
-from redcaps.report import summarize_dataset
+from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir
 from tasks.config import data_layout
 from tasks.download import DownloadImages

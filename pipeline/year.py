@@ -22,10 +22,10 @@ from pipeline import progress
 from redcaps import layout
 from redcaps import preflight as checks
 from redcaps.atomic import read_json, write_json
-from redcaps.dedup import read_counts
+from redcaps.dataset.dedup import read_counts
+from redcaps.dataset.tarify import read_index
 from redcaps.errors import RedCapsError
-from redcaps.report import format_summary, summarize_dataset, summarize_file
-from redcaps.tarify import read_index
+from redcaps.report.summary import format_summary, summarize_dataset, summarize_file
 from tasks.base import InDataDir, StageTask, report_progress
 from tasks.collect import MergeYear, collection
 from tasks.config import data_layout, filters, redcaps

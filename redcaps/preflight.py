@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import requests
 
-from redcaps.credentials import load_credentials
+from redcaps.collect.credentials import load_credentials
+from redcaps.download.images import ImageOptions
 from redcaps.errors import RedCapsError
-from redcaps.http import HttpConfig
-from redcaps.images import ImageOptions
-from redcaps.models import models_dir, require_model
+from redcaps.filters.models import models_dir, require_model
 from redcaps.names import check_subreddit
+from redcaps.net.fetcher import HttpConfig
 from redcaps.settings import (
     SOURCES,
     CollectionSettings,

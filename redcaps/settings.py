@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-#: Where posts come from (``redcaps.collect.build_source``).
+#: Where posts come from (``redcaps.collect.month.build_source``).
 SOURCES = ("arctic-shift", "pushshift", "dump")
 ARCTIC_SHIFT_URL = "https://arctic-shift.photon-reddit.com"
 PUSHSHIFT_URL = "https://api.pushshift.io"

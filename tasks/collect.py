@@ -1,6 +1,6 @@
 """Annotation collection: one task per subreddit-month, one per merged year.
 
-Settings are the ``[collection]`` section of luigi.cfg (``redcaps.collect.CollectionSettings``):
+Settings are the ``[collection]`` section of luigi.cfg (``redcaps.collect.month.CollectionSettings``):
 config, not task parameters, so they do not change task ids and the web UI does not show them.
 Secrets are never settings: ``credentials`` is only the path of credentials.json, and the
 Pushshift token, Reddit and Imgur keys come from that file or environment variables.
@@ -16,8 +16,8 @@ import luigi
 
 from redcaps import annotations as ann
 from redcaps import layout
-from redcaps.collect import build_imgur, build_refresher, build_source, collect_month
-from redcaps.credentials import Credentials, load_credentials
+from redcaps.collect.credentials import Credentials, load_credentials
+from redcaps.collect.month import build_imgur, build_refresher, build_source, collect_month
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
 from tasks.base import InDataDir, report_progress

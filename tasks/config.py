@@ -12,11 +12,17 @@ from typing import Any, TypeVar
 
 import luigi
 
+from redcaps.download.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.errors import RedCapsError
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.http import DEFAULT_HOST_POLICIES, HostPolicy, HttpConfig, default_user_agent, parse_host_policy
-from redcaps.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.layout import DEFAULT_DATA_DIR, Layout
+from redcaps.net.fetcher import (
+    DEFAULT_HOST_POLICIES,
+    HostPolicy,
+    HttpConfig,
+    default_user_agent,
+    parse_host_policy,
+)
 from redcaps.settings import DedupSettings, DownloadSettings, ShardSettings, StorageSettings
 
 #: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import luigi
 
 from redcaps import layout
-from redcaps.dedup import dedup_file
+from redcaps.dataset.dedup import dedup_file
 from tasks.base import StageTask
 from tasks.config import dedup
 

@@ -19,7 +19,7 @@ import luigi
 
 from redcaps import annotations as ann
 from redcaps import layout
-from redcaps.download import (
+from redcaps.download.shard import (
     Outcome,
     download_file,
     downloaded_annotations,
@@ -30,8 +30,8 @@ from redcaps.download import (
     shard_slice,
 )
 from redcaps.filters.base import FILTER_KEYS, read_removals
-from redcaps.hostbudget import default_budget_dir
-from redcaps.http import Fetcher, HostLimiter, HttpConfig, policy_key
+from redcaps.net.budget import default_budget_dir
+from redcaps.net.fetcher import Fetcher, HostLimiter, HttpConfig, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
 from tasks.config import downloads, host_policies, images
@@ -126,7 +126,7 @@ class DownloadImageShard(StageTask):
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         """With ``host_scope = global``, one luigid slot per image host this shard touches, so no
         two shards anywhere use one host at once. By default hosts count per machine, and every
-        process on it shares the machine's budget instead (``redcaps.hostbudget``)."""
+        process on it shares the machine's budget instead (``redcaps.net.budget``)."""
         if downloads().host_scope != "global":
             return {}
         return {host_resource(h): 1 for h in self.hosts()}

@@ -15,8 +15,8 @@ from typing import ClassVar
 import luigi
 
 from redcaps.filters.base import FILTER_KEYS, ImageScorer
+from redcaps.filters.models import models_dir
 from redcaps.filters.stage import FilterPaths, FilterReport, new_scorer, run_filter
-from redcaps.models import models_dir
 from redcaps.settings import FaceSettings, FilterSettings, ImageFilterSettings, NsfwSettings, WordSettings
 from tasks.base import StageTask, Throttled
 from tasks.config import settings_from

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import luigi
 
-from redcaps.official import fetch_and_extract
+from redcaps.dataset.official import fetch_and_extract
 from tasks.base import InDataDir
 from tasks.config import data_layout
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import luigi
 
-from redcaps.report_html import write_report
+from redcaps.report.html import write_report
 from tasks.base import StageTask
 from tasks.tarify import Tarify
 from tasks.validate import Validate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import luigi
 
 from redcaps import layout
-from redcaps.tarify import pack
+from redcaps.dataset.tarify import pack
 from tasks.base import StageTask
 from tasks.config import images, shards
 

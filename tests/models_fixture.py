@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from redcaps import models
-from redcaps.models import NSFW_TARBALL_SHA256, NSFW_VARIANTS
+from redcaps.filters import models
+from redcaps.filters.models import NSFW_TARBALL_SHA256, NSFW_VARIANTS
 
 NSFW_FILE = NSFW_VARIANTS["nsfw"].filename
 

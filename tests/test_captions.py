@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redcaps.captions import sanitize_caption
+from redcaps.collect.captions import sanitize_caption
 
 
 @pytest.mark.parametrize(

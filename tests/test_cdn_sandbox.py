@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from redcaps.egress import SourceAddressAdapter
+from redcaps.net.egress import SourceAddressAdapter
 from redcaps.sandbox import CdnProfile, Sandbox
 
 UA = {"User-Agent": "redcaps-test/1.0"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from redcaps import check_sources
-from redcaps.cli import main
-from redcaps.credentials import load_credentials
+from redcaps.cli.main import main
+from redcaps.collect import check_sources
+from redcaps.collect.credentials import load_credentials
 from redcaps.sandbox import reddit_apis
 
 SECRETS = {

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from redcaps.cli import main
+from redcaps.cli.main import main
 from tests.helpers import annotation_file, record, write_images
 
 

@@ -10,14 +10,14 @@ import json
 import pytest
 import zstandard
 
-from redcaps.collect import NOT_REFRESHED, build_source, collect_month
+from redcaps.collect.month import NOT_REFRESHED, build_source, collect_month
+from redcaps.collect.sources.arctic_shift import ArcticShiftSource
+from redcaps.collect.sources.dump import DumpSource, read_lines, write_dump
+from redcaps.collect.sources.pushshift import PushshiftSource
 from redcaps.errors import RedCapsError
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import CASES, month_posts, population
 from redcaps.sandbox.posts import expected as expected_counts
-from redcaps.sources.arctic_shift import ArcticShiftSource
-from redcaps.sources.dump import DumpSource, read_lines, write_dump
-from redcaps.sources.pushshift import PushshiftSource
 from redcaps.validate import validate
 
 JAN_2020, JAN_2021 = 1577836800, 1609459200
@@ -220,7 +220,7 @@ def test_pushshift_429_waits_at_least_retry_after(apis):
 
 
 def test_records_keep_authors_and_null_deleted_ones():
-    from redcaps.collect import to_record
+    from redcaps.collect.month import to_record
 
     post = dict(month_posts("sandboxcats", 2020, 1)[0], title="[OC] My cat 4000x3000", author="None")
     assert to_record(post, "https://i.redd.it/x.jpg")["author"] == "None"  # a user may be called None
@@ -233,7 +233,7 @@ def test_records_keep_authors_and_null_deleted_ones():
 
 @pytest.mark.parametrize("offset", [-1, 0, 1])
 def test_multi_frame_dumps_whatever_the_chunk_boundaries(tmp_path, monkeypatch, offset):
-    from redcaps.sources import dump
+    from redcaps.collect.sources import dump
 
     write_dump(tmp_path / "one.zst", population()[:60])
     frame = (tmp_path / "one.zst").read_bytes()

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline import FetchMonth, MergeYear
-from redcaps.cli import main
+from redcaps.cli.main import main
+from redcaps.collect.sources.dump import write_dump
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import expected as expected_counts
 from redcaps.sandbox.posts import population
-from redcaps.sources.dump import write_dump
 from redcaps.validate import validate_file
 from tests.helpers import luigi_settings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from redcaps.credentials import load_credentials
+from redcaps.collect.credentials import load_credentials
 from redcaps.errors import RedCapsError
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "credentials.template.json"

@@ -13,8 +13,8 @@ from PIL import Image
 
 from pipeline import RedCapsBatch
 from redcaps import annotations as ann
-from redcaps import dedup
-from redcaps.dedup import ImageHashes, dedup_file, find_groups, read_batch_counts, read_counts
+from redcaps.dataset import dedup
+from redcaps.dataset.dedup import ImageHashes, dedup_file, find_groups, read_batch_counts, read_counts
 from redcaps.errors import RedCapsError
 from redcaps.layout import Layout
 from redcaps.sandbox import posts

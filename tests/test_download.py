@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from redcaps.download import (
+from redcaps.download.images import ImageOptions
+from redcaps.download.shard import (
     Outcome,
     download_shard,
     downloaded_annotations,
@@ -16,9 +17,8 @@ from redcaps.download import (
     read_outcomes,
     retries_left,
 )
-from redcaps.http import Fetcher, HttpConfig, parse_host_policy
-from redcaps.images import ImageOptions
 from redcaps.layout import image_path
+from redcaps.net.fetcher import Fetcher, HttpConfig, parse_host_policy
 from tests.helpers import annotation_file, record
 
 
@@ -225,8 +225,8 @@ def test_decodes_at_most_one_image_per_core_while_more_threads_fetch(tmp_path, m
     import threading
     import time
 
-    import redcaps.download as download
-    from redcaps.http import FetchResult
+    import redcaps.download.shard as download
+    from redcaps.net.fetcher import FetchResult
     from tests.helpers import jpeg_bytes
 
     class InstantFetcher:

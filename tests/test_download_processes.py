@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from redcaps import download
-from redcaps.download import download_shard, journal_path, read_outcomes
-from redcaps.http import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
+from redcaps.download import shard as download
+from redcaps.download.shard import download_shard, journal_path, read_outcomes
 from redcaps.layout import image_path
+from redcaps.net.fetcher import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
 from redcaps.sandbox import Sandbox
 from tests.helpers import record
 
@@ -135,7 +135,7 @@ SHARD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from redcaps.download import download_shard
+    from redcaps.download.shard import download_shard
     from tests.test_download_processes import fetcher, small_records
     from redcaps.sandbox import Sandbox
     tmp = Path(sys.argv[1])

@@ -23,11 +23,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from redcaps.cli import main
-from redcaps.download import download_shard, read_outcomes
-from redcaps.egress import EgressGuard, is_internal, parse_ip_literal
+from redcaps.cli.main import main
+from redcaps.download.shard import download_shard, read_outcomes
 from redcaps.errors import RedCapsError
-from redcaps.http import RETRYABLE_STATUSES, Fetcher, HostLimiter, HostPolicy, HttpConfig
+from redcaps.net.egress import EgressGuard, is_internal, parse_ip_literal
+from redcaps.net.fetcher import RETRYABLE_STATUSES, Fetcher, HostLimiter, HostPolicy, HttpConfig
 from tests.helpers import jpeg_bytes, record
 
 IMAGE = jpeg_bytes()
@@ -354,7 +354,7 @@ _IN_NAMESPACE = r"""
 import json, socket, sys
 sys.path[:0] = [{root!r}]
 from tests.test_egress import Listener, _serve
-from redcaps.http import Fetcher, HttpConfig, HostPolicy
+from redcaps.net.fetcher import Fetcher, HttpConfig, HostPolicy
 
 assert [name for _, name in socket.if_nameindex()] == ["lo"], "not an empty network namespace"
 port = 8080

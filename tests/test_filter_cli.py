@@ -10,9 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from redcaps import annotations as ann
-from redcaps import models
-from redcaps.cli import main
-from redcaps.filters import base, stage
+from redcaps.cli.main import main
+from redcaps.filters import base, models, stage
 from redcaps.layout import removals_beside
 from redcaps.settings import NsfwSettings
 from tests.helpers import ScoresById, annotation_file, record, write_images

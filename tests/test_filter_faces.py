@@ -17,8 +17,7 @@ import pytest
 from PIL import Image
 
 from redcaps import annotations as ann
-from redcaps import models
-from redcaps.filters import stage
+from redcaps.filters import models, stage
 from redcaps.filters.faces import (
     ORIGINAL_MODEL_NAME,
     FaceScorer,
@@ -28,8 +27,8 @@ from redcaps.filters.faces import (
     priors,
     valid_anchors,
 )
+from redcaps.filters.models import FACES_MODEL_NAME, ModelError
 from redcaps.filters.stage import filter_images
-from redcaps.models import FACES_MODEL_NAME, ModelError
 from redcaps.settings import FaceSettings
 from tests.helpers import annotation_file, record
 from tests.models_fixture import FACES, NO_FACES, SOURCES, copy_photos
@@ -220,7 +219,7 @@ def test_missing_default_model_is_one_line(tmp_path: Path, monkeypatch: pytest.M
         FaceScorer()
     message = str(err.value)
     assert "\n" not in message
-    assert f"python -m redcaps.models faces --dest {tmp_path / 'empty'}" in message
+    assert f"python -m redcaps.filters.models faces --dest {tmp_path / 'empty'}" in message
     with pytest.raises(ModelError, match="not found"):
         filter_images("faces", _file(), tmp_path, FaceSettings())
     with pytest.raises(ModelError, match="not found"):

@@ -17,11 +17,10 @@ import pytest
 from PIL import Image
 
 from redcaps import annotations as ann
-from redcaps import models
-from redcaps.filters import base, stage
+from redcaps.filters import base, models, stage
+from redcaps.filters.models import NSFW_MODEL_NAME, ModelError
 from redcaps.filters.nsfw import ORIGINAL_MODEL_NAME, NsfwScorer, preprocess
 from redcaps.filters.stage import filter_images
-from redcaps.models import NSFW_MODEL_NAME, ModelError
 from redcaps.settings import NsfwSettings
 from tests.helpers import annotation_file, record
 from tests.models_fixture import SOURCES, copy_photos
@@ -292,7 +291,7 @@ def test_original_h5_architecture_loads_and_scores(photo_dir: Path, image_dir: P
     # the same file through the command line's --model, in place, as users run the original
     from click.testing import CliRunner
 
-    from redcaps.cli import main
+    from redcaps.cli.main import main
 
     annotations = tmp_path / "pics_2020.json"
     ann.save(annotations, _file(("rocket", "coffee")))
@@ -383,7 +382,7 @@ def test_missing_default_model_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(ModelError) as err:
         NsfwScorer()
     assert "\n" not in str(err.value)
-    assert f"python -m redcaps.models nsfw --dest {tmp_path / 'empty'}" in str(err.value)
+    assert f"python -m redcaps.filters.models nsfw --dest {tmp_path / 'empty'}" in str(err.value)
     with pytest.raises(ModelError, match="not found"):
         filter_images("nsfw", _file(), tmp_path, NsfwSettings())
     with pytest.raises(ModelError, match="not found"):

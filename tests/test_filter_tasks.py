@@ -12,9 +12,8 @@ import pytest
 
 import tasks.filters
 from redcaps import annotations as ann
-from redcaps import models
 from redcaps.errors import AnnotationFormatError
-from redcaps.filters import base
+from redcaps.filters import base, models
 from redcaps.settings import NsfwSettings
 from tasks.filters import FilterFaces, FilterNsfw, FilterWords, cached_scorer
 from tests.helpers import ScoresById, annotation_file, record, write_images

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from redcaps import annotations as ann
-from redcaps.captions import sanitize_caption
+from redcaps.collect.captions import sanitize_caption
 from redcaps.filters import base, stage
 from redcaps.filters.words import (
     MODEL,

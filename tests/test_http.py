@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from redcaps.http import (
+from redcaps.net.fetcher import (
     MAX_REDIRECTS,
     Fetcher,
     HostLimiter,

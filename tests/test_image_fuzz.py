@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from redcaps.download import download_shard, fetch_one, read_outcomes
-from redcaps.http import FetchResult
-from redcaps.images import REJECTION_REASONS, ImageOptions, ImageRejected, process_image
+from redcaps.download.images import REJECTION_REASONS, ImageOptions, ImageRejected, process_image
+from redcaps.download.shard import download_shard, fetch_one, read_outcomes
 from redcaps.layout import image_path
+from redcaps.net.fetcher import FetchResult
 from tests.helpers import record
 
 #: Pillow warns about malformed TIFF tags and EXIF; expected here by the thousand.

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from redcaps.images import ImageOptions, ImageRejected, process_image, target_size
+from redcaps.download.images import ImageOptions, ImageRejected, process_image, target_size
 from redcaps.sandbox.images import bomb_png, render
 
 
@@ -100,7 +100,7 @@ def test_whole_body_decode_matches_chunked_decode_and_still_detects_truncation(m
     import numpy as np
     from PIL import Image
 
-    import redcaps.images as images
+    import redcaps.download.images as images
 
     noise = np.random.default_rng(1).integers(0, 256, size=(900, 1200, 3), dtype=np.uint8)
     buf = io.BytesIO()
@@ -199,7 +199,7 @@ def test_aspect_ratio_limit_is_inclusive(size, ok):
 
 
 def test_raster_bytes_count_bit_depth_and_bands():
-    from redcaps.images import raster_bytes
+    from redcaps.download.images import raster_bytes
 
     rgba16 = Image.open(io.BytesIO(_png_header_only(9400, 9400, 16, 6)))
     assert raster_bytes(rgba16) == 9400 * 9400 * 8
@@ -236,7 +236,7 @@ def test_jpeg_raster_is_checked_at_its_draft_size():
 def test_memory_budget_waits_until_a_reservation_fits_and_refuses_one_over_the_whole():
     import threading
 
-    from redcaps.images import MemoryBudget
+    from redcaps.download.images import MemoryBudget
 
     budget = MemoryBudget(100)
     entered = threading.Event()
@@ -262,7 +262,7 @@ def test_memory_budget_waits_until_a_reservation_fits_and_refuses_one_over_the_w
 def test_decodes_share_the_process_wide_budget():
     import threading
 
-    from redcaps.images import shared_budget
+    from redcaps.download.images import shared_budget
 
     options = ImageOptions(memory_budget=123_456_789)  # a budget of its own for this test
     assert shared_budget(options.memory_budget) is shared_budget(options.memory_budget)
@@ -283,7 +283,7 @@ def test_decodes_share_the_process_wide_budget():
 def test_a_share_of_the_budget_holds_its_share_and_runs_a_bigger_image_alone():
     import threading
 
-    from redcaps.images import MemoryBudget, shared_budget
+    from redcaps.download.images import MemoryBudget, shared_budget
 
     share = MemoryBudget(50, whole=200)  # one of four processes splitting 200 bytes
     entered = threading.Event()
@@ -309,7 +309,7 @@ def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system():
     docs/benchmarks/memory.md): without this, each download thread's arena kept its rasters."""
     import os
 
-    from redcaps.images import RASTER_BLOCK_BYTES
+    from redcaps.download.images import RASTER_BLOCK_BYTES
 
     process_image(encode(Image.new("RGB", (64, 48))))  # set at the first image, not on import
     if "PILLOW_BLOCK_SIZE" not in os.environ:

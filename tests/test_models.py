@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from redcaps import models
-from redcaps.filters import gantman
+from redcaps.filters import gantman, models
 from redcaps.filters.gantman import TfjsError
-from redcaps.models import NSFW_TARBALL_SHA256, NSFW_VARIANTS, ModelError
+from redcaps.filters.models import NSFW_TARBALL_SHA256, NSFW_VARIANTS, ModelError
 from tests.models_fixture import NSFW_FILE
 
 # --- a fake nsfwjs package -------------------------------------------------------------------

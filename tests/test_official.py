@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
+from redcaps.dataset.official import fetch_and_extract
 from redcaps.errors import RedCapsError, UnsafeNameError
-from redcaps.official import fetch_and_extract
 from tests.helpers import annotation_file, record
 
 

@@ -218,7 +218,7 @@ def test_an_empty_year_is_loud_and_marked(sandbox_env, luigi_config, capsys):
 def test_the_collect_command_runs_the_preflight(tmp_path, sandbox_env, monkeypatch):
     from click.testing import CliRunner
 
-    from redcaps.cli import main
+    from redcaps.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "anns"

@@ -20,9 +20,9 @@ from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from pipeline import RedCapsYear
 from redcaps import layout
-from redcaps.cli import main
+from redcaps.cli.main import main
 from redcaps.layout import Layout
-from redcaps.report_html import SAMPLES_PER_SUBREDDIT, THUMBNAIL_EDGE, thumbnail, write_report
+from redcaps.report.html import SAMPLES_PER_SUBREDDIT, THUMBNAIL_EDGE, thumbnail, write_report
 
 HEADINGS = [
     "Counts per subreddit and year",
@@ -249,11 +249,13 @@ def test_the_report_command(half_filtered, tmp_path):
 
 def test_duplicates_come_from_the_dedup_stage_when_it_exists(half_filtered, tmp_path, monkeypatch):
     where, _ = half_filtered
-    monkeypatch.setitem(sys.modules, "redcaps.dedup", None)  # a branch without the stage: import fails
+    monkeypatch.setitem(
+        sys.modules, "redcaps.dataset.dedup", None
+    )  # a branch without the stage: import fails
     page = write_report(where, tmp_path / "before.html").read_text(encoding="utf-8")
     assert "<td>r/roses</td><td>2021</td><td>0</td><td>0</td><td>0</td><td>not run</td>" in page
 
-    dedup = types.ModuleType("redcaps.dedup")
+    dedup = types.ModuleType("redcaps.dataset.dedup")
     asked = []
 
     def read_counts(layout_: Layout, stem: str) -> dict:
@@ -261,7 +263,7 @@ def test_duplicates_come_from_the_dedup_stage_when_it_exists(half_filtered, tmp_
         return {"exact": 3, "near": 2, "dropped": 1, "mode": "exact"}
 
     dedup.read_counts = read_counts
-    monkeypatch.setitem(sys.modules, "redcaps.dedup", dedup)
+    monkeypatch.setitem(sys.modules, "redcaps.dataset.dedup", dedup)
     page = write_report(where, tmp_path / "after.html").read_text(encoding="utf-8")
     assert asked == [(where, "roses_2021")]
     assert "<td>r/roses</td><td>2021</td><td>3</td><td>2</td><td>1</td><td>exact</td>" in page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redcaps.rules import Dropped, Kept, classify, gallery_url, image_url, imgur_url, media_source
+from redcaps.collect.rules import Dropped, Kept, classify, gallery_url, image_url, imgur_url, media_source
 
 
 def post(**fields):
@@ -177,7 +177,7 @@ def test_gallery_without_a_valid_still_image_is_dropped():
 
 
 def test_every_reason_is_documented():
-    from redcaps.rules import REASONS
+    from redcaps.collect.rules import REASONS
     from redcaps.sandbox.posts import CASES, RESOLVED
 
     produced = {r for r in (*CASES.values(), *RESOLVED.values()) if r}

@@ -11,19 +11,19 @@ import time
 import pytest
 import requests
 
-from redcaps.collect import build_source, collect_month
-from redcaps.credentials import RedditCredentials
+from redcaps.collect.credentials import RedditCredentials
+from redcaps.collect.month import build_source, collect_month
+from redcaps.collect.rules import Dropped
+from redcaps.collect.sources.arctic_shift import ArcticShiftSource
+from redcaps.collect.sources.imgur import ImgurResolver
+from redcaps.collect.sources.pushshift import PushshiftSource
+from redcaps.collect.sources.reddit_refresh import RedditRefresher, make_reddit
 from redcaps.errors import RedCapsError
-from redcaps.http import HostLimiter
-from redcaps.rules import Dropped
+from redcaps.net.fetcher import HostLimiter
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import expected as expected_counts
 from redcaps.sandbox.posts import month_posts, population
 from redcaps.settings import PULLPUSH_URL
-from redcaps.sources.arctic_shift import ArcticShiftSource
-from redcaps.sources.imgur import ImgurResolver
-from redcaps.sources.pushshift import PushshiftSource
-from redcaps.sources.reddit_refresh import RedditRefresher, make_reddit
 
 JAN_2020, JAN_2021 = 1577836800, 1609459200
 PULLPUSH_SEARCH = "https://api.pullpush.io/reddit/search/submission/"

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from redcaps.collect import build_imgur, collect_month
-from redcaps.credentials import load_credentials
+from redcaps.collect.credentials import load_credentials
+from redcaps.collect.month import build_imgur, collect_month
+from redcaps.collect.rules import Dropped, Kept
+from redcaps.collect.sources.arctic_shift import ArcticShiftSource
+from redcaps.collect.sources.imgur import ImgurResolver
 from redcaps.errors import RedCapsError
-from redcaps.rules import Dropped, Kept
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import case_of, imgur_albums, month_posts
 from redcaps.sandbox.posts import expected as expected_counts
-from redcaps.sources.arctic_shift import ArcticShiftSource
-from redcaps.sources.imgur import ImgurResolver
 
 
 @pytest.fixture()

@@ -8,16 +8,16 @@ import logging
 
 import pytest
 
-from redcaps.collect import REFRESHED, build_refresher, collect_month
-from redcaps.credentials import load_credentials
+from redcaps.collect.credentials import load_credentials
+from redcaps.collect.month import REFRESHED, build_refresher, collect_month
+from redcaps.collect.sources import reddit_refresh
+from redcaps.collect.sources.arctic_shift import ArcticShiftSource
+from redcaps.collect.sources.reddit_refresh import RedditRefresher
 from redcaps.errors import RedCapsError
-from redcaps.http import HostLimiter
+from redcaps.net.fetcher import HostLimiter
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import case_of, month_posts
 from redcaps.sandbox.posts import expected as expected_counts
-from redcaps.sources import reddit_refresh
-from redcaps.sources.arctic_shift import ArcticShiftSource
-from redcaps.sources.reddit_refresh import RedditRefresher
 
 
 @pytest.fixture()
@@ -121,7 +121,7 @@ def test_wrong_credentials_are_a_clear_error(apis, monkeypatch):
 def test_secrets_never_reach_logs_or_outputs(apis, tmp_path, caplog):
     from click.testing import CliRunner
 
-    from redcaps.cli import main
+    from redcaps.cli.main import main
 
     creds = tmp_path / "credentials.json"
     creds.write_text(

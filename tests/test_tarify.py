@@ -9,8 +9,8 @@ import tarfile
 import pytest
 import webdataset as wds
 
+from redcaps.dataset.tarify import write_shards
 from redcaps.errors import RedCapsError
-from redcaps.tarify import write_shards
 from tests.helpers import annotation_file, record, write_images
 
 
@@ -122,7 +122,7 @@ def test_bytes_identical_to_webdataset_tarwriter(dataset, fmt):
 
 def test_failed_shard_leaves_no_partial_tar(dataset, monkeypatch):
     af, tmp = dataset
-    import redcaps.tarify as tarify
+    import redcaps.dataset.tarify as tarify
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -148,7 +148,7 @@ def test_duplicate_image_ids_fail_before_anything_is_written(dataset):
 def test_make_tarfiles_refuses_duplicates_in_one_line(tmp_path):
     from click.testing import CliRunner
 
-    from redcaps.cli import main
+    from redcaps.cli.main import main
     from tests.helpers import annotation_file
 
     records = [record("a1"), record("b2"), record("a1")]
@@ -167,7 +167,7 @@ def test_make_tarfiles_refuses_duplicates_in_one_line(tmp_path):
 
 
 def _manifest(tmp, outcomes):
-    from redcaps.download import Outcome
+    from redcaps.download.shard import Outcome
 
     folder = tmp / "images" / ".manifests" / "roses_2020"
     folder.mkdir(parents=True, exist_ok=True)
@@ -241,8 +241,8 @@ def pipeline_year(tmp_path):
 
 
 def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_year):
+    from redcaps.dataset.tarify import pack, read_index
     from redcaps.settings import ShardSettings, StorageSettings
-    from redcaps.tarify import pack, read_index
 
     af, layout = pipeline_year
     settings, storage = ShardSettings(shard_size=3), StorageSettings(keep_loose=False)
@@ -263,7 +263,7 @@ def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_yea
 
 
 def test_loose_images_kept_when_a_shard_does_not_match(pipeline_year, monkeypatch):
-    import redcaps.tarify as tarify
+    import redcaps.dataset.tarify as tarify
     from redcaps.settings import ShardSettings, StorageSettings
 
     af, layout = pipeline_year

@@ -96,7 +96,7 @@ def test_a_malformed_chain_is_a_one_line_error(luigi_config, text):
 
 def test_shards_in_one_process_share_one_limiter(luigi_config):
     """A limiter per shard would give every new shard a fresh burst against the same host."""
-    from redcaps.http import HostPolicy, HttpConfig
+    from redcaps.net.fetcher import HostPolicy, HttpConfig
     from tasks.download import process_limiter
 
     policies = {"*": HostPolicy(rate=5, burst=10, concurrency=8)}

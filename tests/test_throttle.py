@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from redcaps import throttle
-from redcaps.hostbudget import MachineBudget
-from redcaps.http import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
+from redcaps.net import throttle
+from redcaps.net.budget import MachineBudget
+from redcaps.net.fetcher import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
 from redcaps.sandbox import CdnProfile, Sandbox
 from redcaps.sandbox.app import RequestRecord
 from tests.helpers import annotation_file, record
@@ -207,7 +207,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     from tests.test_throttle import config, hammer
-    from redcaps.http import Fetcher
+    from redcaps.net.fetcher import Fetcher
     from pathlib import Path
     tmp, policy, start, seconds, tag, scope = sys.argv[1:7]
     fetcher = Fetcher(config(Path(tmp), policy, host_scope=scope))
@@ -272,7 +272,7 @@ def test_download_imgs_defaults_find_the_hosts_capacity(tmp_path, capacity, imag
         source = tmp_path / "roses_2020.json"
         source.write_text(json.dumps(annotation_file(records).to_json()))
         env = {**os.environ, **box.env(), "XDG_RUNTIME_DIR": str(tmp_path)}  # a fresh machine budget
-        command = [sys.executable, "-c", "from redcaps.cli import main; main()", "download-imgs"]
+        command = [sys.executable, "-c", "from redcaps.cli.main import main; main()", "download-imgs"]
         done = subprocess.run(
             [*command, "-a", str(source), "-o", str(tmp_path / "images")],
             env=env,

@@ -15,7 +15,7 @@ Opt-in padding (for GPUs) pads to the batch's largest height and width with the 
 after subtraction) and ignores anchors whose cells lie wholly in the padding, so an image keeps
 its own anchors; activations near its border still see the padding and can shift.
 
-Backends: the default MobileNet-0.25 ONNX (``python -m redcaps.models faces``), any RetinaFace
+Backends: the default MobileNet-0.25 ONNX (``python -m redcaps.filters.models faces``), any RetinaFace
 ``.onnx`` with dynamic height/width, or the original ResNet-50 ``.pth`` through
 :mod:`redcaps.filters.retinaface`.
 """
@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image
 
 from redcaps.filters.base import ImageScorer
+from redcaps.filters.models import FACES_MODEL_NAME, ModelError, require_model
 from redcaps.filters.onnx import check_device, onnx_session
-from redcaps.models import FACES_MODEL_NAME, ModelError, require_model
 from redcaps.settings import FaceSettings
 
 MEAN_BGR = np.array([104, 117, 123], dtype=np.float32)

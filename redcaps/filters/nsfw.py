@@ -5,8 +5,8 @@ The original loaded GantMan's ``nsfw.299x299.h5`` (InceptionV3), fed it each ima
 ``porn + hentai > 0.9`` (strict). Classes come out as drawings, hentai, neutral, porn, sexy.
 
 Backends: the default is GantMan's MobileNetV2-224 converted to ONNX from npm ``nsfwjs``
-(``python -m redcaps.models nsfw``); any GantMan-style ``.onnx`` works (the InceptionV3 one from
-``python -m redcaps.models nsfw-inception`` included), and the original ``.h5`` loads through
+(``python -m redcaps.filters.models nsfw``); any GantMan-style ``.onnx`` works (the InceptionV3 one from
+``python -m redcaps.filters.models nsfw-inception`` included), and the original ``.h5`` loads through
 TensorFlow/Keras. The input size is read from the model, so preprocessing always matches it.
 """
 
@@ -23,8 +23,8 @@ from PIL import Image
 
 from redcaps.filters.base import ImageScorer
 from redcaps.filters.gantman import CLASSES
+from redcaps.filters.models import NSFW_MODEL_NAME, ModelError, require_model
 from redcaps.filters.onnx import check_device, onnx_session
-from redcaps.models import NSFW_MODEL_NAME, ModelError, require_model
 from redcaps.settings import NsfwSettings
 
 #: Columns summed into the score (the original's rule).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from redcaps.models import ModelError
+from redcaps.filters.models import ModelError
 
 
 def check_device(device: str) -> None:

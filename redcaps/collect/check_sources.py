@@ -19,13 +19,13 @@ from typing import Any
 import click
 import requests
 
-from redcaps.credentials import Credentials, load_credentials
-from redcaps.http import default_user_agent
+from redcaps.collect.credentials import Credentials, load_credentials
+from redcaps.collect.sources.arctic_shift import SEARCH_PATH as ARCTIC_SHIFT_SEARCH
+from redcaps.collect.sources.imgur import API_URL as IMGUR_URL
+from redcaps.collect.sources.pushshift import SEARCH_PATHS
+from redcaps.collect.sources.reddit_refresh import REFRESHED_FIELDS
+from redcaps.net.fetcher import default_user_agent
 from redcaps.settings import ARCTIC_SHIFT_URL, PULLPUSH_URL, PUSHSHIFT_URL
-from redcaps.sources.arctic_shift import SEARCH_PATH as ARCTIC_SHIFT_SEARCH
-from redcaps.sources.imgur import API_URL as IMGUR_URL
-from redcaps.sources.pushshift import SEARCH_PATHS
-from redcaps.sources.reddit_refresh import REFRESHED_FIELDS
 
 SOURCES = ("arctic-shift", "pushshift", "pullpush", "reddit", "imgur")
 #: Post fields the collection reads (rules, records, refresh); one missing is worth knowing.
@@ -141,7 +141,7 @@ def check_reddit(credentials: Credentials, post_id: str | None) -> Check:
         return Check("reddit", None, credentials.problems.get("reddit") or "no Reddit credentials")
     import prawcore
 
-    from redcaps.sources.reddit_refresh import make_reddit
+    from redcaps.collect.sources.reddit_refresh import make_reddit
 
     reddit = make_reddit(credentials.reddit)
     began = time.monotonic()

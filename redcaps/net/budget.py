@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from redcaps.throttle import STALE_AFTER, ThrottleState
+from redcaps.net.throttle import STALE_AFTER, ThrottleState
 
 Fresh = Callable[[], ThrottleState]
 

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from redcaps import __version__
 from redcaps import annotations as ann
+from redcaps.download.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.errors import RedCapsError
-from redcaps.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.layout import DEFAULT_DATA_DIR, Layout, manifest_dir, stem, stem_of
 from redcaps.settings import SOURCES, CollectionSettings, DownloadSettings, ShardSettings
 
@@ -120,8 +120,8 @@ def download_imgs(
     source_address: str,
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
-    from redcaps.download import download_file, downloaded_annotations
-    from redcaps.http import Fetcher, HttpConfig
+    from redcaps.download.shard import download_file, downloaded_annotations
+    from redcaps.net.fetcher import Fetcher, HttpConfig
 
     source = ann.load(annotations_path)
     image_dir = Path(save_to)
@@ -213,8 +213,8 @@ def download_anns(
 ) -> None:
     """Collect one month of image posts of a subreddit as an annotation file."""
     from redcaps import preflight
-    from redcaps.collect import build_imgur, build_refresher, build_source, collect_month
-    from redcaps.credentials import load_credentials
+    from redcaps.collect.credentials import load_credentials
+    from redcaps.collect.month import build_imgur, build_refresher, build_source, collect_month
 
     path = Path(save_to) / f"{stem(subreddit, month)}.json"  # checks the name first
     if (dump_file or dump_dir) and source != "dump":
@@ -310,7 +310,7 @@ def make_tarfiles(
 ) -> None:
     """Pack an annotation file and its images into WebDataset shards <stem>_%08d.tar, with a
     .parquet and _stats.json beside each shard and sizes.json for the folder."""
-    from redcaps.tarify import write_shards
+    from redcaps.dataset.tarify import write_shards
 
     annotations = ann.load(input_path)
     file_stem = stem_of(input_path)
@@ -333,7 +333,7 @@ def make_tarfiles(
 @click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, type=click.Path(file_okay=False))
 def summary(data_dir: str) -> None:
     """Summarise a pipeline data directory: instances, downloads, failures, shards."""
-    from redcaps.report import format_summary, summarize_dataset
+    from redcaps.report.summary import format_summary, summarize_dataset
 
     click.echo(format_summary(summarize_dataset(Layout.at(data_dir))))
 
@@ -349,7 +349,7 @@ def summary(data_dir: str) -> None:
 )
 def report(data_dir: str, output: str | None) -> None:
     """Write a self-contained HTML report of a data directory (tables, plots, sample thumbnails)."""
-    from redcaps.report_html import write_report
+    from redcaps.report.html import write_report
 
     where = Layout.at(data_dir)
     if not where.stages.is_dir():
@@ -357,12 +357,12 @@ def report(data_dir: str, output: str | None) -> None:
     click.echo(write_report(where, output or where.report_file("dataset")))
 
 
-from redcaps.filters.commands import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists
+from redcaps.cli.filters import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists
 
 for _command in FILTER_COMMANDS:
     main.add_command(_command)
 
-from redcaps.check_sources import check_sources_command  # noqa: E402 - after main exists
+from redcaps.collect.check_sources import check_sources_command  # noqa: E402 - after main exists
 
 main.add_command(check_sources_command)
 

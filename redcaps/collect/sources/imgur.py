@@ -23,10 +23,10 @@ from typing import Any
 
 import requests
 
+from redcaps.collect.rules import Dropped, Kept
 from redcaps.errors import RedCapsError
-from redcaps.http import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
-from redcaps.rules import Dropped, Kept
-from redcaps.sources.retry import RetryLater, retrying
+from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
+from redcaps.net.retry import RetryLater, retrying
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _says_bad_client_id(resp: requests.Response) -> bool:
 
 
 class ImgurResolver:
-    """Implements :class:`redcaps.rules.ImgurResolver`; answers are cached per album id."""
+    """Implements :class:`redcaps.collect.rules.ImgurResolver`; answers are cached per album id."""
 
     def __init__(
         self,

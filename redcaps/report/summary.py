@@ -14,9 +14,9 @@ from typing import Any
 
 from redcaps import layout
 from redcaps.atomic import read_json
+from redcaps.dataset.tarify import read_index
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import Layout
-from redcaps.tarify import read_index
 
 
 def _info(path: Path) -> dict[str, Any]:

@@ -26,10 +26,10 @@ import praw
 import prawcore
 import requests
 
-from redcaps.credentials import Credentials, RedditCredentials
+from redcaps.collect.credentials import Credentials, RedditCredentials
 from redcaps.errors import RedCapsError
-from redcaps.http import HostLimiter, HostPolicy, default_user_agent
-from redcaps.sources.retry import backoff
+from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent
+from redcaps.net.retry import backoff
 
 log = logging.getLogger(__name__)
 

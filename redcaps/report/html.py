@@ -1,6 +1,6 @@
 """The dataset's HTML report: one self-contained static file that opens from disk.
 
-Tables come from the stage outputs (:mod:`redcaps.report`), the download manifests and the
+Tables come from the stage outputs (:mod:`redcaps.report.summary`), the download manifests and the
 filters' removals; plots are matplotlib SVG inlined in the page; sample thumbnails are small
 JPEGs as ``data:`` URIs. Nothing is fetched when the page opens: no server, no network.
 
@@ -31,7 +31,7 @@ from redcaps import layout
 from redcaps.atomic import read_json, write_text
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import Layout, split_stem
-from redcaps.report import SUMMARY_STAGES, summarize_file
+from redcaps.report.summary import SUMMARY_STAGES, summarize_file
 
 #: Thumbnails per subreddit on the contact sheet, their longest edge, and the face blur radius.
 SAMPLES_PER_SUBREDDIT = 12
@@ -80,9 +80,9 @@ def latest_file(where: Layout, stem: str) -> Path | None:
 
 
 def dedup_counts(where: Layout, stem: str) -> dict[str, Any] | None:
-    """The dedup stage's counts of a stem (``redcaps.dedup``), or None where it is absent or has not run."""
+    """The dedup stage's counts of a stem, or None where it is absent or has not run."""
     try:
-        from redcaps.dedup import read_counts  # type: ignore[import-not-found]
+        from redcaps.dataset.dedup import read_counts  # type: ignore[import-not-found]
     except ImportError:
         return None
     try:

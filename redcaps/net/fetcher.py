@@ -10,7 +10,7 @@
 * Placeholders count as failures: imgur's ``removed.png`` and flickr's
   ``photo_unavailable`` are served with HTTP 200 after a redirect.
 * Standard ``HTTP(S)_PROXY`` / ``REQUESTS_CA_BUNDLE`` apply (requests' ``trust_env``).
-* No internal addresses (:mod:`redcaps.egress`): a refused URL or redirect hop is
+* No internal addresses (:mod:`redcaps.net.egress`): a refused URL or redirect hop is
   ``blocked_address``, final.
 * Deadlines: ``request_deadline`` for one request, body included (a trickling body is cut),
   ``url_deadline`` for one URL across attempts, redirects and backoff; both end as
@@ -35,10 +35,11 @@ import requests
 import tenacity
 import urllib3.exceptions
 
-from redcaps import __version__, throttle
-from redcaps.egress import BlockedAddress, EgressGuard, GuardedAdapter
-from redcaps.hostbudget import MachineBudget, ProcessBudget, egress_route
-from redcaps.throttle import ThrottleState
+from redcaps import __version__
+from redcaps.net import throttle
+from redcaps.net.budget import MachineBudget, ProcessBudget, egress_route
+from redcaps.net.egress import BlockedAddress, EgressGuard, GuardedAdapter
+from redcaps.net.throttle import ThrottleState
 
 IMGUR_REMOVED_MD5 = "d835884373f4d6c8f24742ceabe74946"
 
@@ -52,7 +53,7 @@ RETRYABLE_STATUSES = frozenset(
 class HostPolicy:
     """Token bucket (``rate`` per second, up to ``burst`` at once) and a concurrency cap.
 
-    ``rate`` is where the adaptive control (:mod:`redcaps.throttle`) starts; it may raise the
+    ``rate`` is where the adaptive control (:mod:`redcaps.net.throttle`) starts; it may raise the
     rate up to ``ceiling`` while the host answers well (None: ``rate`` is fixed; Retry-After still pauses)."""
 
     rate: float = 5.0
@@ -141,8 +142,8 @@ class Ticket:
 
 
 class HostLimiter:
-    """Per-host politeness: adaptive token buckets (:mod:`redcaps.throttle`) kept in ``budget``
-    (this process's memory unless given a :class:`~redcaps.hostbudget.MachineBudget`), and a
+    """Per-host politeness: adaptive token buckets (:mod:`redcaps.net.throttle`) kept in ``budget``
+    (this process's memory unless given a :class:`~redcaps.net.budget.MachineBudget`), and a
     concurrency cap per process. Hosts matching only ``"*"`` each get their own bucket."""
 
     def __init__(

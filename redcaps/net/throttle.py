@@ -7,7 +7,7 @@ of the rate where it last pushed back, per response and at most 5% of it per sec
 back up takes at least ~150 responses and ~6 s). It never exceeds the policy's ``ceiling``. On
 429, 503, timeouts and refused connections it is cut multiplicatively (at most once per ``HOLD``
 seconds: answers in flight reflect the old rate too), and ``Retry-After`` pauses the whole group.
-The state is a small record that a :mod:`redcaps.hostbudget` store keeps in memory or shares
+The state is a small record that a :mod:`redcaps.net.budget` store keeps in memory or shares
 between processes.
 """
 

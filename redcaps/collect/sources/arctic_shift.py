@@ -25,9 +25,9 @@ from typing import Any
 import requests
 
 from redcaps.errors import RedCapsError
-from redcaps.http import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
+from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
+from redcaps.net.retry import RetryLater, retrying
 from redcaps.settings import ARCTIC_SHIFT_URL
-from redcaps.sources.retry import RetryLater, retrying
 
 log = logging.getLogger(__name__)
 

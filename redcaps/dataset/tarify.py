@@ -6,7 +6,7 @@ annotation record plus the image's size, sha256 and download status from the man
 ``format = json`` or ``txt`` keeps only one of the two. Samples are sorted by key and every
 member has a fixed mtime, owner and mode, so the same inputs always give byte-identical
 shards. Each shard is written atomically; unlike the original, no empty trailing shard is
-ever written. Beside each shard, its img2dataset-style metadata (:mod:`redcaps.shardmeta`).
+ever written. Beside each shard, its img2dataset-style metadata (:mod:`redcaps.dataset.shardmeta`).
 
 Members are written with the standard library's ``tarfile`` in exactly the layout of
 ``webdataset.TarWriter`` (a test compares the bytes): importing webdataset pulls in torch,
@@ -31,12 +31,12 @@ from PIL import Image
 
 from redcaps.annotations import AnnotationFile, Record
 from redcaps.atomic import atomic_open, read_json, sweep_temp_files, write_bytes, write_json
-from redcaps.download import Outcome, read_manifests
+from redcaps.dataset.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
+from redcaps.download.shard import Outcome, read_manifests
 from redcaps.errors import RedCapsError
 from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
 from redcaps.names import check_image_id
 from redcaps.settings import Format, ShardSettings, StorageSettings
-from redcaps.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
 from redcaps.validate import check_unique_ids
 
 #: 2021-10-01, the RedCaps v1.0 release month: any fixed value makes tars reproducible.

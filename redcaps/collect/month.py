@@ -1,8 +1,8 @@
 """Collect one subreddit-month of image posts as an annotation file (``download-anns``).
 
-Posts come from a :class:`~redcaps.sources.PostSource`; an optional Reddit refresh updates
+Posts come from a :class:`~redcaps.collect.sources.PostSource`; an optional Reddit refresh updates
 score and status (the original always did this; without credentials the source's fields
-are used and ``info.collection`` says so); :mod:`redcaps.rules` decides what is kept and
+are used and ``info.collection`` says so); :mod:`redcaps.collect.rules` decides what is kept and
 with which URL; captions are cleaned as the original did. ``info.collection`` records the
 source and every drop reason with its count.
 
@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from redcaps import annotations as ann
-from redcaps.captions import sanitize_caption
-from redcaps.credentials import Credentials
+from redcaps.collect.captions import sanitize_caption
+from redcaps.collect.credentials import Credentials
+from redcaps.collect.rules import Dropped, ImgurResolver, classify
+from redcaps.collect.sources import PostSource
 from redcaps.errors import RedCapsError
 from redcaps.names import check_image_id, check_subreddit
-from redcaps.rules import Dropped, ImgurResolver, classify
 from redcaps.settings import PUSHSHIFT_URL, SOURCES, CollectionSettings
-from redcaps.sources import PostSource
 
 NOT_REFRESHED = "source fields used, no Reddit credentials"
 REFRESHED = "score, removal, NSFW and author refreshed from Reddit"
@@ -54,13 +54,13 @@ def build_source(name: str, **options: Any) -> PostSource:
       (a rate limit, a retry), for a task's status line
     """
     if name == "arctic-shift":
-        from redcaps.sources.arctic_shift import ArcticShiftSource
+        from redcaps.collect.sources.arctic_shift import ArcticShiftSource
 
         return ArcticShiftSource(
             options.get("arctic_shift_url") or options.get("base_url") or "", on_wait=options.get("on_wait")
         )
     if name == "pushshift":
-        from redcaps.sources.pushshift import PushshiftSource
+        from redcaps.collect.sources.pushshift import PushshiftSource
 
         return PushshiftSource(
             options.get("pushshift_url") or PUSHSHIFT_URL,
@@ -69,7 +69,7 @@ def build_source(name: str, **options: Any) -> PostSource:
             on_wait=options.get("on_wait"),
         )
     if name == "dump":
-        from redcaps.sources.dump import DumpSource
+        from redcaps.collect.sources.dump import DumpSource
 
         if not options.get("dump_dir"):
             raise RedCapsError(
@@ -83,14 +83,14 @@ def build_imgur(credentials: Credentials, **options: Any) -> ImgurResolver | Non
     """An Imgur album resolver when an Imgur client id is configured, else None."""
     if credentials.imgur is None and "imgur" not in credentials.problems:
         return None
-    from redcaps.sources.imgur import ImgurResolver as Resolver
+    from redcaps.collect.sources.imgur import ImgurResolver as Resolver
 
     return Resolver(credentials.require_imgur().client_id, **options)
 
 
 def build_refresher(credentials: Credentials, **options: Any) -> Refresher | None:
     """A Reddit refresher when Reddit credentials are configured, else None."""
-    from redcaps.sources.reddit_refresh import build_refresher as build
+    from redcaps.collect.sources.reddit_refresh import build_refresher as build
 
     return build(credentials, **options)
 

@@ -1,0 +1,1 @@
+"""The `redcaps` command: the original tool's subcommands and the filter commands."""

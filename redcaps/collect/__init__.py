@@ -1,0 +1,1 @@
+"""Posts into monthly annotation files: sources, image-post rules, captions, credentials."""

@@ -1,0 +1,1 @@
+"""What is published: WebDataset tars and their metadata, duplicates, the official release."""

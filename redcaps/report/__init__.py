@@ -1,0 +1,1 @@
+"""What a run did: the terminal summary and the HTML report."""
