@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from redcaps.errors import DiskFullError
+from redcaps.errors import DiskFullError, RedCapsError
 
 TMP_PREFIX = ".tmp-"
 #: A temp file younger than this may belong to a writer that is still running.
@@ -156,6 +156,32 @@ def read_json(path: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per line, blank lines skipped.
+
+    A torn last line (no newline at its end and not valid JSON: a writer killed mid-append) is
+    dropped; any other line that is not a JSON object is a one-line :class:`RedCapsError` naming
+    the file and line. A missing file yields nothing.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                if not raw.endswith(b"\n") and not fh.read(1):
+                    return  # torn by a kill: the line was never whole
+                raise RedCapsError(f"{path}:{number}: not a JSON line") from None
+            if not isinstance(record, dict):
+                raise RedCapsError(f"{path}:{number}: not a JSON object")
+            yield record
 
 
 def write_json(path: str | Path, obj: Any, **dump_kwargs: Any) -> None:

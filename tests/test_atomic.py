@@ -152,3 +152,21 @@ def test_a_killed_writers_temp_file_is_swept_on_the_next_run(tmp_path):
     _age(live, atomic.SWEEP_GRACE_SECONDS + 60)
     assert sweep_temp_files(target.parent) == [live]
     assert list(target.parent.iterdir()) == []
+
+
+def test_read_jsonl_drops_only_a_torn_last_line(tmp_path):
+    from redcaps.atomic import read_jsonl
+    from redcaps.errors import RedCapsError
+
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"a": 1}\n\n{"a": 2}\n{"a": 3, "b"')
+    assert [r["a"] for r in read_jsonl(path)] == [1, 2]
+    path.write_bytes(b'{"a": 1}\n{"a": \n{"a": 3}\n')
+    with pytest.raises(RedCapsError, match=r"x.jsonl:2: not a JSON line"):
+        list(read_jsonl(path))
+    path.write_bytes(b'{"a": 1}\n[1, 2]\n')
+    with pytest.raises(RedCapsError, match=r"x.jsonl:2: not a JSON object"):
+        list(read_jsonl(path))
+    path.write_bytes(b'{"a": 1}\n{"a": 2}')  # whole JSON but no newline: a complete last record
+    assert [r["a"] for r in read_jsonl(path)] == [1, 2]
+    assert list(read_jsonl(tmp_path / "missing.jsonl")) == []
