@@ -19,16 +19,8 @@ import luigi
 
 from redcaps import annotations as ann
 from redcaps import layout
-from redcaps.download.shard import (
-    Outcome,
-    download_file,
-    downloaded_annotations,
-    file_outcomes,
-    file_shards,
-    read_outcomes,
-    retries_left,
-    shard_slice,
-)
+from redcaps.download.manifest import Outcome, downloaded_annotations, read_outcomes
+from redcaps.download.shard import download_file, file_outcomes, file_shards, retries_left, shard_slice
 from redcaps.filters.base import FILTER_KEYS, read_removals
 from redcaps.net.budget import default_budget_dir
 from redcaps.net.fetcher import Fetcher, HostLimiter, HttpConfig, policy_key

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from redcaps.download import engine
 from redcaps.download import shard as download
-from redcaps.download.shard import download_shard, journal_path, read_outcomes
+from redcaps.download.manifest import journal_path, read_outcomes
+from redcaps.download.shard import download_shard
 from redcaps.layout import image_path
 from redcaps.net.fetcher import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
 from redcaps.sandbox import Sandbox
@@ -77,7 +79,7 @@ def test_two_processes_give_the_same_manifest_and_images_as_one(sandbox_env, tmp
 
 def test_a_small_shard_or_a_process_budget_stays_in_one_process(sandbox_env, tmp_path, monkeypatch):
     records = small_records(sandbox_env, 60, "few")
-    assert len(records) // download.MIN_IMAGES_PER_PROCESS < 2  # not worth a second process
+    assert len(records) // engine.MIN_IMAGES_PER_PROCESS < 2  # not worth a second process
 
     def not_here(*args: object, **kwargs: object) -> None:
         raise AssertionError("a small shard started processes")

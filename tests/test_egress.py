@@ -24,7 +24,8 @@ import requests
 from click.testing import CliRunner
 
 from redcaps.cli.main import main
-from redcaps.download.shard import download_shard, read_outcomes
+from redcaps.download.manifest import read_outcomes
+from redcaps.download.shard import download_shard
 from redcaps.errors import RedCapsError
 from redcaps.net.egress import EgressGuard, is_internal, parse_ip_literal
 from redcaps.net.fetcher import RETRYABLE_STATUSES, Fetcher, HostLimiter, HostPolicy, HttpConfig

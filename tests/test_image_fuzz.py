@@ -19,8 +19,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from redcaps.download.images import REJECTION_REASONS, ImageOptions, ImageRejected, process_image
-from redcaps.download.shard import download_shard, fetch_one, read_outcomes
+from redcaps.download.images import (
+    REJECTION_REASONS,
+    ImageOptions,
+    ImageRejected,
+    image_processor,
+    process_image,
+)
+from redcaps.download.manifest import read_outcomes
+from redcaps.download.shard import download_shard, fetch_one
+from redcaps.download.store import LooseFiles
 from redcaps.layout import image_path
 from redcaps.net.fetcher import FetchResult
 from tests.helpers import record
@@ -267,6 +275,7 @@ def test_fetch_one_turns_a_failing_decoder_into_an_outcome(tmp_path: Path, monke
     monkeypatch.setattr(Image, "open", broken_open)
     rec = record("boom")
     body = seed_bodies()["jpeg"][0]
-    outcome = fetch_one(rec, tmp_path, BodiesFetcher({rec["url"]: body}), ImageOptions())
+    fetcher = BodiesFetcher({rec["url"]: body})
+    outcome = fetch_one(rec, fetcher, store=LooseFiles(tmp_path), process=image_processor(ImageOptions()))
     assert outcome.status == "decode_error" and "RuntimeError: decoder exploded" in outcome.error
     assert not image_path(tmp_path, rec["subreddit"], "boom").exists()

@@ -15,7 +15,7 @@ import pytest
 import webdataset as wds
 
 from pipeline import RedCapsOfficial
-from redcaps.download.shard import read_outcomes
+from redcaps.download.manifest import read_outcomes
 from redcaps.sandbox.downloads import ANNOTATIONS_ZIP_URL
 from tests.conftest import TEST_CONFIG
 from tests.helpers import kill_process_group

@@ -15,7 +15,7 @@ import webdataset as wds
 from pipeline.official import OfficialFile, RedCapsOfficial
 from pipeline.year import RedCapsYear, year_stages
 from redcaps import annotations as ann
-from redcaps.download.shard import Outcome, read_outcomes
+from redcaps.download.manifest import Outcome, read_outcomes
 from redcaps.filters.base import ImageScorer, read_removals
 from redcaps.filters.stage import FilterPaths, run_filter
 from redcaps.sandbox import Sandbox

@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline import RedCapsYear
 from redcaps import annotations as ann
-from redcaps.download.shard import read_manifests
+from redcaps.download.manifest import read_manifests
 from tests.test_pipeline_year import build, cases, restore_luigi_config, set_config  # noqa: F401 - autouse
 
 STEM = "sandboxroses_2020"

@@ -167,7 +167,7 @@ def test_make_tarfiles_refuses_duplicates_in_one_line(tmp_path):
 
 
 def _manifest(tmp, outcomes):
-    from redcaps.download.shard import Outcome
+    from redcaps.download.manifest import Outcome
 
     folder = tmp / "images" / ".manifests" / "roses_2020"
     folder.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,8 @@ def download_imgs(
     source_address: str,
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
-    from redcaps.download.shard import download_file, downloaded_annotations
+    from redcaps.download.manifest import downloaded_annotations
+    from redcaps.download.shard import download_file
     from redcaps.net.fetcher import Fetcher, HttpConfig
 
     source = ann.load(annotations_path)

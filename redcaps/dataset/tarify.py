@@ -32,7 +32,7 @@ from PIL import Image
 from redcaps.annotations import AnnotationFile, Record
 from redcaps.atomic import atomic_open, read_json, sweep_temp_files, write_bytes, write_json
 from redcaps.dataset.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
-from redcaps.download.shard import Outcome, read_manifests
+from redcaps.download.manifest import Outcome, read_manifests
 from redcaps.errors import RedCapsError
 from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
 from redcaps.names import check_image_id

@@ -28,10 +28,9 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -307,6 +306,15 @@ def process_image(data: bytes, options: ImageOptions | None = None) -> Processed
         raise _rejection(exc) from None
 
 
+#: Options -> the function from a body to the stored image: injected, like img2dataset's resizer.
+ImageProcessor = Callable[[ImageOptions], Callable[[bytes], ProcessedImage]]
+
+
+def image_processor(options: ImageOptions) -> Callable[[bytes], ProcessedImage]:
+    """The default :data:`ImageProcessor`: :func:`process_image` with these options (picklable)."""
+    return functools.partial(process_image, options=options)
+
+
 def _process(data: bytes, options: ImageOptions) -> ProcessedImage:
     image = _open(data, options)
     original_format = image.format or "unknown"
@@ -343,8 +351,3 @@ def _process(data: bytes, options: ImageOptions) -> ProcessedImage:
         out = io.BytesIO()
         image.save(out, "JPEG", quality=options.quality, optimize=False)
     return ProcessedImage(out.getvalue(), original_width, original_height, width, height, original_format)
-
-
-def read_size(path: str | Path) -> tuple[int, int]:
-    with Image.open(path) as image:
-        return image.size
