@@ -304,16 +304,44 @@ def test_a_share_of_the_budget_holds_its_share_and_runs_a_bigger_image_alone():
     assert (halves.total, halves.whole) == (500_000, 1_000_000) and halves is shared_budget(1_000_000, 2)
 
 
-def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system():
+#: Prints Pillow's raster block size before and after this package's first image.
+BLOCK_SIZE_AFTER_ONE_IMAGE = """
+import io
+from PIL import Image
+from redcaps.download.images import process_image
+before = Image.core.get_block_size()
+out = io.BytesIO()
+Image.new("RGB", (64, 48)).save(out, "PNG")
+process_image(out.getvalue())
+print(before, Image.core.get_block_size())
+"""
+
+
+@pytest.mark.parametrize(
+    ("user_setting", "expected"),
+    [(None, 64 * 2**20), ("4m", 4 * 2**20)],  # ours: over glibc's 32 MiB mmap threshold
+)
+def test_large_rasters_are_allocated_in_blocks_that_return_to_the_system(user_setting, expected):
     """Blocks over glibc's 32 MiB dynamic mmap threshold are unmapped when freed (see
-    docs/benchmarks/memory.md): without this, each download thread's arena kept its rasters."""
+    docs/benchmarks/memory.md): without this, each download thread's arena kept its rasters.
+    Set at the first image, not on import; a user's PILLOW_BLOCK_SIZE wins."""
     import os
+    import subprocess
+    import sys
 
-    from redcaps.download.images import RASTER_BLOCK_BYTES
-
-    process_image(encode(Image.new("RGB", (64, 48))))  # set at the first image, not on import
-    if "PILLOW_BLOCK_SIZE" not in os.environ:
-        assert Image.core.get_block_size() == RASTER_BLOCK_BYTES > 32 * 2**20
+    env = {k: v for k, v in os.environ.items() if k != "PILLOW_BLOCK_SIZE"}
+    if user_setting:
+        env["PILLOW_BLOCK_SIZE"] = user_setting
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCK_SIZE_AFTER_ONE_IMAGE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    before, after = map(int, run.stdout.split())
+    assert after == expected
+    assert before == (expected if user_setting else 16 * 2**20)  # Pillow's own default until then
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
