@@ -34,7 +34,7 @@ STEPS = {
     "  original size (header re-read)": "_original_size (redcaps/download/images.py",
     "sha256": "sha256",
     "write image (atomic, fsync)": "write_bytes (redcaps/atomic.py",
-    "journal line": "to_line (redcaps/download/shard.py",
+    "journal line": "to_line (redcaps/download/manifest.py",
     "tarify (write_shards)": "write_shards (redcaps/dataset/tarify.py",
     "validate": "(redcaps/validate.py",
 }

@@ -242,12 +242,6 @@ def test_decodes_at_most_one_image_per_core_while_more_threads_fetch(tmp_path, m
 
     import redcaps.download.engine as engine
     from redcaps.download.images import image_processor
-    from redcaps.net.fetcher import FetchResult
-    from tests.helpers import jpeg_bytes
-
-    class InstantFetcher:
-        def get(self, url):
-            return FetchResult(url, "ok", final_url=url, http_status=200, body=jpeg_bytes(600, 600))
 
     active, peak, guard = 0, 0, threading.Lock()
 
@@ -280,3 +274,73 @@ def test_decodes_at_most_one_image_per_core_while_more_threads_fetch(tmp_path, m
     )
     assert [o.status for o in outcomes] == ["ok"] * 24 and outcomes[0].width == 512
     assert peak == 2  # both cores busy, never more
+
+
+class InstantFetcher:
+    """Every URL answers a 600 x 600 JPEG at once."""
+
+    def get(self, url):
+        from redcaps.net.fetcher import FetchResult
+        from tests.helpers import jpeg_bytes
+
+        return FetchResult(url, "ok", final_url=url, http_status=200, body=jpeg_bytes(600, 600))
+
+
+class MemoryStore:
+    """An image store in a dict: what the engine asks of any storage, and nothing more."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.images: dict[str, bytes] = {}
+        self.fail_on = fail_on
+
+    def write(self, record, jpeg):
+        if record["image_id"] == self.fail_on:
+            raise OSError("the store is gone")
+        self.images[record["image_id"]] = jpeg
+
+    def exists(self, record):
+        return record["image_id"] in self.images
+
+    def sweep(self, records):
+        pass
+
+
+def test_images_go_to_the_store_given_and_resume_asks_it(tmp_path):
+    records = [record("mem001"), record("mem002")]
+    store, manifest = MemoryStore(), tmp_path / "m.jsonl"
+    first = download_shard(records, store, manifest, InstantFetcher())
+    assert [o.status for o in first] == ["ok", "ok"] and set(store.images) == {"mem001", "mem002"}
+    assert all(body.startswith(b"\xff\xd8") for body in store.images.values())  # JPEGs
+    assert not any(tmp_path.rglob("*.jpg"))  # nothing beside the store
+    del store.images["mem002"]  # lost from the store: fetched again, the other one kept
+    fetched = []
+    download_shard(records, store, manifest, InstantFetcher(), progress=fetched.append)
+    assert set(store.images) == {"mem001", "mem002"} and len(fetched) == 2
+
+
+def test_a_journal_torn_by_one_crash_survives_the_next(tmp_path):
+    """A rerun appends after a torn last line only once the torn part is cut off, so a second
+    crash leaves a journal that still reads (and keeps what the first run finished)."""
+    records = [record("torn01"), record("torn02"), record("torn03")]
+    manifest = tmp_path / "m.jsonl"
+    journal = journal_path(manifest)
+    journal.write_text(Outcome("torn01", records[0]["url"], "http_404").to_line() + '{"image_id": "to')
+    store = MemoryStore(fail_on="torn03")
+    with pytest.raises(OSError):
+        download_shard(records, store, manifest, InstantFetcher(), workers=1)
+    assert not manifest.exists()
+    statuses = {k: o.status for k, o in read_outcomes(journal).items()}
+    assert statuses == {"torn01": "http_404", "torn02": "ok"}
+
+
+def test_a_bad_line_inside_a_manifest_is_an_error_naming_the_file(tmp_path):
+    from redcaps.errors import RedCapsError
+
+    manifest = tmp_path / "m.jsonl"
+    good = Outcome("bad001", "https://i.redd.it/bad001.jpg", "ok").to_line()
+    manifest.write_text(good + "{not json\n" + good)
+    with pytest.raises(RedCapsError, match=r"m\.jsonl:2: not a JSON line"):
+        read_outcomes(manifest)
+    manifest.write_text(good + '{"url": "https://i.redd.it/x.jpg"}\n')  # JSON, but no outcome
+    with pytest.raises(RedCapsError, match=r"m\.jsonl: not an outcome"):
+        read_outcomes(manifest)
