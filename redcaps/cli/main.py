@@ -121,7 +121,8 @@ def download_imgs(
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
     from redcaps.download.shard import download_file, downloaded_annotations
-    from redcaps.net.fetcher import Fetcher, HttpConfig
+    from redcaps.net.config import HttpConfig
+    from redcaps.net.fetcher import Fetcher
 
     source = ann.load(annotations_path)
     image_dir = Path(save_to)

@@ -39,7 +39,9 @@ from redcaps.annotations import AnnotationFile, Record
 from redcaps.atomic import atomic_open, reporting_disk_full, sweep_temp_files, write_bytes
 from redcaps.download.images import ImageOptions, ImageRejected, process_image
 from redcaps.layout import image_path, manifest_path
-from redcaps.net.fetcher import RETRYABLE_STATUSES, Fetcher, HttpConfig, SharedLimits
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import RETRYABLE_STATUSES, Fetcher
+from redcaps.net.limits import SharedLimits
 from redcaps.settings import DownloadSettings
 from redcaps.validate import check_unique_ids
 
