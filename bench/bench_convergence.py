@@ -42,7 +42,9 @@ HOST = "i.redd.it"
 
 def client(seconds: float, threads: int, ceiling: float, budget_dir: str) -> None:
     """Hammer HOST with ``threads`` threads through the product's Fetcher for ``seconds``."""
-    from redcaps.net.fetcher import DEFAULT_HOST_POLICIES, Fetcher, HostPolicy, HttpConfig
+    from redcaps.net.config import HttpConfig
+    from redcaps.net.fetcher import Fetcher
+    from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy
 
     start = DEFAULT_HOST_POLICIES["redd.it"]
     policies = dict(DEFAULT_HOST_POLICIES)
@@ -190,7 +192,7 @@ def budget_cost(n: int = 20000) -> dict:
     """CPU microseconds per request the limiter adds (one token taken, one answer reported), with
     the state in this process and with it in the machine's shared file under flock."""
     from redcaps.net.budget import MachineBudget, ProcessBudget
-    from redcaps.net.fetcher import HostLimiter, HostPolicy
+    from redcaps.net.limits import HostLimiter, HostPolicy
 
     costs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,7 @@ from redcaps.atomic import write_json
 from redcaps.batch import BatchConfig, load_batch
 from redcaps.dataset.dedup import batch_duplicates
 from redcaps.errors import RedCapsError
-from redcaps.net.fetcher import parse_host_policy
+from redcaps.net.limits import parse_host_policy
 from redcaps.report.html import write_report
 from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir, report_progress

@@ -165,11 +165,9 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     dropped; any other line that is not a JSON object is a one-line :class:`RedCapsError` naming
     the file and line. A missing file yields nothing.
     """
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
+    if not Path(path).exists():
         return
-    with fh:
+    with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue

@@ -26,7 +26,7 @@ from redcaps.download.images import ImageOptions
 from redcaps.errors import RedCapsError
 from redcaps.filters.models import models_dir, require_model
 from redcaps.names import check_subreddit
-from redcaps.net.fetcher import HttpConfig
+from redcaps.net.config import HttpConfig
 from redcaps.settings import (
     SOURCES,
     CollectionSettings,

@@ -16,13 +16,8 @@ from redcaps.download.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.errors import RedCapsError
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import DEFAULT_DATA_DIR, Layout
-from redcaps.net.fetcher import (
-    DEFAULT_HOST_POLICIES,
-    HostPolicy,
-    HttpConfig,
-    default_user_agent,
-    parse_host_policy,
-)
+from redcaps.net.config import HttpConfig, default_user_agent
+from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy, parse_host_policy
 from redcaps.settings import DedupSettings, DownloadSettings, ShardSettings, StorageSettings
 
 #: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).

@@ -23,7 +23,9 @@ from redcaps.download.manifest import Outcome, downloaded_annotations, read_outc
 from redcaps.download.shard import download_file, file_outcomes, file_shards, retries_left, shard_slice
 from redcaps.filters.base import FILTER_KEYS, read_removals
 from redcaps.net.budget import default_budget_dir
-from redcaps.net.fetcher import Fetcher, HostLimiter, HttpConfig, policy_key
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import Fetcher
+from redcaps.net.limits import HostLimiter, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
 from tasks.config import downloads, host_policies, images

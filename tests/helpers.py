@@ -15,6 +15,7 @@ from PIL import Image
 
 from redcaps import annotations as ann
 from redcaps.filters.base import ImageScorer
+from redcaps.net.limits import HostLimiter, HostPolicy
 
 
 def record(
@@ -101,3 +102,8 @@ class ScoresById(ImageScorer):
 
     def score(self, batch: list[Any]) -> list[float]:
         return [self.scores.get(image_id, self.default) for image_id in batch]
+
+
+def free_limiter() -> HostLimiter:
+    """An API limiter that never makes a test wait (far above any sandbox API's limit)."""
+    return HostLimiter({"*": HostPolicy(rate=10_000.0, burst=10_000, concurrency=4)})

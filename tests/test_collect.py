@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import time
 
 import pytest
 import zstandard
@@ -19,6 +20,7 @@ from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import CASES, month_posts, population
 from redcaps.sandbox.posts import expected as expected_counts
 from redcaps.validate import validate
+from tests.helpers import free_limiter
 
 JAN_2020, JAN_2021 = 1577836800, 1609459200
 
@@ -33,7 +35,7 @@ def apis(sandbox_env):
 
 
 def arctic(**kw) -> ArcticShiftSource:
-    kw.setdefault("limiter", None)
+    kw.setdefault("limiter", free_limiter())
     return ArcticShiftSource(backoff_base=0.01, **kw)
 
 
@@ -96,13 +98,19 @@ def test_429_waits_at_least_retry_after(apis):
 
 def test_rate_limit_headers_pause_before_the_api_refuses(apis):
     apis.arctic_limit, apis.arctic_window = 2, 1.0  # 2 requests a second
-    source = arctic()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    source = arctic(sleep=sleep)
     source.page_size = 25
     posts = list(source.iter_posts("sandboxroses", JAN_2020, JAN_2020 + 100 * 86400))
     assert len(posts) == sum(len(month_posts("sandboxroses", 2020, m)) for m in (1, 2, 3)) + len(
         [p for p in month_posts("sandboxroses", 2020, 4) if p["created_utc"] < JAN_2020 + 100 * 86400]
     )
-    assert source.rate_limit_waits and 429 not in [q["status"] for q in apis.arctic_queries]
+    assert slept and 429 not in [q["status"] for q in apis.arctic_queries]
 
 
 def test_a_source_failing_halfway_raises_and_returns_nothing(apis):
@@ -181,21 +189,23 @@ def test_missing_dump_and_unknown_source(tmp_path):
 
 def test_pushshift_splits_full_windows(apis, monkeypatch):
     monkeypatch.setenv("PUSHSHIFT_TOKEN", reddit_apis.PUSHSHIFT_TOKEN)
-    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=10, limiter=None)
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=10, limiter=free_limiter())
     from_pushshift = collect_month("sandboxcats", 2020, 6, source=source)
     from_arctic = collect_month("sandboxcats", 2020, 6, source=arctic())
     assert comparable(from_pushshift) == comparable(from_arctic)
-    assert source.requests > 2 * len(month_posts("sandboxcats", 2020, 6)) / 10  # split, not paged
+    assert len(apis.pushshift_queries) > 2 * len(month_posts("sandboxcats", 2020, 6)) / 10  # split, not paged
 
 
 def test_pushshift_pages_a_window_it_may_not_split(apis):
     # min_window larger than the month: the full window is paged oldest-first by created_utc
-    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400, limiter=None)
+    source = PushshiftSource(
+        token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400, limiter=free_limiter()
+    )
     may = month_posts("sandboxroses", 2020, 9)
     start = int(dt.datetime(2020, 9, 1, tzinfo=dt.timezone.utc).timestamp())
     got = list(source.iter_posts("sandboxroses", start, start + 30 * 86400))
     assert sorted(p["id"] for p in got) == sorted(p["id"] for p in may)
-    assert source.requests >= len(may) / 5
+    assert len(apis.pushshift_queries) >= len(may) / 5
 
 
 def test_pushshift_without_token_explains(apis, monkeypatch):
@@ -213,9 +223,9 @@ def test_pullpush_style_mirror(apis):
 def test_pushshift_429_waits_at_least_retry_after(apis):
     apis.pushshift_429_call = 1
     slept: list[float] = []
-    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, limiter=None, sleep=slept.append)
+    source = PushshiftSource(token=reddit_apis.PUSHSHIFT_TOKEN, limiter=free_limiter(), sleep=slept.append)
     result = collect_month("sandboxroses", 2020, 10, source=source)
-    assert slept and slept[0] >= 3 and source.requests == 2
+    assert slept and slept[0] >= 3 and len(apis.pushshift_queries) == 2
     assert result.info["collection"]["kept"] == expected_counts("sandboxroses", 2020, 10)[0]
 
 

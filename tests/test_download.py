@@ -12,7 +12,9 @@ from redcaps.download.images import ImageOptions
 from redcaps.download.manifest import Outcome, downloaded_annotations, journal_path, read_outcomes
 from redcaps.download.shard import download_shard, retries_left
 from redcaps.layout import image_path
-from redcaps.net.fetcher import Fetcher, HttpConfig, parse_host_policy
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import Fetcher
+from redcaps.net.limits import parse_host_policy
 from tests.helpers import annotation_file, record
 
 

@@ -21,7 +21,9 @@ from redcaps.download import shard as download
 from redcaps.download.manifest import journal_path, read_outcomes
 from redcaps.download.shard import download_shard
 from redcaps.layout import image_path
-from redcaps.net.fetcher import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import Fetcher
+from redcaps.net.limits import HostLimiter, HostPolicy, parse_host_policy
 from redcaps.sandbox import Sandbox
 from tests.helpers import record
 

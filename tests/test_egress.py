@@ -24,12 +24,17 @@ import requests
 from click.testing import CliRunner
 
 from redcaps.cli.main import main
+from redcaps.collect.sources.arctic_shift import ArcticShiftSource
+from redcaps.collect.sources.imgur import ImgurResolver
+from redcaps.collect.sources.pushshift import PushshiftSource
 from redcaps.download.manifest import read_outcomes
 from redcaps.download.shard import download_shard
 from redcaps.errors import RedCapsError
+from redcaps.net.config import HttpConfig
 from redcaps.net.egress import EgressGuard, is_internal, parse_ip_literal
-from redcaps.net.fetcher import RETRYABLE_STATUSES, Fetcher, HostLimiter, HostPolicy, HttpConfig
-from tests.helpers import jpeg_bytes, record
+from redcaps.net.fetcher import RETRYABLE_STATUSES, Fetcher
+from redcaps.net.limits import HostLimiter, HostPolicy
+from tests.helpers import free_limiter, jpeg_bytes, record
 
 IMAGE = jpeg_bytes()
 FAST = HostPolicy(rate=1000, burst=1000, concurrency=16)
@@ -279,6 +284,28 @@ def test_a_proxy_is_trusted_but_internal_hosts_are_not_sent_to_it(listener, monk
     assert listener.paths == ["http://i.redd.it/proxied1.jpg"] and "i.redd.it" not in looked_up
 
 
+API_CLIENTS = {
+    "arctic-shift": lambda url: ArcticShiftSource(url, limiter=free_limiter()).iter_posts("pics", 0, 10),
+    "pushshift": lambda url: PushshiftSource(url, limiter=free_limiter()).iter_posts("pics", 0, 10),
+    "imgur": lambda url: [ImgurResolver("id", base_url=url, limiter=free_limiter()).first_image("abcde")],
+}
+
+
+@pytest.mark.parametrize("client", sorted(API_CLIENTS))
+@pytest.mark.parametrize("base_url", ["https://169.254.169.254", "http://10.0.0.1", "http://127.0.0.1"])
+def test_an_api_client_on_an_internal_address_is_refused_before_connecting(
+    listener, monkeypatch, client, base_url
+):
+    """The API clients use the image fetcher's guarded session: an internal base URL is a clear
+    error, and nothing reaches the network (the listener plays the proxy everything would go to)."""
+    for key in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(key, f"http://127.0.0.1:{listener.server_address[1]}")
+    before = listener.connections
+    with pytest.raises(RedCapsError, match="refused internal address"):
+        list(API_CLIENTS[client](base_url))
+    assert listener.connections == before
+
+
 def test_the_allow_list_opens_only_the_listed_networks(listener):
     port = listener.server_address[1]
     before = listener.connections
@@ -355,7 +382,9 @@ _IN_NAMESPACE = r"""
 import json, socket, sys
 sys.path[:0] = [{root!r}]
 from tests.test_egress import Listener, _serve
-from redcaps.net.fetcher import Fetcher, HttpConfig, HostPolicy
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import Fetcher
+from redcaps.net.limits import HostPolicy
 
 assert [name for _, name in socket.if_nameindex()] == ["lo"], "not an empty network namespace"
 port = 8080

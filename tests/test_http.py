@@ -13,17 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from redcaps.net.fetcher import (
-    MAX_REDIRECTS,
-    Fetcher,
-    HostLimiter,
-    HostPolicy,
-    HttpConfig,
-    is_placeholder,
-    parse_host_policy,
-    policy_key,
-    retry_after_seconds,
-)
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import MAX_REDIRECTS, Fetcher, is_placeholder
+from redcaps.net.limits import HostLimiter, HostPolicy, parse_host_policy, policy_key
+from redcaps.net.retry import retry_after_seconds
 from tests.helpers import jpeg_bytes
 
 IMAGE = jpeg_bytes()

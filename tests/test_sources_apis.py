@@ -19,11 +19,12 @@ from redcaps.collect.sources.imgur import ImgurResolver
 from redcaps.collect.sources.pushshift import PushshiftSource
 from redcaps.collect.sources.reddit_refresh import RedditRefresher, make_reddit
 from redcaps.errors import RedCapsError
-from redcaps.net.fetcher import HostLimiter
+from redcaps.net.limits import HostLimiter
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import expected as expected_counts
 from redcaps.sandbox.posts import month_posts, population
 from redcaps.settings import PULLPUSH_URL
+from tests.helpers import free_limiter
 
 JAN_2020, JAN_2021 = 1577836800, 1609459200
 PULLPUSH_SEARCH = "https://api.pullpush.io/reddit/search/submission/"
@@ -42,7 +43,7 @@ def ids_of(subreddit: str, start: int, end: int) -> list[str]:
 # -- PullPush: soft 15/min, hard 30/min, 1,000/hour (https://pullpush.io) -------------------------
 def test_pullpush_limiter_stays_under_the_soft_and_hourly_limits():
     now = [0.0]
-    source = PushshiftSource(PULLPUSH_URL)
+    source = build_source("pushshift", pushshift_url=PULLPUSH_URL)
 
     def sleep(seconds: float) -> None:
         now[0] += seconds + 1e-6
@@ -57,7 +58,8 @@ def test_pullpush_limiter_stays_under_the_soft_and_hourly_limits():
     worst_hour = max(sum(1 for t in calls if s <= t < s + 3600) for s in calls[:300])
     assert worst_minute <= 15 and worst_hour <= 1000
     assert worst_minute >= 14  # at the limit, not far below it
-    assert PushshiftSource("https://api.pushshift.io").limiter is not source.limiter
+    # each flavour its own budget: Pushshift's is not PullPush's
+    assert build_source("pushshift").limiter.policies["*"].rate == 1.0
 
 
 def test_sandbox_pullpush_soft_hard_and_hourly_limits(apis):
@@ -90,7 +92,7 @@ def test_an_hour_long_pullpush_block_is_waited_out_and_announced(apis):
         time.sleep(seconds * apis.pullpush_hour / 3600)
 
     source = build_source("pushshift", pushshift_url=PULLPUSH_URL, on_wait=messages.append)
-    source.limiter, source.sleep, source.size = None, sleep, 25
+    source.limiter, source.sleep, source.size = free_limiter(), sleep, 25
     result = collect_month("sandboxroses", 2020, 8, source=source)
     assert result.info["collection"]["kept"] == expected_counts("sandboxroses", 2020, 8)[0]
     assert 429 in [q["status"] for q in apis.pushshift_queries]
@@ -122,7 +124,7 @@ def test_sandbox_pushshift_rejects_the_old_sort(apis):
 )
 def test_each_flavour_pages_oldest_first_with_its_own_parameters(apis, url, flavour_params):
     source = PushshiftSource(
-        url, token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400, limiter=None
+        url, token=reddit_apis.PUSHSHIFT_TOKEN, size=5, min_window=60 * 86400, limiter=free_limiter()
     )
     start = month_start(2020, 9)
     got = [p["id"] for p in source.iter_posts("sandboxroses", start, start + 30 * 86400)]
@@ -137,7 +139,7 @@ def test_each_flavour_pages_oldest_first_with_its_own_parameters(apis, url, flav
 @pytest.mark.parametrize("page_size", [3, 4, 25])
 def test_arctic_shift_loses_no_post_whatever_after_means(apis, inclusive, page_size):
     apis.arctic_after_inclusive = inclusive
-    source = ArcticShiftSource(limiter=None, backoff_base=0.01)
+    source = ArcticShiftSource(limiter=free_limiter(), backoff_base=0.01)
     source.page_size = page_size
     got = [p["id"] for p in source.iter_posts("sandboxroses", JAN_2020, JAN_2021)]
     assert sorted(got) == ids_of("sandboxroses", JAN_2020, JAN_2021) and len(got) == len(set(got))
@@ -147,7 +149,9 @@ def test_arctic_shift_loses_no_post_whatever_after_means(apis, inclusive, page_s
 def test_arctic_shift_keeps_a_post_at_the_very_first_second(apis, inclusive):
     apis.arctic_after_inclusive = inclusive
     first = month_posts("sandboxcats", 2020, 6)[0]["created_utc"]  # two posts share this second
-    got = list(ArcticShiftSource(limiter=None).iter_posts("sandboxcats", first, month_start(2020, 7)))
+    got = list(
+        ArcticShiftSource(limiter=free_limiter()).iter_posts("sandboxcats", first, month_start(2020, 7))
+    )
     assert sorted(p["id"] for p in got) == ids_of("sandboxcats", first, month_start(2020, 7))
     assert sum(1 for p in got if p["created_utc"] == first) == 2
 
@@ -163,7 +167,7 @@ def test_arctic_shift_keeps_a_post_at_the_very_first_second(apis, inclusive):
 def test_arctic_shift_documented_errors_slow_down_and_retry(apis, status, text):
     apis.arctic_error_call, apis.arctic_error_status, apis.arctic_error_text = 1, status, text
     messages: list[str] = []
-    source = ArcticShiftSource(limiter=None, backoff_base=0.01, on_wait=messages.append)
+    source = ArcticShiftSource(limiter=free_limiter(), backoff_base=0.01, on_wait=messages.append)
     result = collect_month("sandboxcats", 2020, 4, source=source)
     first, second = apis.arctic_queries[:2]
     assert (first["status"], second["status"]) == (status, 200) and second["after"] == first["after"]
@@ -185,14 +189,14 @@ def reddit(apis):
 def test_reddit_server_failures_are_retried_not_blamed_on_credentials(apis, reddit, fault):
     apis.reddit_fault, apis.reddit_fault_times = fault, 3  # more than prawcore's own retries
     posts = month_posts("sandboxcats", 2020, 1)
-    refreshed = RedditRefresher(reddit, limiter=None, sleep=lambda s: None).refresh(posts)
+    refreshed = RedditRefresher(reddit, limiter=free_limiter(), sleep=lambda s: None).refresh(posts)
     assert [p["id"] for p in refreshed] == [p["id"] for p in posts]
     assert sum(1 for p in refreshed if p["removed_by_category"] == "deleted") == 1  # now_deleted only
 
 
 def test_reddit_failing_for_good_says_so(apis, reddit):
     apis.reddit_fault, apis.reddit_fault_times = "524", 100
-    made = RedditRefresher(reddit, limiter=None, sleep=lambda s: None, max_attempts=2)
+    made = RedditRefresher(reddit, limiter=free_limiter(), sleep=lambda s: None, max_attempts=2)
     with pytest.raises(RedCapsError, match="kept failing"):
         made.refresh(month_posts("sandboxcats", 2020, 1))
 
@@ -200,8 +204,10 @@ def test_reddit_failing_for_good_says_so(apis, reddit):
 # -- Imgur: a 403 from a blocked country is the album's failure, not the client id's --------------
 def test_imgur_regional_403_is_counted_per_album_and_the_month_written(apis):
     apis.imgur_blocked_country = "GB"
-    imgur = ImgurResolver(reddit_apis.IMGUR_CLIENT_ID, limiter=None, sleep=lambda s: None)
-    result = collect_month("sandboxcats", 2020, 2, source=ArcticShiftSource(limiter=None), imgur=imgur)
+    imgur = ImgurResolver(reddit_apis.IMGUR_CLIENT_ID, limiter=free_limiter(), sleep=lambda s: None)
+    result = collect_month(
+        "sandboxcats", 2020, 2, source=ArcticShiftSource(limiter=free_limiter()), imgur=imgur
+    )
     dropped = result.info["collection"]["dropped"]
     assert dropped["imgur_error"] == 4 and "imgur_album_no_api" not in dropped  # the four album posts
     assert imgur.refused == 4
@@ -211,7 +217,7 @@ def test_imgur_regional_403_is_counted_per_album_and_the_month_written(apis):
 def test_imgur_bad_client_id_is_still_fatal(apis):
     apis.imgur_429_call = 0
     with pytest.raises(RedCapsError, match="rejected the client id"):
-        ImgurResolver("not-a-client", limiter=None, sleep=lambda s: None).first_image("abcde")
-    assert ImgurResolver(reddit_apis.IMGUR_CLIENT_ID, limiter=None).first_image("zzzzz") == Dropped(
+        ImgurResolver("not-a-client", limiter=free_limiter(), sleep=lambda s: None).first_image("abcde")
+    assert ImgurResolver(reddit_apis.IMGUR_CLIENT_ID, limiter=free_limiter()).first_image("zzzzz") == Dropped(
         "imgur_album_gone"
     )

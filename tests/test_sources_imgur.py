@@ -14,6 +14,7 @@ from redcaps.errors import RedCapsError
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import case_of, imgur_albums, month_posts
 from redcaps.sandbox.posts import expected as expected_counts
+from tests.helpers import free_limiter
 
 
 @pytest.fixture()
@@ -28,7 +29,7 @@ def apis(sandbox_env, monkeypatch):
 def resolver(slept: list[float] | None = None, **kw) -> ImgurResolver:
     return ImgurResolver(
         reddit_apis.IMGUR_CLIENT_ID,
-        limiter=None,
+        limiter=free_limiter(),
         backoff_base=0.01,
         sleep=(slept.append if slept is not None else lambda s: None),
         **kw,
@@ -42,8 +43,12 @@ def album_of(case: str) -> str:
 
 def test_albums_galleries_and_slugs_resolve_with_a_client_id(apis, monkeypatch):
     monkeypatch.setenv("IMGUR_CLIENT_ID", reddit_apis.IMGUR_CLIENT_ID)
-    imgur = build_imgur(load_credentials(None), limiter=None, backoff_base=0.01, sleep=lambda s: None)
-    result = collect_month("sandboxcats", 2020, 2, source=ArcticShiftSource(limiter=None), imgur=imgur)
+    imgur = build_imgur(
+        load_credentials(None), limiter=free_limiter(), backoff_base=0.01, sleep=lambda s: None
+    )
+    result = collect_month(
+        "sandboxcats", 2020, 2, source=ArcticShiftSource(limiter=free_limiter()), imgur=imgur
+    )
     kept, dropped = expected_counts("sandboxcats", 2020, 2, resolved=True)
     assert (result.info["collection"]["kept"], result.info["collection"]["dropped"]) == (kept, dict(dropped))
     urls = {r["url"] for r in result.annotations}
@@ -82,11 +87,13 @@ def test_low_client_quota_stops_spending_requests(apis):
 
 def test_wrong_client_id_is_a_clear_error(apis):
     with pytest.raises(RedCapsError, match="rejected the client id") as err:
-        ImgurResolver("wrong-id", limiter=None, sleep=lambda s: None).first_image(album_of("imgur_album"))
+        ImgurResolver("wrong-id", limiter=free_limiter(), sleep=lambda s: None).first_image(
+            album_of("imgur_album")
+        )
     assert "wrong-id" not in str(err.value)
 
 
 def test_without_a_client_id_albums_are_dropped_with_the_reason(apis):
     assert build_imgur(load_credentials(None)) is None
-    result = collect_month("sandboxcats", 2020, 2, source=ArcticShiftSource(limiter=None))
+    result = collect_month("sandboxcats", 2020, 2, source=ArcticShiftSource(limiter=free_limiter()))
     assert result.info["collection"]["dropped"]["imgur_album_no_api"] == 4 and apis.imgur_calls == []

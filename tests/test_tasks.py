@@ -96,7 +96,8 @@ def test_a_malformed_chain_is_a_one_line_error(luigi_config, text):
 
 def test_shards_in_one_process_share_one_limiter(luigi_config):
     """A limiter per shard would give every new shard a fresh burst against the same host."""
-    from redcaps.net.fetcher import HostPolicy, HttpConfig
+    from redcaps.net.config import HttpConfig
+    from redcaps.net.limits import HostPolicy
     from tasks.download import process_limiter
 
     policies = {"*": HostPolicy(rate=5, burst=10, concurrency=8)}

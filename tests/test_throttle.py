@@ -17,7 +17,9 @@ import pytest
 
 from redcaps.net import throttle
 from redcaps.net.budget import MachineBudget
-from redcaps.net.fetcher import Fetcher, HostLimiter, HostPolicy, HttpConfig, parse_host_policy
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import Fetcher
+from redcaps.net.limits import HostLimiter, HostPolicy, parse_host_policy
 from redcaps.sandbox import CdnProfile, Sandbox
 from redcaps.sandbox.app import RequestRecord
 from tests.helpers import annotation_file, record

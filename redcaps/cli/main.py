@@ -122,7 +122,8 @@ def download_imgs(
     """Download the images of one annotation file (reruns retry only retryable failures)."""
     from redcaps.download.manifest import downloaded_annotations
     from redcaps.download.shard import download_file
-    from redcaps.net.fetcher import Fetcher, HttpConfig
+    from redcaps.net.config import HttpConfig
+    from redcaps.net.fetcher import Fetcher
 
     source = ann.load(annotations_path)
     image_dir = Path(save_to)

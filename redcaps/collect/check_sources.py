@@ -24,7 +24,8 @@ from redcaps.collect.sources.arctic_shift import SEARCH_PATH as ARCTIC_SHIFT_SEA
 from redcaps.collect.sources.imgur import API_URL as IMGUR_URL
 from redcaps.collect.sources.pushshift import SEARCH_PATHS
 from redcaps.collect.sources.reddit_refresh import REFRESHED_FIELDS
-from redcaps.net.fetcher import default_user_agent
+from redcaps.net.egress import BlockedAddress
+from redcaps.net.session import guarded_session
 from redcaps.settings import ARCTIC_SHIFT_URL, PULLPUSH_URL, PUSHSHIFT_URL
 
 SOURCES = ("arctic-shift", "pushshift", "pullpush", "reddit", "imgur")
@@ -197,8 +198,7 @@ def check_sources(
 ) -> list[Check]:
     """Check each of ``sources`` in order; Reddit is asked about the post an archive returned."""
     credentials = credentials or load_credentials(None)
-    session = requests.Session()
-    session.headers["User-Agent"] = default_user_agent()
+    session = guarded_session()  # no retries: each probe reports what the API answered first
     checks: list[Check] = []
     for name in sources:
         try:
@@ -213,7 +213,7 @@ def check_sources(
                 check = check_reddit(credentials, next((c.post_id for c in checks if c.post_id), None))
             else:
                 check = check_imgur(session, credentials, imgur_url)
-        except requests.RequestException as exc:
+        except (requests.RequestException, BlockedAddress) as exc:
             check = Check(name, False, type(exc).__name__)
         checks.append(check)
         if report is not None:

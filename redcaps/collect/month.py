@@ -30,6 +30,7 @@ from redcaps.collect.rules import Dropped, ImgurResolver, classify
 from redcaps.collect.sources import PostSource
 from redcaps.errors import RedCapsError
 from redcaps.names import check_image_id, check_subreddit
+from redcaps.net.limits import HostLimiter, HostPolicy
 from redcaps.settings import PUSHSHIFT_URL, SOURCES, CollectionSettings
 
 NOT_REFRESHED = "source fields used, no Reddit credentials"
@@ -51,21 +52,27 @@ def build_source(name: str, **options: Any) -> PostSource:
       ``token`` (default ``$PUSHSHIFT_TOKEN``: a secret, so never a task parameter)
     * ``dump``: ``dump_dir``
     * any web source: ``on_wait``, called with a one-line message before each long wait
-      (a rate limit, a retry), for a task's status line
+      (a rate limit, a retry), for a task's status line; ``limiter``, the API's
+      :class:`~redcaps.net.limits.HostLimiter` (default: a new one with the API's policy)
     """
     if name == "arctic-shift":
-        from redcaps.collect.sources.arctic_shift import ArcticShiftSource
+        from redcaps.collect.sources import arctic_shift
 
-        return ArcticShiftSource(
-            options.get("arctic_shift_url") or options.get("base_url") or "", on_wait=options.get("on_wait")
+        return arctic_shift.ArcticShiftSource(
+            options.get("arctic_shift_url") or options.get("base_url") or "",
+            limiter=options.get("limiter") or _limiter(arctic_shift.HOST_POLICY),
+            on_wait=options.get("on_wait"),
         )
     if name == "pushshift":
-        from redcaps.collect.sources.pushshift import PushshiftSource
+        from redcaps.collect.sources import pushshift
 
-        return PushshiftSource(
-            options.get("pushshift_url") or PUSHSHIFT_URL,
+        url = options.get("pushshift_url") or PUSHSHIFT_URL
+        flavour = pushshift.flavour_of(url, options.get("pushshift_flavour") or None)
+        return pushshift.PushshiftSource(
+            url,
             token=options.get("token") or os.environ.get("PUSHSHIFT_TOKEN"),
-            flavour=options.get("pushshift_flavour") or None,
+            flavour=flavour,
+            limiter=options.get("limiter") or _limiter(pushshift.HOST_POLICIES[flavour]),
             on_wait=options.get("on_wait"),
         )
     if name == "dump":
@@ -79,13 +86,20 @@ def build_source(name: str, **options: Any) -> PostSource:
     raise RedCapsError(f"unknown source {name!r} (choose from {', '.join(SOURCES)})")
 
 
+def _limiter(policy: HostPolicy) -> HostLimiter:
+    """One API's limiter: every request of the work it is built for shares its budget."""
+    return HostLimiter({"*": policy})
+
+
 def build_imgur(credentials: Credentials, **options: Any) -> ImgurResolver | None:
-    """An Imgur album resolver when an Imgur client id is configured, else None."""
+    """An Imgur album resolver when an Imgur client id is configured, else None; its limiter
+    is built here unless ``options`` bring one."""
     if credentials.imgur is None and "imgur" not in credentials.problems:
         return None
-    from redcaps.collect.sources.imgur import ImgurResolver as Resolver
+    from redcaps.collect.sources import imgur
 
-    return Resolver(credentials.require_imgur().client_id, **options)
+    options.setdefault("limiter", _limiter(imgur.HOST_POLICY))
+    return imgur.ImgurResolver(credentials.require_imgur().client_id, **options)
 
 
 def build_refresher(credentials: Credentials, **options: Any) -> Refresher | None:

@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from redcaps.annotations import Record
 from redcaps.download.manifest import Outcome
-from redcaps.net.fetcher import Fetcher, HttpConfig, SharedLimits
+from redcaps.net.config import HttpConfig
+from redcaps.net.fetcher import Fetcher
+from redcaps.net.limits import SharedLimits
 
 #: The work on one image: (record, fetcher, decode slots) -> its outcome. Picklable, so that
 #: download processes get it whole (a function at module level, or a partial of one).

@@ -8,7 +8,8 @@ no promised order (``collect_month`` sorts). Modules:
 * ``arctic_shift``, ``pushshift``, ``dump``: the sources;
 * ``reddit_refresh``: current score/status from Reddit (PRAW), when credentials exist;
 * ``imgur``: imgur albums to their first image (Imgur API), when a client id exists;
-* ``retry``: the backoff policy they share.
+* their requests go through :mod:`redcaps.net` as image downloads do: the guarded session,
+  a host limiter built by whoever runs the work, and :mod:`redcaps.net.retry`'s policy.
 """
 
 from __future__ import annotations

@@ -25,8 +25,10 @@ from typing import Any
 import requests
 
 from redcaps.errors import RedCapsError
-from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
-from redcaps.net.retry import RetryLater, retrying
+from redcaps.net import api
+from redcaps.net.limits import HostLimiter, HostPolicy
+from redcaps.net.retry import RetryLater, RetryPolicy, retrying
+from redcaps.net.session import guarded_session
 from redcaps.settings import ARCTIC_SHIFT_URL
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,8 @@ log = logging.getLogger(__name__)
 SEARCH_PATH = "/api/posts/search"
 PAGE_SIZES = (100, 50, 25)
 GROW_AFTER = 20  # successful pages at a shrunk size before trying the next size up
-#: One process-wide budget for the API, however many sources a process builds.
-DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=2.0, burst=5, concurrency=1)})
+#: The API's budget; whoever runs the work builds one limiter from it for all its requests.
+HOST_POLICY = HostPolicy(rate=2.0, burst=5, concurrency=1)
 
 
 def reset_delay(value: str | None, now: float, default: float = 60.0) -> float:
@@ -69,8 +71,8 @@ class ArcticShiftSource:
         self,
         base_url: str = ARCTIC_SHIFT_URL,
         *,
+        limiter: HostLimiter,
         session: requests.Session | None = None,
-        limiter: HostLimiter | None = DEFAULT_LIMITER,
         max_attempts: int = 8,
         backoff_base: float = 2.0,
         max_reset_wait: float = 900.0,
@@ -80,29 +82,15 @@ class ArcticShiftSource:
         timeout: tuple[float, float] = (10.0, 90.0),
     ) -> None:
         self.base_url = (base_url or ARCTIC_SHIFT_URL).rstrip("/")
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = default_user_agent()
+        self.session = session or guarded_session()
         self.limiter = limiter
-        self.max_attempts, self.backoff_base = max_attempts, backoff_base
+        self.retry = RetryPolicy(max_attempts, backoff_base, block_wait=max_reset_wait)
         self.max_reset_wait, self.sleep, self.clock, self.timeout = max_reset_wait, sleep, clock, timeout
         self.on_wait = on_wait
         self.page_size = PAGE_SIZES[0]
         self._good_pages = 0
-        self.requests = 0  # attempts made, for reports and tests
-        self.rate_limit_waits: list[float] = []
 
     # -- one request ------------------------------------------------------------------------
-    def _get(self, params: dict[str, Any]) -> requests.Response:
-        url = self.base_url + SEARCH_PATH
-        self.requests += 1
-        try:
-            if self.limiter is None:
-                return self.session.get(url, params=params, timeout=self.timeout)
-            with self.limiter.slot("arctic-shift"):
-                return self.session.get(url, params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RetryLater(type(exc).__name__) from None
-
     def _honour_rate_limit(self, resp: requests.Response) -> None:
         remaining = resp.headers.get("X-RateLimit-Remaining")
         try:
@@ -115,20 +103,17 @@ class ArcticShiftSource:
             log.info("%s", message)
             if self.on_wait is not None:
                 self.on_wait(message)
-            self.rate_limit_waits.append(wait)
             self.sleep(wait)
 
     def _page(self, subreddit: str, after: int, before: int) -> tuple[list[dict[str, Any]], int]:
         limit = self.page_size
         params = {"subreddit": subreddit, "after": after, "before": before, "limit": limit, "sort": "asc"}
-        resp = self._get(params)
+        resp = api.get(
+            self.session, self.limiter, self.base_url + SEARCH_PATH, params=params, timeout=self.timeout
+        )
         self._honour_rate_limit(resp)
+        api.raise_for_retry(resp)
         code = resp.status_code
-        if code == 429:
-            wait = retry_after_seconds(resp.headers.get("Retry-After"))
-            raise RetryLater("HTTP 429", wait, rate_limited=True)
-        if code >= 500:
-            raise RetryLater(f"HTTP {code}", retry_after_seconds(resp.headers.get("Retry-After")))
         try:
             body = resp.json()
         except ValueError:
@@ -163,14 +148,7 @@ class ArcticShiftSource:
                     self._shrink()
                 raise
 
-        policy = retrying(
-            self.max_attempts,
-            self.backoff_base,
-            self.sleep,
-            max_block_wait=self.max_reset_wait,
-            on_wait=self.on_wait,
-            service="Arctic Shift",
-        )
+        policy = retrying(self.retry, self.sleep, on_wait=self.on_wait, service="Arctic Shift")
         try:
             page = policy(attempt)
         except RetryLater as exc:

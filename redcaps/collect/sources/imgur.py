@@ -25,14 +25,17 @@ import requests
 
 from redcaps.collect.rules import Dropped, Kept
 from redcaps.errors import RedCapsError
-from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
-from redcaps.net.retry import RetryLater, retrying
+from redcaps.net import api
+from redcaps.net.limits import HostLimiter, HostPolicy
+from redcaps.net.retry import RetryLater, RetryPolicy, retrying
+from redcaps.net.session import guarded_session
 
 log = logging.getLogger(__name__)
 
 API_URL = "https://api.imgur.com"
 _VIDEO_EXTS = (".mp4", ".gifv", ".webm")
-DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=1.0, burst=3, concurrency=1)})
+#: The API's budget; whoever runs the work builds one limiter from it.
+HOST_POLICY = HostPolicy(rate=1.0, burst=3, concurrency=1)
 
 
 def _int_header(headers: Any, name: str) -> int | None:
@@ -64,8 +67,8 @@ class ImgurResolver:
         client_id: str,
         *,
         base_url: str = API_URL,
+        limiter: HostLimiter,
         session: requests.Session | None = None,
-        limiter: HostLimiter | None = DEFAULT_LIMITER,
         client_floor: int = 500,
         user_floor: int = 3,
         max_user_wait: float = 3700.0,
@@ -79,19 +82,12 @@ class ImgurResolver:
             raise RedCapsError("the Imgur resolver needs a client id")
         self._auth = f"Client-ID {client_id}"  # never logged or shown
         self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = default_user_agent()  # imgur answers 429 without one
+        self.session = session or guarded_session()  # its User-Agent: imgur answers 429 without one
         self.limiter = limiter
         self.client_floor, self.user_floor, self.max_user_wait = client_floor, user_floor, max_user_wait
-        self.max_attempts, self.backoff_base, self.sleep, self.clock = (
-            max_attempts,
-            backoff_base,
-            sleep,
-            clock,
-        )
-        self.timeout = timeout
+        self.retry = RetryPolicy(max_attempts, backoff_base)
+        self.sleep, self.clock, self.timeout = sleep, clock, timeout
         self.exhausted = False
-        self.requests = 0
         self.refused = 0  # albums answered 403 for another reason than the client id (a blocked region)
         self._cache: dict[str, Kept | Dropped] = {}
 
@@ -109,7 +105,7 @@ class ImgurResolver:
         return self._cache[album_id]
 
     def _resolve(self, album_id: str) -> Kept | Dropped:
-        policy = retrying(self.max_attempts, self.backoff_base, self.sleep)
+        policy = retrying(self.retry, self.sleep)
         try:
             resp = policy(self._get, album_id)
         except RetryLater as exc:
@@ -142,18 +138,11 @@ class ImgurResolver:
 
     def _get(self, album_id: str) -> requests.Response:
         url = f"{self.base_url}/3/album/{album_id}"
-        self.requests += 1
-        try:
-            if self.limiter is None:
-                resp = self.session.get(url, headers={"Authorization": self._auth}, timeout=self.timeout)
-            else:
-                with self.limiter.slot("api.imgur.com"):
-                    resp = self.session.get(url, headers={"Authorization": self._auth}, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RetryLater(type(exc).__name__) from None
+        resp = api.get(
+            self.session, self.limiter, url, headers={"Authorization": self._auth}, timeout=self.timeout
+        )
         self._watch_quota(resp.headers)
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
+        api.raise_for_retry(resp)
         return resp
 
     def _watch_quota(self, headers: Any) -> None:

@@ -32,8 +32,10 @@ from typing import Any
 import requests
 
 from redcaps.errors import RedCapsError
-from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent, retry_after_seconds
-from redcaps.net.retry import RetryLater, retrying
+from redcaps.net import api
+from redcaps.net.limits import HostLimiter, HostPolicy
+from redcaps.net.retry import RetryLater, RetryPolicy, retrying
+from redcaps.net.session import guarded_session
 from redcaps.settings import PUSHSHIFT_URL
 
 log = logging.getLogger(__name__)
@@ -42,15 +44,21 @@ SEARCH_PATHS = {"pushshift": "/reddit/submission/search", "pullpush": "/reddit/s
 SIZE = 100
 #: Pushshift: about one request a second, as the original (it slept 1 s after every request).
 #: PullPush: 14 a minute with a burst of 1, so never more than 15 in any minute (its soft
-#: limit) nor 1,000 in an hour. One process-wide bucket per flavour.
-DEFAULT_LIMITERS = {
-    "pushshift": HostLimiter({"*": HostPolicy(rate=1.0, burst=5, concurrency=1)}),
-    "pullpush": HostLimiter({"*": HostPolicy(rate=14 / 60, burst=1, concurrency=1)}),
+#: limit) nor 1,000 in an hour. Whoever runs the work builds one limiter per flavour.
+HOST_POLICIES = {
+    "pushshift": HostPolicy(rate=1.0, burst=5, concurrency=1),
+    "pullpush": HostPolicy(rate=14 / 60, burst=1, concurrency=1),
 }
-DEFAULT_LIMITER = DEFAULT_LIMITERS["pushshift"]
 #: How long a rate-limit block is waited out: PullPush's hourly limit plus a margin.
 MAX_BLOCK_WAIT = 3900.0
-_DEFAULT = object()
+
+
+def flavour_of(base_url: str, flavour: str | None = None) -> str:
+    """``flavour``, else guessed from the URL (a PullPush host is PullPush)."""
+    flavour = flavour or ("pullpush" if "pullpush" in base_url else "pushshift")
+    if flavour not in SEARCH_PATHS:
+        raise RedCapsError(f"unknown Pushshift flavour {flavour!r} (pushshift or pullpush)")
+    return flavour
 
 
 class PushshiftSource:
@@ -66,8 +74,8 @@ class PushshiftSource:
         flavour: str | None = None,
         size: int | None = None,
         min_window: int = 1,
+        limiter: HostLimiter,
         session: requests.Session | None = None,
-        limiter: HostLimiter | None | object = _DEFAULT,
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         max_block_wait: float = MAX_BLOCK_WAIT,
@@ -77,26 +85,18 @@ class PushshiftSource:
         timeout: tuple[float, float] = (10.0, 60.0),
     ) -> None:
         base_url = (base_url or PUSHSHIFT_URL).rstrip("/")
-        flavour = flavour or ("pullpush" if "pullpush" in base_url else "pushshift")
-        if flavour not in SEARCH_PATHS:
-            raise RedCapsError(f"unknown Pushshift flavour {flavour!r} (pushshift or pullpush)")
-        self.flavour = flavour
+        self.flavour = flavour = flavour_of(base_url, flavour)
         self.url = base_url + SEARCH_PATHS[flavour]
         self.size = size or SIZE
         self.min_window = max(1, min_window)
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = default_user_agent()
+        self.session = session or guarded_session()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
-        self.limiter: HostLimiter | None = DEFAULT_LIMITERS[flavour] if limiter is _DEFAULT else limiter  # type: ignore[assignment]
-        self.max_attempts, self.backoff_base, self.sleep, self.timeout = (
-            max_attempts,
-            backoff_base,
-            sleep,
-            timeout,
+        self.limiter = limiter
+        self.retry = RetryPolicy(
+            max_attempts, backoff_base, block_wait=max_block_wait, block_probe=block_probe
         )
-        self.max_block_wait, self.block_probe, self.on_wait = max_block_wait, block_probe, on_wait
-        self.requests = 0
+        self.sleep, self.timeout, self.on_wait = sleep, timeout, on_wait
 
     def _query(self, subreddit: str, start: int, end: int, ascending: bool) -> list[dict[str, Any]]:
         params: dict[str, Any] = {
@@ -109,25 +109,13 @@ class PushshiftSource:
             params.update(sort="created_utc", order="asc")
         elif ascending:
             params.update(sort="asc", sort_type="created_utc")
-        self.requests += 1
-        try:
-            if self.limiter is None:
-                resp = self.session.get(self.url, params=params, timeout=self.timeout)
-            else:
-                with self.limiter.slot("pushshift"):
-                    resp = self.session.get(self.url, params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RetryLater(type(exc).__name__) from None
+        resp = api.get(self.session, self.limiter, self.url, params=params, timeout=self.timeout)
         if resp.status_code in (401, 403):
             raise RedCapsError(
                 f"{self.url}: HTTP {resp.status_code}: this API needs a valid token "
                 "(PUSHSHIFT_TOKEN); public Pushshift access ended in 2023"
             )
-        if resp.status_code == 429:
-            wait = retry_after_seconds(resp.headers.get("Retry-After"))
-            raise RetryLater("HTTP 429", wait, rate_limited=True)
-        if resp.status_code >= 500:
-            raise RetryLater(f"HTTP {resp.status_code}", retry_after_seconds(resp.headers.get("Retry-After")))
+        api.raise_for_retry(resp)
         if resp.status_code != 200:
             raise RedCapsError(f"{self.url}: HTTP {resp.status_code} for r/{subreddit}: {resp.text[:160]!r}")
         try:
@@ -137,15 +125,8 @@ class PushshiftSource:
         return [p for p in data or [] if isinstance(p, dict) and "id" in p and "created_utc" in p]
 
     def _fetch(self, subreddit: str, start: int, end: int, ascending: bool = False) -> list[dict[str, Any]]:
-        policy = retrying(
-            self.max_attempts,
-            self.backoff_base,
-            self.sleep,
-            max_block_wait=self.max_block_wait,
-            block_probe=self.block_probe,
-            on_wait=self.on_wait,
-            service="PullPush" if self.flavour == "pullpush" else "Pushshift",
-        )
+        service = "PullPush" if self.flavour == "pullpush" else "Pushshift"
+        policy = retrying(self.retry, self.sleep, on_wait=self.on_wait, service=service)
         try:
             return policy(self._query, subreddit, start, end, ascending)
         except RetryLater as exc:

@@ -8,11 +8,12 @@ can be retried alone. Ids Reddit does not return count as deleted
 which prawcore never retries) sleeps ``retry_after`` and retries the batch; so do server
 failures, including those prawcore raises as a plain ``ResponseException`` (a 5xx it has no
 class for, such as Cloudflare's 521/523/524) and ``BadJSON`` (an HTML error page with a 200);
-only 4xx answers are reported as a credentials problem. An in-process token bucket keeps to
-100 requests a minute (Reddit's free tier per client id).
+only 4xx answers are reported as a credentials problem. Waits and give-ups are
+:mod:`redcaps.net.retry`'s, as for every outside request. A host limiter keeps to 100
+requests a minute (Reddit's free tier per client id).
 
-Requests go through a plain ``requests.Session``, so ``HTTPS_PROXY`` and
-``REQUESTS_CA_BUNDLE`` apply and the Reddit URLs stay the real ones.
+PRAW is given our guarded session (:mod:`redcaps.net.session`), so the egress guard,
+``HTTPS_PROXY`` and ``REQUESTS_CA_BUNDLE`` apply and the Reddit URLs stay the real ones.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ import requests
 
 from redcaps.collect.credentials import Credentials, RedditCredentials
 from redcaps.errors import RedCapsError
-from redcaps.net.fetcher import HostLimiter, HostPolicy, default_user_agent
-from redcaps.net.retry import backoff
+from redcaps.net.config import default_user_agent
+from redcaps.net.limits import HostLimiter, HostPolicy
+from redcaps.net.retry import RetryLater, RetryPolicy, retrying
+from redcaps.net.session import guarded_session
 
 log = logging.getLogger(__name__)
 
 BATCH = 100
 #: At most 10 + 1.5 * 60 = 100 requests in any minute.
-DEFAULT_LIMITER = HostLimiter({"*": HostPolicy(rate=1.5, burst=10, concurrency=1)})
+HOST_POLICY = HostPolicy(rate=1.5, burst=10, concurrency=1)
 #: What a refresh takes from Reddit; everything else stays as the source had it.
 REFRESHED_FIELDS = ("score", "removed_by_category", "over_18", "author")
 
@@ -50,7 +53,7 @@ def make_reddit(creds: RedditCredentials) -> praw.Reddit:
         client_secret=creds.client_secret,
         user_agent=creds.user_agent or default_user_agent(),
         check_for_updates=False,
-        requestor_kwargs={"session": requests.Session()},  # honours the proxy/CA environment
+        requestor_kwargs={"session": guarded_session()},  # PRAW sends through our session: guard, proxy, CA
         **kwargs,
     )
 
@@ -67,6 +70,10 @@ def _current(submission: Any) -> dict[str, Any]:
     }
 
 
+def _refused(status: object) -> RedCapsError:
+    return RedCapsError(f"Reddit refused the request (HTTP {status}): check the credentials")
+
+
 def _is_server_failure(exc: prawcore.exceptions.ResponseException, status: int | None) -> bool:
     """A failure on Reddit's side (5xx, an unparsable body), worth retrying the batch."""
     return isinstance(exc, prawcore.exceptions.BadJSON) or (status is not None and status >= 500)
@@ -79,8 +86,8 @@ class RedditRefresher:
         self,
         reddit: praw.Reddit,
         *,
+        limiter: HostLimiter,
         batch_size: int = BATCH,
-        limiter: HostLimiter | None = DEFAULT_LIMITER,
         max_attempts: int = 5,
         backoff_base: float = 2.0,
         default_retry_after: float = 60.0,
@@ -89,60 +96,51 @@ class RedditRefresher:
         self.reddit = reddit
         self.batch_size = min(BATCH, max(1, batch_size))
         self.limiter = limiter
-        self.max_attempts, self.backoff_base = max_attempts, backoff_base
+        self.retry = RetryPolicy(max_attempts, backoff_base)
         self.default_retry_after, self.sleep = default_retry_after, sleep
-        self.calls = 0
-        self.deleted = 0
 
     @classmethod
     def from_credentials(cls, creds: RedditCredentials, **options: Any) -> RedditRefresher:
         return cls(make_reddit(creds), **options)
 
     def __repr__(self) -> str:
-        return f"RedditRefresher(batch_size={self.batch_size}, calls={self.calls})"
+        return f"RedditRefresher(batch_size={self.batch_size})"
 
     def _batch(self, fullnames: list[str]) -> dict[str, dict[str, Any]]:
-        for attempt in range(1, self.max_attempts + 1):
-            self.calls += 1
-            try:
-                if self.limiter is None:
-                    found = list(self.reddit.info(fullnames=fullnames))
-                else:
-                    with self.limiter.slot("oauth.reddit.com"):
-                        found = list(self.reddit.info(fullnames=fullnames))
-                return {
-                    item.id: _current(item) for item in found if getattr(item, "fullname", "") in fullnames
-                }
-            except prawcore.exceptions.TooManyRequests as exc:
-                try:
-                    wait = float(exc.retry_after) if exc.retry_after else self.default_retry_after
-                except ValueError:
-                    wait = self.default_retry_after
-                log.info("Reddit answered 429: sleeping %.0f s before retrying the batch", wait)
-            except (
-                prawcore.exceptions.ServerError,
-                prawcore.exceptions.RequestException,
-                requests.exceptions.JSONDecodeError,  # the token endpoint's body is parsed unguarded
-            ) as exc:
-                wait = backoff(attempt, self.backoff_base)
-                log.info("Reddit failed (%s): retrying the batch in %.1f s", type(exc).__name__, wait)
-            except prawcore.exceptions.ResponseException as exc:
-                status = getattr(getattr(exc, "response", None), "status_code", None)
-                if not _is_server_failure(exc, status):
-                    raise RedCapsError(
-                        f"Reddit refused the request (HTTP {status}): check the credentials"
-                    ) from None
-                wait = backoff(attempt, self.backoff_base)
-                why = f"HTTP {status}, {type(exc).__name__}"
-                log.info("Reddit failed (%s): retrying the batch in %.1f s", why, wait)
-            except prawcore.exceptions.OAuthException as exc:
-                status = getattr(getattr(exc, "response", None), "status_code", "?")
-                raise RedCapsError(
-                    f"Reddit refused the request (HTTP {status}): check the credentials"
-                ) from None
-            if attempt < self.max_attempts:
-                self.sleep(wait)
-        raise RedCapsError(f"Reddit kept failing for a batch of {len(fullnames)} posts; try again later")
+        try:
+            return retrying(self.retry, self.sleep, service="Reddit")(self._ask, fullnames)
+        except RetryLater:
+            raise RedCapsError(
+                f"Reddit kept failing for a batch of {len(fullnames)} posts; try again later"
+            ) from None
+
+    def _ask(self, fullnames: list[str]) -> dict[str, dict[str, Any]]:
+        """One ``reddit.info`` call; failures on Reddit's side are :class:`RetryLater`."""
+        try:
+            with self.limiter.slot("oauth.reddit.com"):
+                found = list(self.reddit.info(fullnames=fullnames))
+        except prawcore.exceptions.TooManyRequests as exc:
+            raise RetryLater("HTTP 429", self._retry_after(exc), rate_limited=True) from None
+        except (
+            prawcore.exceptions.ServerError,
+            prawcore.exceptions.RequestException,
+            requests.exceptions.JSONDecodeError,  # the token endpoint's body is parsed unguarded
+        ) as exc:
+            raise RetryLater(type(exc).__name__) from None
+        except prawcore.exceptions.ResponseException as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if not _is_server_failure(exc, status):
+                raise _refused(status) from None
+            raise RetryLater(f"HTTP {status}, {type(exc).__name__}") from None
+        except prawcore.exceptions.OAuthException as exc:
+            raise _refused(getattr(getattr(exc, "response", None), "status_code", "?")) from None
+        return {item.id: _current(item) for item in found if getattr(item, "fullname", "") in fullnames}
+
+    def _retry_after(self, exc: prawcore.exceptions.TooManyRequests) -> float:
+        try:
+            return float(exc.retry_after) if exc.retry_after else self.default_retry_after
+        except ValueError:
+            return self.default_retry_after
 
     def refresh(self, posts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         refreshed = []
@@ -155,16 +153,17 @@ class RedditRefresher:
                     updated.update(current[post["id"]])
                 else:
                     updated["removed_by_category"] = "deleted"
-                    self.deleted += 1
                 refreshed.append(updated)
         return refreshed
 
 
 def build_refresher(credentials: Credentials, **options: Any) -> RedditRefresher | None:
-    """A refresher when Reddit credentials are configured, None when there are none.
+    """A refresher when Reddit credentials are configured, None when there are none; its
+    limiter is built here unless ``options`` bring one.
 
     A Reddit section that is present but unusable (malformed file, missing fields) raises
     the one-line :class:`RedCapsError` of ``require_reddit``: the user meant to refresh."""
     if credentials.reddit is None and "reddit" not in credentials.problems:
         return None
+    options.setdefault("limiter", HostLimiter({"*": HOST_POLICY}))
     return RedditRefresher.from_credentials(credentials.require_reddit(), **options)
