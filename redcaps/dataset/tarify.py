@@ -34,7 +34,15 @@ from redcaps.atomic import atomic_open, read_json, sweep_temp_files, write_bytes
 from redcaps.dataset.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
 from redcaps.download.shard import Outcome, read_manifests
 from redcaps.errors import RedCapsError
-from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
+from redcaps.layout import (
+    TARIFY,
+    Layout,
+    image_path,
+    shard_files,
+    shard_metadata_path,
+    shard_path,
+    shard_stats_path,
+)
 from redcaps.names import check_image_id
 from redcaps.settings import Format, ShardSettings, StorageSettings
 from redcaps.validate import check_unique_ids
@@ -225,14 +233,6 @@ def pack(
     return result
 
 
-def existing_shards(output_dir: Path, stem: str) -> list[Path]:
-    """The stem's shards on disk, in order (``<stem>_00000000.tar`` onwards)."""
-    found = []
-    while (shard := shard_path(output_dir, stem, len(found))).exists():
-        found.append(shard)
-    return found
-
-
 def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: str) -> int:
     """Write back the loose images a ``keep_loose = false`` run deleted, from the stem's shards."""
     wanted = {
@@ -241,7 +241,7 @@ def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: 
         if not (path := layout.image(r["subreddit"], r["image_id"])).exists()
     }
     restored = 0
-    for shard in existing_shards(layout.tarfiles, file_stem) if wanted else []:
+    for shard in layout.shard_files(file_stem) if wanted else []:
         with tarfile.open(shard) as tar:
             for member in tar:
                 key, _, ext = member.name.rpartition(".")
@@ -298,9 +298,8 @@ def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> No
 
 
 def _remove_stale_shards(output_dir: Path, stem: str, count: int) -> None:
-    """A rerun with fewer samples must not leave an old higher-numbered shard (or its metadata)."""
-    index = count
-    while (stale := shard_path(output_dir, stem, index)).exists():
+    """A rerun with fewer samples must not leave an old higher-numbered shard (or its metadata),
+    even past a gap in the numbers: shards ``0..count-1`` were just written, the rest are stale."""
+    for stale in shard_files(output_dir, stem)[count:]:
         for path in (stale, shard_metadata_path(stale), shard_stats_path(stale)):
             path.unlink(missing_ok=True)
-        index += 1
