@@ -75,6 +75,18 @@ def test_a_stale_shard_past_a_gap_in_the_numbers_is_removed_too(dataset):
     ]
 
 
+def test_flat_image_folder_packs_the_same_shards(dataset):
+    """Images directly in the folder (``<dir>/<id>.jpg``) pack exactly as the seed's nested ones."""
+    af, tmp = dataset
+    for path in (tmp / "images" / "roses").iterdir():
+        (tmp / "flat").mkdir(exist_ok=True)
+        (tmp / "flat" / path.name).hardlink_to(path)
+    nested = write_shards(af, tmp / "images", tmp / "a", "roses_2020", shard_size=4)
+    flat = write_shards(af, tmp / "flat", tmp / "b", "roses_2020", shard_size=4)
+    assert flat.samples == 6 and flat.missing == ["id006"]
+    assert [_sha(p) for p in flat.shards] == [_sha(p) for p in nested.shards]
+
+
 def test_byte_reproducible_and_order_independent(dataset):
     af, tmp = dataset
     first = write_shards(af, tmp / "images", tmp / "a", "roses_2020", shard_size=4)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
 
@@ -95,17 +95,15 @@ def manifest_outcomes(manifests: str | Path | None) -> dict[str, Outcome]:
     return read_manifests(sorted(Path(manifests).glob("*.jsonl")))
 
 
-def layout_of(image_dir: Path) -> Literal["nested", "flat"]:
-    """Seed layout is ``<dir>/<subreddit>/<id>.jpg``; a flat ``<dir>/<id>.jpg`` also works.
-
-    The original looked only at the first directory entry; here any ``*.jpg`` directly
-    inside the directory means flat.
-    """
-    return "flat" if any(Path(image_dir).glob("*.jpg")) else "nested"
+def images_are_flat(image_dir: Path) -> bool:
+    """Whether images sit directly in ``image_dir`` (``<dir>/<id>.jpg``) rather than in the seed's
+    ``<dir>/<subreddit>/<id>.jpg``. The original looked only at the first directory entry; here
+    any ``*.jpg`` directly inside the directory means flat."""
+    return any(Path(image_dir).glob("*.jpg"))
 
 
-def _image_for(record: Record, image_dir: Path, layout: str) -> Path:
-    if layout == "flat":
+def _image_for(record: Record, image_dir: Path, flat: bool) -> Path:
+    if flat:
         return Path(image_dir) / f"{check_image_id(record['image_id'])}.jpg"
     return image_path(image_dir, record["subreddit"], record["image_id"])
 
@@ -136,13 +134,13 @@ def write_shards(
     check_unique_ids(annotations.annotations, stem)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     sweep_temp_files(output_dir)  # shards a killed run left half-written
-    layout = layout_of(image_dir)
+    flat = images_are_flat(image_dir)
     outcomes = manifest_outcomes(manifests)
     result = TarifyResult()
     present: list[tuple[Record, Path]] = []
     failures: list[Row] = []
     for record in sorted(annotations.annotations, key=lambda r: r["image_id"]):
-        path = _image_for(record, image_dir, layout)
+        path = _image_for(record, image_dir, flat)
         if path.is_file():
             present.append((record, path))
         else:
