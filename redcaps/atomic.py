@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -30,15 +31,21 @@ SWEEP_GRACE_SECONDS = 600.0  # a live writer touches its file far more often
 _DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}
 
 
+@functools.cache
+def file_mode() -> int:
+    """What a plain ``open()`` would give, from the umask read at the first write (not at import):
+    temp files are created 0600, and a dataset others cannot read would be no dataset."""
+    return 0o666 & ~_umask()
+
+
 def _umask() -> int:
+    """The process umask, read from /proc where it is shown; elsewhere set and put back."""
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-#: What a plain ``open()`` would give: temp files are created 0600, and a dataset others
-#: (a training job, a worker under another account) cannot read would be no dataset.
-FILE_MODE = 0o666 & ~_umask()
 
 
 def _mount_point(path: Path) -> Path:
@@ -99,7 +106,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             yield tmp_path
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
-            os.chmod(tmp_path, FILE_MODE)
+            os.chmod(tmp_path, file_mode())
             os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -122,7 +129,7 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
             with open(fd, mode, **kwargs) as fh:
                 yield fh
                 fh.flush()
-                os.fchmod(fh.fileno(), FILE_MODE)
+                os.fchmod(fh.fileno(), file_mode())
                 os.fsync(fh.fileno())
             os.replace(tmp_path, path)
     except BaseException:
@@ -165,7 +172,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     dropped; any other line that is not a JSON object is a one-line :class:`RedCapsError` naming
     the file and line. A missing file yields nothing.
     """
-    if not Path(path).exists():
+    if not Path(path).is_file():
         return
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):

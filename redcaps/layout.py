@@ -83,6 +83,17 @@ def shard_path(output_dir: str | Path, file_stem: str, index: int) -> Path:
     return Path(output_dir) / SHARD_PATTERN.format(stem=file_stem, index=index)
 
 
+def shard_glob(file_stem: str) -> str:
+    """The file names of a stem's shards, as a glob pattern (``roses_2020_[0-9]...[0-9].tar``)."""
+    return f"{file_stem}_{'[0-9]' * 8}.tar"
+
+
+def shard_files(output_dir: str | Path, file_stem: str) -> list[Path]:
+    """The WebDataset shards of one stem on disk, in order: every ``<stem>_%08d.tar``, gaps and all
+    (the one listing of a stem's tars, for packing, cleaning up and reading back)."""
+    return sorted(Path(output_dir).glob(shard_glob(file_stem)))
+
+
 def shard_metadata_path(shard: str | Path) -> Path:
     """The img2dataset-style table beside a shard: ``<stem>_%08d.parquet``."""
     return Path(shard).with_suffix(".parquet")
@@ -180,8 +191,8 @@ class Layout:
         return manifest_dir(self.images, file_stem)
 
     def shard_files(self, file_stem: str) -> list[Path]:
-        """The WebDataset shards of one stem on disk, in order."""
-        return sorted(self.tarfiles.glob(f"{file_stem}_{'[0-9]' * 8}.tar"))
+        """The WebDataset shards of one stem on disk, in order (:func:`shard_files`)."""
+        return shard_files(self.tarfiles, file_stem)
 
     def report_file(self, name: str) -> Path:
         """The HTML report of a year (``name`` is its stem) or a batch (its output's name)."""

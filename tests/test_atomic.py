@@ -170,3 +170,22 @@ def test_read_jsonl_drops_only_a_torn_last_line(tmp_path):
     path.write_bytes(b'{"a": 1}\n{"a": 2}')  # whole JSON but no newline: a complete last record
     assert [r["a"] for r in read_jsonl(path)] == [1, 2]
     assert list(read_jsonl(tmp_path / "missing.jsonl")) == []
+
+
+def test_importing_leaves_the_umask_alone_and_files_follow_it(tmp_path):
+    """Nothing changes process state at import; a written file gets the mode a plain open() would
+    (0640 under umask 027), read when the first file is written."""
+    script = f"""
+import os
+calls = []
+real_umask = os.umask
+os.umask = lambda mask: calls.append(mask) or real_umask(mask)
+real_umask(0o027)
+import redcaps.atomic
+assert calls == [], calls
+os.umask = real_umask
+redcaps.atomic.write_text({str(tmp_path / "out.txt")!r}, "x")
+print(oct(os.stat({str(tmp_path / "out.txt")!r}).st_mode & 0o777))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0o640"

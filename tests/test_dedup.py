@@ -170,6 +170,21 @@ def test_images_are_hashed_once(year, monkeypatch):
     assert read_counts(layout, "roses_2020") == {"exact": 1, "near": 1, "dropped": 1, "mode": "exact"}
 
 
+def test_a_torn_last_hashes_line_is_dropped_and_that_image_hashed_again(year, monkeypatch):
+    """A hashes file torn by a kill: its whole lines are reused, the torn image is hashed anew."""
+    layout, source = year
+    dedup_file(source, layout, "roses_2020", DedupSettings())
+    path = layout.image_hashes("roses_2020")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:30])
+    hashed = []
+    real_hash = dedup.hash_image
+    monkeypatch.setattr(dedup, "hash_image", lambda p: hashed.append(p.stem) or real_hash(p))
+    dedup_file(source, layout, "roses_2020", DedupSettings())
+    assert hashed == [json.loads(lines[3])["image_id"]]
+    assert path.read_text().splitlines() == lines
+
+
 def test_bad_distance_is_one_line(year):
     layout, source = year
     with pytest.raises(RedCapsError, match=r"max_distance must be 0\.\.63, got 64"):

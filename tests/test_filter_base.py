@@ -105,6 +105,28 @@ def test_no_image_is_deleted_when_the_file_cannot_be_written(
     assert not paths.output.exists() and not paths.pending("nsfw").exists()
 
 
+def test_a_commit_killed_mid_append_resumes_without_the_torn_removal(tmp_path: Path) -> None:
+    """A record whose last line was torn by a kill: the whole lines are committed, the torn one is
+    left out (its image stays), and no model runs again."""
+    paths, source = _run_setup(tmp_path)
+    paths.removals.parent.mkdir(parents=True)
+    paths.removals.write_text(
+        '{"image_id": "id1", "subreddit": "roses", "reason": "nsfw", "score": 0.95}\n'
+        '{"image_id": "id3", "subreddit": "roses", "rea'
+    )
+    kept = [r for r in source.annotations if r["image_id"] != "id1"]
+    ann.save(paths.pending("nsfw"), ann.AnnotationFile(source.info, kept))
+
+    def no_model() -> base.ImageScorer:
+        raise AssertionError("a resumed commit loaded a model")
+
+    report = stage.run_filter("nsfw", paths, NsfwSettings(), scorer=no_model)
+    assert (report.status, report.removed) == ("resumed", 1)
+    assert sorted(p.stem for p in paths.images.rglob("*.jpg")) == ["id0", "id2", "id3", "id4"]
+    assert [r["image_id"] for r in ann.load(paths.output).annotations] == ["id0", "id2", "id3", "id4"]
+    assert not paths.pending("nsfw").exists()
+
+
 def test_an_already_filtered_input_is_a_no_op_without_a_model(tmp_path: Path) -> None:
     paths, _ = _run_setup(tmp_path)
     _run(paths)

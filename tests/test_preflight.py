@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,17 +87,28 @@ def test_missing_models_are_one_line_each(tmp_path, sandbox_env):
     assert "[filter_faces] faces model not found" in lines[1]
 
 
-def test_an_unwritable_data_dir_is_one_line(tmp_path, sandbox_env):
-    if os.geteuid() == 0:
-        problems, _ = preflight.check_data_dir(tmp_path / "file" / "data")
-        (tmp_path / "file").write_text("")
-        problems, _ = preflight.check_data_dir(tmp_path / "file" / "data")
-        assert problems == [f"data dir {tmp_path / 'file' / 'data'}: {tmp_path / 'file'} is not a directory"]
-        return
+def test_a_data_dir_under_a_regular_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    problems, _ = preflight.check_data_dir(tmp_path / "file" / "data")
+    assert problems == [f"data dir {tmp_path / 'file' / 'data'}: {tmp_path / 'file'} is not a directory"]
+
+
+def test_a_read_only_data_dir_is_one_line_even_for_root(tmp_path):
+    """A read-only bind mount (in a private mount namespace) cannot be written by root either."""
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare (util-linux) for a private read-only mount")
     locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    problems, _ = preflight.check_data_dir(locked / "data")
-    assert problems == [f"data dir {locked / 'data'}: {locked} is not writable"]
+    locked.mkdir()
+    check = "import sys; from redcaps import preflight; print(preflight.check_data_dir(sys.argv[1])[0])"
+    mount_then_check = 'mount --bind -o ro "$1" "$1" && exec "$2" -c "$3" "$1/data"'
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", mount_then_check, "sh", str(locked), sys.executable, check],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 and proc.stderr.startswith(("unshare:", "mount:")):
+        pytest.skip(f"no private mount namespace here: {proc.stderr.strip()}")
+    assert proc.stdout.strip() == str([f"data dir {locked / 'data'}: {locked} is not writable"])
 
 
 def test_free_space_is_reported(tmp_path):

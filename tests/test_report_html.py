@@ -8,9 +8,7 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
-import types
 from pathlib import Path
 
 import luigi
@@ -19,9 +17,9 @@ from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from pipeline import RedCapsYear
-from redcaps import layout
 from redcaps.cli.main import main
-from redcaps.layout import Layout
+from redcaps.errors import RedCapsError
+from redcaps.layout import DEDUP, DOWNLOADED, YEAR, Layout, manifest_path, shard_path
 from redcaps.report.html import SAMPLES_PER_SUBREDDIT, THUMBNAIL_EDGE, thumbnail, write_report
 
 HEADINGS = [
@@ -91,14 +89,14 @@ def test_the_year_report_is_a_stage_and_opens_in_a_browser(sandbox_env, luigi_co
     year = RedCapsYear(subreddit="sandboxcats", year=2020)
     result = luigi.build([year], local_scheduler=True, detailed_summary=True, log_level="WARNING")
     assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
-    where = Layout.at(luigi_config)
-    report = where.report_file("sandboxcats_2020")
-    assert json.loads(where.stage_file(layout.YEAR, "sandboxcats_2020").read_text())["report"] == str(report)
+    layout = Layout.at(luigi_config)
+    report = layout.report_file("sandboxcats_2020")
+    assert json.loads(layout.stage_file(YEAR, "sandboxcats_2020").read_text())["report"] == str(report)
 
     page = report.read_text(encoding="utf-8")
     check_self_contained(page)
     assert page.count("<svg") == 2  # image sizes, caption lengths
-    final = json.loads(where.final_file("sandboxcats_2020").read_text())["annotations"]
+    final = json.loads(layout.final_file("sandboxcats_2020").read_text())["annotations"]
     shown = thumbnails(page)
     assert len(shown) == SAMPLES_PER_SUBREDDIT and set(shown) <= {r["image_id"] for r in final}
     assert "http_404" in page and "placeholder" in page  # the sandbox's dead images, by reason
@@ -141,7 +139,7 @@ def sharpness(data: bytes) -> float:
 def half_filtered(tmp_path: Path) -> tuple[Layout, dict[str, list[str]]]:
     """A stem whose NSFW and face removals are recorded while their images are still on disk (a run
     stopped before the filters' commit), with some images only inside the shards."""
-    where = Layout.at(tmp_path / "data")
+    layout = Layout.at(tmp_path / "data")
     stem = "roses_2021"
     ids = [f"img{n:04d}" for n in range(10)]
     groups = {"nsfw": ids[:2], "faces": ids[2:4], "in_tar": ids[4:7], "loose": ids[7:]}
@@ -155,10 +153,10 @@ def half_filtered(tmp_path: Path) -> tuple[Layout, dict[str, list[str]]]:
         for n, i in enumerate(ids)
     ]
     info = {"collection": {"considered": 12, "kept": 10, "dropped": {"video": 2}}}
-    downloaded = where.stage_file(layout.DOWNLOADED, stem)
+    downloaded = layout.stage_file(DOWNLOADED, stem)
     downloaded.parent.mkdir(parents=True)
     downloaded.write_text(json.dumps({"info": info, "annotations": records}))
-    manifests = where.manifests(stem)
+    manifests = layout.manifests(stem)
     manifests.mkdir(parents=True)
     lines = [
         {
@@ -171,15 +169,15 @@ def half_filtered(tmp_path: Path) -> tuple[Layout, dict[str, list[str]]]:
         for i in ids
     ]
     lines.append({"image_id": "gone", "url": "https://i.imgur.com/gone.jpg", "status": "http_404"})
-    layout.manifest_path(manifests, 0).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    manifest_path(manifests, 0).write_text("".join(json.dumps(x) + "\n" for x in lines))
     for kind in ("nsfw", "faces"):
-        removals = where.removals(kind, stem)
+        removals = layout.removals(kind, stem)
         removals.parent.mkdir(parents=True)
         removals.write_text(
             "".join(json.dumps({"image_id": i, "subreddit": "roses"}) + "\n" for i in groups[kind])
         )
-    where.tarfiles.mkdir(parents=True)
-    with tarfile.open(layout.shard_path(where.tarfiles, stem, 0), "w") as tar:
+    layout.tarfiles.mkdir(parents=True)
+    with tarfile.open(shard_path(layout.tarfiles, stem, 0), "w") as tar:
         for n, image_id in enumerate(ids):
             data = jpeg(patterned(n))
             if image_id in groups["in_tar"]:
@@ -187,31 +185,31 @@ def half_filtered(tmp_path: Path) -> tuple[Layout, dict[str, list[str]]]:
                 member.size = len(data)
                 tar.addfile(member, io.BytesIO(data))
             else:
-                where.image("roses", image_id).parent.mkdir(parents=True, exist_ok=True)
-                where.image("roses", image_id).write_bytes(data)
-    return where, groups
+                layout.image("roses", image_id).parent.mkdir(parents=True, exist_ok=True)
+                layout.image("roses", image_id).write_bytes(data)
+    return layout, groups
 
 
 def test_nsfw_removals_are_never_shown_and_face_removals_are_blurred(half_filtered, tmp_path):
-    where, groups = half_filtered
-    report = write_report(where, tmp_path / "report.html")
+    layout, groups = half_filtered
+    report = write_report(layout, tmp_path / "report.html")
     page = report.read_text(encoding="utf-8")
     check_self_contained(page)
     shown = thumbnails(page)
     assert sorted(shown) == sorted(groups["faces"] + groups["in_tar"] + groups["loose"])
     for image_id in groups["nsfw"]:
         assert image_id not in page
-        never = thumbnail(where.image("roses", image_id).read_bytes())
+        never = thumbnail(layout.image("roses", image_id).read_bytes())
         assert all(data != never for data, _ in shown.values())
     for image_id in groups["faces"]:
         data, marked = shown[image_id]
-        plain = thumbnail(where.image("roses", image_id).read_bytes())
+        plain = thumbnail(layout.image("roses", image_id).read_bytes())
         assert marked and sharpness(data) < 0.3 * sharpness(plain)
     for image_id in groups["loose"] + groups["in_tar"]:
         data, marked = shown[image_id]
         assert not marked and sharpness(data) > 10
     # the images only in the shards are the same pictures as the loose ones would have been
-    with tarfile.open(where.shard_files("roses_2021")[0]) as tar:
+    with tarfile.open(layout.shard_files("roses_2021")[0]) as tar:
         first = groups["in_tar"][0]
         original = thumbnail(tar.extractfile(f"{first}.jpg").read())
     assert (
@@ -222,48 +220,64 @@ def test_nsfw_removals_are_never_shown_and_face_removals_are_blurred(half_filter
     )
     assert "i.imgur.com" in page and "http_404" in page
     # the same data gives the same page
-    assert write_report(where, tmp_path / "again.html").read_text(encoding="utf-8") == page
+    assert write_report(layout, tmp_path / "again.html").read_text(encoding="utf-8") == page
 
 
 def test_the_report_opens_in_a_browser_with_its_plots_and_thumbnails(half_filtered, tmp_path):
-    where, _ = half_filtered
-    report = write_report(where, tmp_path / "report.html")
+    layout, _ = half_filtered
+    report = write_report(layout, tmp_path / "report.html")
     page = report.read_text(encoding="utf-8")
     assert page.count("<svg") == 2 and len(thumbnails(page)) == 8
     check_in_browser(report, tmp_path)
 
 
 def test_the_report_command(half_filtered, tmp_path):
-    where, _ = half_filtered
+    layout, _ = half_filtered
     out = tmp_path / "out" / "report.html"
-    result = CliRunner().invoke(main, ["report", "--data-dir", str(where.root), "-o", str(out)])
+    result = CliRunner().invoke(main, ["report", "--data-dir", str(layout.root), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(out) and "<h2>Sample images</h2>" in out.read_text(encoding="utf-8")
-    result = CliRunner().invoke(main, ["report", "--data-dir", str(where.root)])
-    assert result.exit_code == 0 and Path(result.output.strip()) == where.report_file("dataset")
-    assert where.report_file("dataset").is_file()
+    result = CliRunner().invoke(main, ["report", "--data-dir", str(layout.root)])
+    assert result.exit_code == 0 and Path(result.output.strip()) == layout.report_file("dataset")
+    assert layout.report_file("dataset").is_file()
 
     result = CliRunner().invoke(main, ["report", "--data-dir", str(tmp_path / "nothing")])
     assert result.exit_code == 1 and "no pipeline outputs" in result.output
 
 
-def test_duplicates_come_from_the_dedup_stage_when_it_exists(half_filtered, tmp_path, monkeypatch):
-    where, _ = half_filtered
-    monkeypatch.setitem(
-        sys.modules, "redcaps.dataset.dedup", None
-    )  # a branch without the stage: import fails
-    page = write_report(where, tmp_path / "before.html").read_text(encoding="utf-8")
-    assert "<td>r/roses</td><td>2021</td><td>0</td><td>0</td><td>0</td><td>not run</td>" in page
+def test_duplicates_read_not_run_until_the_dedup_stage_has_run(half_filtered, tmp_path):
+    layout, _ = half_filtered
+    row = "<td>r/roses</td><td>2021</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+    page = write_report(layout, tmp_path / "before.html").read_text(encoding="utf-8")
+    assert row.format(0, 0, 0, "not run") in page
 
-    dedup = types.ModuleType("redcaps.dataset.dedup")
-    asked = []
+    dedup_output = layout.stage_file(DEDUP, "roses_2021")
+    dedup_output.parent.mkdir(parents=True)
+    block = {
+        "mode": "exact",
+        "max_distance": 4,
+        "hashed": 10,
+        "groups": 3,
+        "exact": 3,
+        "near": 2,
+        "dropped": 1,
+    }
+    dedup_output.write_text(json.dumps({"info": {"dedup": block}, "annotations": []}))
+    page = write_report(layout, tmp_path / "after.html").read_text(encoding="utf-8")
+    assert row.format(3, 2, 1, "exact") in page
 
-    def read_counts(layout_: Layout, stem: str) -> dict:
-        asked.append((layout_, stem))
-        return {"exact": 3, "near": 2, "dropped": 1, "mode": "exact"}
 
-    dedup.read_counts = read_counts
-    monkeypatch.setitem(sys.modules, "redcaps.dataset.dedup", dedup)
-    page = write_report(where, tmp_path / "after.html").read_text(encoding="utf-8")
-    assert asked == [(where, "roses_2021")]
-    assert "<td>r/roses</td><td>2021</td><td>3</td><td>2</td><td>1</td><td>exact</td>" in page
+def test_a_torn_last_manifest_line_is_dropped_and_a_torn_middle_one_is_an_error(half_filtered, tmp_path):
+    """A download killed mid-append leaves a torn last line: the report leaves it out; a bad line
+    before others is damage, reported with its place."""
+    layout, _ = half_filtered
+    manifest = manifest_path(layout.manifests("roses_2021"), 0)
+    whole = manifest.read_text(encoding="utf-8")
+    manifest.write_text(whole + '{"image_id": "torn", "url": "https://i.imgur.com/torn.jpg", "sta')
+    torn = write_report(layout, tmp_path / "torn.html").read_text(encoding="utf-8")
+    manifest.write_text(whole)
+    assert torn == write_report(layout, tmp_path / "whole.html").read_text(encoding="utf-8")
+
+    manifest.write_text('{"image_id": "torn", "sta\n' + whole)
+    with pytest.raises(RedCapsError, match=r"00000\.jsonl:1: not a JSON line"):
+        write_report(layout, tmp_path / "broken.html")

@@ -57,6 +57,36 @@ def test_txt_format_has_bare_caption(dataset):
         assert tar.extractfile("id001.txt").read() == b"a rose id001"
 
 
+def test_a_stale_shard_past_a_gap_in_the_numbers_is_removed_too(dataset):
+    """Shards 0 and 2 on disk (1 lost): a rerun that writes one shard leaves only shard 0; a
+    listing that stopped at the gap would have kept shard 2 and its samples."""
+    af, tmp = dataset
+    tars = tmp / "tars"
+    write_shards(af, tmp / "images", tars, "roses_2020", shard_size=2)
+    for name in ("roses_2020_00000001.tar", "roses_2020_00000001.parquet", "roses_2020_00000001_stats.json"):
+        (tars / name).unlink()
+    af.annotations = af.annotations[:2]
+    write_shards(af, tmp / "images", tars, "roses_2020", shard_size=2)
+    assert sorted(p.name for p in tars.iterdir() if not p.name.startswith(".")) == [
+        "roses_2020_00000000.parquet",
+        "roses_2020_00000000.tar",
+        "roses_2020_00000000_stats.json",
+        "sizes.json",
+    ]
+
+
+def test_flat_image_folder_packs_the_same_shards(dataset):
+    """Images directly in the folder (``<dir>/<id>.jpg``) pack exactly as the seed's nested ones."""
+    af, tmp = dataset
+    for path in (tmp / "images" / "roses").iterdir():
+        (tmp / "flat").mkdir(exist_ok=True)
+        (tmp / "flat" / path.name).hardlink_to(path)
+    nested = write_shards(af, tmp / "images", tmp / "a", "roses_2020", shard_size=4)
+    flat = write_shards(af, tmp / "flat", tmp / "b", "roses_2020", shard_size=4)
+    assert flat.samples == 6 and flat.missing == ["id006"]
+    assert [_sha(p) for p in flat.shards] == [_sha(p) for p in nested.shards]
+
+
 def test_byte_reproducible_and_order_independent(dataset):
     af, tmp = dataset
     first = write_shards(af, tmp / "images", tmp / "a", "roses_2020", shard_size=4)

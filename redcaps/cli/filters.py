@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from tqdm import tqdm
@@ -19,7 +19,7 @@ from tqdm import tqdm
 from redcaps.filters import base
 from redcaps.filters.stage import FilterPaths, FilterReport, run_filter
 from redcaps.layout import DEFAULT_DATA_DIR, Layout, removals_beside
-from redcaps.settings import FaceSettings, FilterSettings, NsfwSettings, WordSettings
+from redcaps.settings import Device, FaceSettings, FilterSettings, NsfwSettings, WordMode, WordSettings
 
 
 def _common(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -55,7 +55,7 @@ def _model_options(defaults: NsfwSettings | FaceSettings) -> Callable[..., Any]:
         click.option("-j", "--workers", default=defaults.workers, show_default=True, type=positive),
         click.option(
             "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
+            type=click.Choice(get_args(Device)),
             default=defaults.device,
             show_default=True,
             help="cuda: on a GPU.",
@@ -106,7 +106,7 @@ def _describe(report: FilterReport, path: Path, record: Path) -> str:
 @_common
 @click.option(
     "--mode",
-    type=click.Choice(["exact", "punctuation"]),
+    type=click.Choice(get_args(WordMode)),
     default=WordSettings.mode,
     show_default=True,
     help="exact: the original rule; punctuation: also catch words touching punctuation.",

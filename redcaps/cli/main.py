@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import get_args
 
 import click
 from tqdm import tqdm
@@ -18,7 +19,7 @@ from redcaps import annotations as ann
 from redcaps.download.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.errors import RedCapsError
 from redcaps.layout import DEFAULT_DATA_DIR, Layout, manifest_dir, stem, stem_of
-from redcaps.settings import SOURCES, CollectionSettings, DownloadSettings, ShardSettings
+from redcaps.settings import SOURCES, CollectionSettings, DownloadSettings, Format, ShardSettings
 
 EXIT_ERROR = 1
 EXIT_INVALID = 3
@@ -297,7 +298,7 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["both", "json", "txt"]),
+    type=click.Choice(get_args(Format)),
     default=ShardSettings.format,
     show_default=True,
     help="Caption members per sample: .txt and .json (both), or one of them",
@@ -353,10 +354,10 @@ def report(data_dir: str, output: str | None) -> None:
     """Write a self-contained HTML report of a data directory (tables, plots, sample thumbnails)."""
     from redcaps.report.html import write_report
 
-    where = Layout.at(data_dir)
-    if not where.stages.is_dir():
+    layout = Layout.at(data_dir)
+    if not layout.stages.is_dir():
         raise RedCapsError(f"{data_dir}: no pipeline outputs here (no stages/ folder)")
-    click.echo(write_report(where, output or where.report_file("dataset")))
+    click.echo(write_report(layout, output or layout.report_file("dataset")))
 
 
 from redcaps.cli.filters import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists

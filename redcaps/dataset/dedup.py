@@ -25,7 +25,7 @@ import imagehash
 from PIL import Image
 
 from redcaps.annotations import AnnotationFile
-from redcaps.atomic import atomic_open, write_json
+from redcaps.atomic import atomic_open, read_jsonl, write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import DEDUP, Layout
 from redcaps.settings import DedupSettings
@@ -58,10 +58,7 @@ def hash_image(path: Path) -> tuple[str, str]:
 
 def read_hashes(path: Path) -> list[ImageHashes]:
     """The lines of a hashes file (none when it does not exist)."""
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [ImageHashes(**json.loads(line)) for line in fh if line.strip()]
+    return [ImageHashes(**record) for record in read_jsonl(path)]
 
 
 def file_hashes(annotations: AnnotationFile, layout: Layout, stem: str) -> list[ImageHashes]:
@@ -239,7 +236,4 @@ def batch_counts(groups: Iterable[dict[str, Any]]) -> dict[str, int]:
 def read_batch_counts(layout: Layout, batch_name: str) -> dict[str, int] | None:
     """:func:`batch_counts` of a batch's duplicates file (``<name>-<digest>``), or None before it ran."""
     path = layout.batch_duplicates(batch_name)
-    if not path.exists():
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return batch_counts(json.loads(line) for line in fh if line.strip())
+    return batch_counts(read_jsonl(path)) if path.exists() else None

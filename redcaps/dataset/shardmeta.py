@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
+import fnmatch
 import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from redcaps.annotations import Record
 from redcaps.atomic import atomic_open, write_json
-from redcaps.layout import shard_metadata_path, shard_stats_path, sizes_path
+from redcaps.layout import shard_glob, shard_metadata_path, shard_stats_path, sizes_path
 
 #: Reasons that mean the body arrived but was not a usable image (img2dataset's "failed_to_resize").
 IMAGE_REASONS = frozenset({"not_image", "decode_error", "too_many_pixels", "extreme_aspect_ratio"})
@@ -139,12 +140,7 @@ def update_sizes(output_dir: Path, stem: str, sizes: dict[str, int]) -> None:
     path = sizes_path(output_dir)
     with _locked(path):
         current = read_sizes(output_dir)
-        prefix = f"{stem}_"
-        kept = {
-            name: n
-            for name, n in current.items()
-            if not (name.startswith(prefix) and name[len(prefix) :].removesuffix(".tar").isdigit())
-        }
+        kept = {name: n for name, n in current.items() if not fnmatch.fnmatchcase(name, shard_glob(stem))}
         write_json(path, dict(sorted({**kept, **sizes}.items())), indent=1)
 
 

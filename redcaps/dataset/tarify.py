@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
 
@@ -34,7 +34,15 @@ from redcaps.atomic import atomic_open, read_json, sweep_temp_files, write_bytes
 from redcaps.dataset.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
 from redcaps.download.manifest import Outcome, read_manifests
 from redcaps.errors import RedCapsError
-from redcaps.layout import TARIFY, Layout, image_path, shard_metadata_path, shard_path, shard_stats_path
+from redcaps.layout import (
+    TARIFY,
+    Layout,
+    image_path,
+    shard_files,
+    shard_metadata_path,
+    shard_path,
+    shard_stats_path,
+)
 from redcaps.names import check_image_id
 from redcaps.settings import Format, ShardSettings, StorageSettings
 from redcaps.validate import check_unique_ids
@@ -87,17 +95,15 @@ def manifest_outcomes(manifests: str | Path | None) -> dict[str, Outcome]:
     return read_manifests(sorted(Path(manifests).glob("*.jsonl")))
 
 
-def layout_of(image_dir: Path) -> Literal["nested", "flat"]:
-    """Seed layout is ``<dir>/<subreddit>/<id>.jpg``; a flat ``<dir>/<id>.jpg`` also works.
-
-    The original looked only at the first directory entry; here any ``*.jpg`` directly
-    inside the directory means flat.
-    """
-    return "flat" if any(Path(image_dir).glob("*.jpg")) else "nested"
+def images_are_flat(image_dir: Path) -> bool:
+    """Whether images sit directly in ``image_dir`` (``<dir>/<id>.jpg``) rather than in the seed's
+    ``<dir>/<subreddit>/<id>.jpg``. The original looked only at the first directory entry; here
+    any ``*.jpg`` directly inside the directory means flat."""
+    return any(Path(image_dir).glob("*.jpg"))
 
 
-def _image_for(record: Record, image_dir: Path, layout: str) -> Path:
-    if layout == "flat":
+def _image_for(record: Record, image_dir: Path, flat: bool) -> Path:
+    if flat:
         return Path(image_dir) / f"{check_image_id(record['image_id'])}.jpg"
     return image_path(image_dir, record["subreddit"], record["image_id"])
 
@@ -128,13 +134,13 @@ def write_shards(
     check_unique_ids(annotations.annotations, stem)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     sweep_temp_files(output_dir)  # shards a killed run left half-written
-    layout = layout_of(image_dir)
+    flat = images_are_flat(image_dir)
     outcomes = manifest_outcomes(manifests)
     result = TarifyResult()
     present: list[tuple[Record, Path]] = []
     failures: list[Row] = []
     for record in sorted(annotations.annotations, key=lambda r: r["image_id"]):
-        path = _image_for(record, image_dir, layout)
+        path = _image_for(record, image_dir, flat)
         if path.is_file():
             present.append((record, path))
         else:
@@ -225,14 +231,6 @@ def pack(
     return result
 
 
-def existing_shards(output_dir: Path, stem: str) -> list[Path]:
-    """The stem's shards on disk, in order (``<stem>_00000000.tar`` onwards)."""
-    found = []
-    while (shard := shard_path(output_dir, stem, len(found))).exists():
-        found.append(shard)
-    return found
-
-
 def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: str) -> int:
     """Write back the loose images a ``keep_loose = false`` run deleted, from the stem's shards."""
     wanted = {
@@ -241,7 +239,7 @@ def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: 
         if not (path := layout.image(r["subreddit"], r["image_id"])).exists()
     }
     restored = 0
-    for shard in existing_shards(layout.tarfiles, file_stem) if wanted else []:
+    for shard in layout.shard_files(file_stem) if wanted else []:
         with tarfile.open(shard) as tar:
             for member in tar:
                 key, _, ext = member.name.rpartition(".")
@@ -298,9 +296,8 @@ def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> No
 
 
 def _remove_stale_shards(output_dir: Path, stem: str, count: int) -> None:
-    """A rerun with fewer samples must not leave an old higher-numbered shard (or its metadata)."""
-    index = count
-    while (stale := shard_path(output_dir, stem, index)).exists():
+    """A rerun with fewer samples must not leave an old higher-numbered shard (or its metadata),
+    even past a gap in the numbers: shards ``0..count-1`` were just written, the rest are stale."""
+    for stale in shard_files(output_dir, stem)[count:]:
         for path in (stale, shard_metadata_path(stale), shard_stats_path(stale)):
             path.unlink(missing_ok=True)
-        index += 1

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from redcaps import annotations as ann
-from redcaps.atomic import atomic_open
+from redcaps.atomic import atomic_open, read_jsonl
 from redcaps.errors import RedCapsError
 from redcaps.layout import image_path
 
@@ -106,8 +106,7 @@ def write_removals(path: str | Path, removals: Iterable[Removal]) -> None:
 
 def read_removals(path: str | Path) -> list[Removal]:
     """The removals a :func:`write_removals` file records (to finish an interrupted commit)."""
-    with open(path, encoding="utf-8") as fh:
-        return [Removal(**json.loads(line)) for line in fh if line.strip()]
+    return [Removal(**record) for record in read_jsonl(path)]
 
 
 def delete_images(image_dir: str | Path, removals: Iterable[Removal]) -> int:

@@ -15,11 +15,10 @@ import base64
 import hashlib
 import html
 import io
-import json
 import re
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from urllib.parse import urlsplit
 
 from PIL import Image, ImageFilter
 
-from redcaps import layout
-from redcaps.atomic import read_json, write_text
+from redcaps.atomic import read_json, read_jsonl, write_text
+from redcaps.dataset.dedup import read_counts
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.layout import Layout, split_stem
+from redcaps.layout import DOWNLOADED, MERGED, Layout, split_stem
 from redcaps.report.summary import SUMMARY_STAGES, summarize_file
 
 #: Thumbnails per subreddit on the contact sheet, their longest edge, and the face blur radius.
@@ -56,62 +55,33 @@ class StemData:
     duplicates: dict[str, Any] | None = None
 
 
-def _jsonl(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    for path in paths:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a torn last line of an interrupted run
-            if isinstance(record, dict):
-                yield record
-
-
-def latest_file(where: Layout, stem: str) -> Path | None:
+def latest_file(layout: Layout, stem: str) -> Path | None:
     """The most-processed annotation file of a stem: the final one, else the last stage's."""
-    candidates = [where.final_file(stem)]
-    candidates += [where.filtered(kind, stem) for kind in reversed(FILTER_KEYS)]
-    candidates += [where.stage_file(layout.DOWNLOADED, stem), where.stage_file(layout.MERGED, stem)]
+    candidates = [layout.final_file(stem)]
+    candidates += [layout.filtered(kind, stem) for kind in reversed(FILTER_KEYS)]
+    candidates += [layout.stage_file(DOWNLOADED, stem), layout.stage_file(MERGED, stem)]
     return next((path for path in candidates if path.is_file()), None)
 
 
-def dedup_counts(where: Layout, stem: str) -> dict[str, Any] | None:
-    """The dedup stage's counts of a stem, or None where it is absent or has not run."""
-    try:
-        from redcaps.dataset.dedup import read_counts  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        counts = read_counts(where, stem)
-    except (OSError, ValueError, KeyError):
-        return None
-    return counts if isinstance(counts, dict) else None
+def _removed_ids(removals: Path) -> set[str]:
+    return {r["image_id"] for r in read_jsonl(removals) if isinstance(r.get("image_id"), str)}
 
 
-def read_stem(where: Layout, stem: str) -> StemData:
+def read_stem(layout: Layout, stem: str) -> StemData:
     subreddit, period = split_stem(stem)
-    latest = latest_file(where, stem)
+    latest = latest_file(layout, stem)
     instances = (read_json(latest) or {}).get("annotations", []) if latest else []
-    manifests = sorted(where.manifests(stem).glob("*.jsonl"))
-    removed = {
-        kind: {
-            r["image_id"] for r in _jsonl([where.removals(kind, stem)]) if isinstance(r.get("image_id"), str)
-        }
-        for kind in FILTER_KEYS
-    }
+    manifests = sorted(layout.manifests(stem).glob("*.jsonl"))
+    removed = {kind: _removed_ids(layout.removals(kind, stem)) for kind in FILTER_KEYS}
     return StemData(
         stem=stem,
         subreddit=subreddit,
         year=period[:4],
-        summary=summarize_file(where, stem),
+        summary=summarize_file(layout, stem),
         instances=[i for i in instances if isinstance(i, dict) and isinstance(i.get("image_id"), str)],
-        manifest=list(_jsonl(manifests)),
+        manifest=[record for path in manifests for record in read_jsonl(path)],
         removed_ids=removed,
-        duplicates=dedup_counts(where, stem),
+        duplicates=read_counts(layout, stem),
     )
 
 
@@ -121,14 +91,14 @@ def read_stem(where: Layout, stem: str) -> StemData:
 class ImageReader:
     """An instance's stored image: the loose file, or the member ``<id>.jpg`` of the stem's shards."""
 
-    def __init__(self, where: Layout) -> None:
-        self.where = where
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
         self._members: dict[str, dict[str, Path]] = {}
 
     def _shard_members(self, stem: str) -> dict[str, Path]:
         if stem not in self._members:
             members: dict[str, Path] = {}
-            for shard in self.where.shard_files(stem):
+            for shard in self.layout.shard_files(stem):
                 try:
                     with tarfile.open(shard) as tar:
                         members.update((name, shard) for name in tar.getnames())
@@ -139,7 +109,7 @@ class ImageReader:
 
     def read(self, stem: str, subreddit: str, image_id: str) -> bytes | None:
         try:
-            return self.where.image(subreddit, image_id).read_bytes()
+            return self.layout.image(subreddit, image_id).read_bytes()
         except (OSError, ValueError):
             pass
         name = f"{image_id}.jpg"
@@ -174,7 +144,7 @@ def _sample_order(image_id: str) -> str:
 
 
 def contact_sheet(
-    where: Layout, files: list[StemData], per_subreddit: int = SAMPLES_PER_SUBREDDIT
+    layout: Layout, files: list[StemData], per_subreddit: int = SAMPLES_PER_SUBREDDIT
 ) -> dict[str, list[dict[str, Any]]]:
     """A deterministic sample of thumbnails per subreddit: ``{"image_id", "caption", "jpeg", "blurred"}``."""
     never = {i for f in files for kind in NEVER_SHOWN for i in f.removed_ids.get(kind, ())}
@@ -184,7 +154,7 @@ def contact_sheet(
         for instance in data.instances:
             if instance["image_id"] not in never:
                 candidates[data.subreddit].append((_sample_order(instance["image_id"]), data.stem, instance))
-    reader = ImageReader(where)
+    reader = ImageReader(layout)
     sheet: dict[str, list[dict[str, Any]]] = {}
     for subreddit in sorted(candidates):
         chosen: list[dict[str, Any]] = []
@@ -392,7 +362,7 @@ def _sheet_html(sheet: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(parts)
 
 
-def render(where: Layout, files: list[StemData], title: str) -> str:
+def render(layout: Layout, files: list[StemData], title: str) -> str:
     """The report page of ``files``."""
     dropped, rules = dropped_rows(files)
     sections = [
@@ -427,28 +397,28 @@ def render(where: Layout, files: list[StemData], title: str) -> str:
         _section(
             "Sample images",
             '<p class="note">A fixed sample per subreddit. Images removed by the NSFW filter are never '
-            "shown; face-filter removals are blurred.</p>" + _sheet_html(contact_sheet(where, files)),
+            "shown; face-filter removals are blurred.</p>" + _sheet_html(contact_sheet(layout, files)),
         ),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>\n"
-        f'<h1>{html.escape(title)}</h1>\n<p class="note">{html.escape(str(where.root))}: '
+        f'<h1>{html.escape(title)}</h1>\n<p class="note">{html.escape(str(layout.root))}: '
         f"{len(files)} annotation file(s)</p>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
 
 
-def report_stems(where: Layout) -> list[str]:
+def report_stems(layout: Layout) -> list[str]:
     """Every subreddit-year (or month) file a stage has written."""
-    return where.stems(SUMMARY_STAGES)
+    return layout.stems(SUMMARY_STAGES)
 
 
 def write_report(
-    where: Layout, path: str | Path, stems: Iterable[str] | None = None, title: str | None = None
+    layout: Layout, path: str | Path, stems: Iterable[str] | None = None, title: str | None = None
 ) -> Path:
     """Write the report of ``stems`` (every stem on disk by default) to ``path``, atomically."""
-    stems = report_stems(where) if stems is None else list(stems)
-    files = [read_stem(where, stem) for stem in stems]
-    page = render(where, files, title or f"RedCaps dataset report: {where.root.name}")
+    stems = report_stems(layout) if stems is None else list(stems)
+    files = [read_stem(layout, stem) for stem in stems]
+    page = render(layout, files, title or f"RedCaps dataset report: {layout.root.name}")
     write_text(path, page)
     return Path(path)

@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from redcaps import layout
 from redcaps.atomic import read_json
 from redcaps.dataset.tarify import read_index
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.layout import Layout
+from redcaps.layout import DOWNLOADED, MERGED, TARIFY, Layout, filter_stage
 
 
 def _info(path: Path) -> dict[str, Any]:
@@ -30,17 +29,17 @@ def _counts(value: Any) -> dict[str, int]:
     return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
-def summarize_file(where: Layout, stem: str) -> dict[str, Any]:
+def summarize_file(layout: Layout, stem: str) -> dict[str, Any]:
     """What each stage did to one annotation file (only the stages that have finished)."""
     entry: dict[str, Any] = {}
-    collection = _info(where.stage_file(layout.MERGED, stem)).get("collection")
+    collection = _info(layout.stage_file(MERGED, stem)).get("collection")
     if isinstance(collection, dict):
         entry["collected"] = {
             "considered": collection.get("considered", 0),
             "kept": collection.get("kept", 0),
             "dropped": _counts(collection.get("dropped")),
         }
-    download = _info(where.stage_file(layout.DOWNLOADED, stem)).get("download")
+    download = _info(layout.stage_file(DOWNLOADED, stem)).get("download")
     if isinstance(download, dict):
         entry["download"] = {
             "attempted": download.get("attempted", 0),
@@ -49,25 +48,25 @@ def summarize_file(where: Layout, stem: str) -> dict[str, Any]:
         }
     removed = {}
     for kind, key in FILTER_KEYS.items():
-        block = _info(where.filtered(kind, stem)).get(key)
+        block = _info(layout.filtered(kind, stem)).get(key)
         if isinstance(block, dict):
             removed[kind] = block.get("num_removed", 0)
     if removed:
         entry["removed"] = removed
-    tars = read_index(where, stem)
+    tars = read_index(layout, stem)
     if tars is not None:
         entry["tars"] = {"shards": len(tars.get("shards", [])), "samples": tars.get("samples", 0)}
     return entry
 
 
 #: The stages whose outputs name the files a summary covers.
-SUMMARY_STAGES = (layout.MERGED, layout.DOWNLOADED, layout.TARIFY, *map(layout.filter_stage, FILTER_KEYS))
+SUMMARY_STAGES = (MERGED, DOWNLOADED, TARIFY, *map(filter_stage, FILTER_KEYS))
 
 
-def summarize_dataset(where: Layout, stems: Iterable[str] | None = None) -> dict[str, Any]:
+def summarize_dataset(layout: Layout, stems: Iterable[str] | None = None) -> dict[str, Any]:
     """Per-file entries and their totals, for ``stems`` or every file any stage has touched."""
-    stems = where.stems(SUMMARY_STAGES) if stems is None else stems
-    files = {stem: summarize_file(where, stem) for stem in stems}
+    stems = layout.stems(SUMMARY_STAGES) if stems is None else stems
+    files = {stem: summarize_file(layout, stem) for stem in stems}
     totals: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -83,7 +82,7 @@ def summarize_dataset(where: Layout, stems: Iterable[str] | None = None) -> dict
         if "tars" in entry:
             totals.update(entry["tars"])
     return {
-        "root": str(where.root),
+        "root": str(layout.root),
         "files": files,
         "totals": dict(totals),
         "dropped": dict(sorted(dropped.items())),
