@@ -182,3 +182,36 @@ def test_every_reason_is_documented():
 
     produced = {r for r in (*CASES.values(), *RESOLVED.values()) if r}
     assert produced <= set(REASONS)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"_meta": {"was_deleted_later": True, "removal_type": "deleted"}},
+        {"_meta": {"removal_type": "removed"}},
+        {"author": "[deleted]", "selftext": "[deleted]"},
+        {"author": "[deleted]", "selftext": "[removed]"},
+    ],
+)
+def test_posts_deleted_or_removed_after_archiving_are_dropped(fields):
+    assert classify(post(**fields)) == Dropped("deleted_later")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"author": "[deleted]"},  # a deleted account's post is still up (the demo has many)
+        {"author": "[deleted]", "selftext": ""},
+        {"author": "someone", "selftext": "[removed]"},
+        {"_meta": {"was_deleted_later": False, "removal_type": None, "retrieved_2nd_on": 1700000000}},
+        {"_meta": None},
+    ],
+)
+def test_posts_not_deleted_are_kept(fields):
+    assert classify(post(**fields)) == Kept("https://i.redd.it/ynhaz7herbxc1.jpeg")
+
+
+def test_removed_by_category_stays_removed_before_deleted_later():
+    marked = post(removed_by_category="deleted", author="[deleted]", selftext="[deleted]")
+    assert classify(marked) == Dropped("removed")
+    assert classify(post(over_18=True, _meta={"was_deleted_later": True})) == Dropped("deleted_later")

@@ -2,7 +2,8 @@
 
 Each rule is a small named function returning a :class:`Dropped` (or None to pass);
 :func:`classify` applies them in the original's order (removed, NSFW, score) and then the
-checks the original lacked (self posts, videos, crossposts' media, unsupported hosts).
+checks the original lacked (deleted after archiving, right after removed; self posts, videos,
+crossposts' media, unsupported hosts).
 Every drop has a reason, and ``collect_month`` counts them in ``info.collection``.
 
 Deliberate differences from the original tool (it had bugs here):
@@ -32,6 +33,8 @@ Post = dict[str, Any]
 #: Every reason a post can be dropped for, with what it means (for reports and docs).
 REASONS = {
     "removed": "removed_by_category is set (moderator, author, deleted, ...)",
+    "deleted_later": "deleted or removed after archiving (_meta.was_deleted_later or removal_type, "
+    "or author and selftext [deleted]/[removed])",
     "nsfw": "over_18 (the post or its crosspost parent)",
     "low_score": "score below min_score (votes not in favour, or unknown)",
     "self_post": "a text post: no image",
@@ -89,6 +92,16 @@ class ImgurResolver(Protocol):
 
 def removed(post: Post) -> Dropped | None:
     return Dropped("removed") if post.get("removed_by_category") else None
+
+
+def deleted_later(post: Post) -> Dropped | None:
+    """Deleted or removed after the archive first saw it: dumps since November 2023 re-fetch
+    each record and mark ``_meta``; Reddit shows a deleted post's author and ``selftext``
+    as ``[deleted]`` (by its author) or ``[removed]`` (by moderators)."""
+    meta = post.get("_meta") if isinstance(post.get("_meta"), dict) else {}
+    placeholder = post.get("author") == "[deleted]" and post.get("selftext") in ("[deleted]", "[removed]")
+    marked = meta.get("was_deleted_later") or meta.get("removal_type") or placeholder
+    return Dropped("deleted_later") if marked else None
 
 
 def nsfw(post: Post) -> Dropped | None:
@@ -210,7 +223,7 @@ def classify(
 ) -> Kept | Dropped:
     """Apply every rule in order; the first drop wins. Albums are resolved last, so the
     Imgur quota is only spent on posts that pass every other rule."""
-    for rule in (removed, nsfw):
+    for rule in (removed, deleted_later, nsfw):
         dropped = rule(post)
         if dropped:
             return dropped

@@ -21,7 +21,12 @@ from redcaps.sandbox.proxy import ProxyServer
 from redcaps.sandbox.world import World
 
 __all__ = ["CdnProfile", "Sandbox"]
-HANDLER_MODULES = ["redcaps.sandbox.hosts", "redcaps.sandbox.downloads", "redcaps.sandbox.reddit_apis"]
+HANDLER_MODULES = [
+    "redcaps.sandbox.hosts",
+    "redcaps.sandbox.previews",
+    "redcaps.sandbox.downloads",
+    "redcaps.sandbox.reddit_apis",
+]
 
 
 class Sandbox:

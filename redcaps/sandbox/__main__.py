@@ -14,11 +14,11 @@ from redcaps.sandbox import Sandbox
 from redcaps.sandbox.world import World
 
 
-def serve(state_dir: Path, port: int, seed: int) -> None:
+def serve(state_dir: Path, port: int, world: World) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Sandbox(World(seed), state_dir=state_dir, port=port) as sandbox:
+    with Sandbox(world, state_dir=state_dir, port=port) as sandbox:
         write_text(
             state_dir / "env.sh", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sandbox.env().items())
         )
@@ -44,13 +44,31 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("serve", help="start the proxy and write DIR/env.sh and DIR/ca.pem")
     run.add_argument("--state-dir", type=Path, required=True)
     run.add_argument("--port", type=int, default=0)
+    rot = run.add_argument_group("the decayed web (all off by default)")
+    rot.add_argument("--decay", type=float, default=0.0, help="share of original images that are gone")
+    rot.add_argument(
+        "--preview-loss", type=float, default=0.1, help="share of those whose preview is gone too"
+    )
+    rot.add_argument("--opt-outs", type=float, default=0.0, help="share of images sent with an X-Robots-Tag")
+    rot.add_argument(
+        "--deletions", type=float, default=0.0, help="share of image posts deleted after archiving"
+    )
+    rot.add_argument("--flickr-farms-gone", action="store_true", help="farm hosts answer 410; live. serves")
     official = commands.add_parser(
         "write-official", help="write the official-format files into DIR/annotations"
     )
     official.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.state_dir, args.port, args.seed)
+        world = World(
+            args.seed,
+            decay=args.decay,
+            preview_loss=args.preview_loss,
+            opt_outs=args.opt_outs,
+            deletions=args.deletions,
+            flickr_farms_gone=args.flickr_farms_gone,
+        )
+        serve(args.state_dir, args.port, world)
     else:
         write_official(args.dest, args.seed)
 

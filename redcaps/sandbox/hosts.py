@@ -3,7 +3,8 @@
 Each behaves like the real one where it matters to a downloader: i.redd.it serves an HTML
 page to clients that prefer ``text/html``; i.imgur.com answers 429 to requests without a
 real User-Agent and redirects deleted images to ``removed.png``; Flickr redirects dead
-photos to ``photo_unavailable.png``.
+photos to ``photo_unavailable.png``. The decayed web's behaviours (gone originals, retired
+Flickr farm hosts, ``X-Robots-Tag``) are opt-in on the world (see :mod:`redcaps.sandbox.rot`).
 """
 
 from __future__ import annotations
@@ -70,13 +71,16 @@ def image_handler(world: World, pattern: re.Pattern[str]):  # noqa: ANN201 - ret
         if storm:
             code = int(storm.removeprefix("storm_"))
             return _text(code, "storm", **({"Retry-After": "0"} if code == 429 else {}))
-        fault = world.faults.get(request.url)
+        url = world.canonical(request.url)
+        fault = world.faults.get(url)
         if fault:
             response = _fault_response(world, request, fault)
             if response is not None:
                 return response
-        body, content_type = world.image(request.url)
+        body, content_type = world.image(url)
         response = Response(200, {"Content-Type": content_type, "Cache-Control": "max-age=31536000"}, body)
+        if url in world.robots:
+            response.headers["X-Robots-Tag"] = world.robots[url]
         if fault == "slow":
             response.fault = "slow"
         elif fault == "truncated":
@@ -104,6 +108,11 @@ def register(router: Router, world: World) -> None:
             return Response(200, {"Content-Type": "image/png"}, imgur_removed_png())
         return imgur(request)
 
+    def flickr_farm(request: Request) -> Response | None:
+        if world.flickr_farms_gone:  # retired farm hosts answer 410 (Flickr4Java #333)
+            return _text(410, "Gone")
+        return flickr(request)
+
     def placeholder(request: Request) -> Response | None:
         if request.path.endswith("photo_unavailable.png"):
             return Response(200, {"Content-Type": "image/png"}, flickr_unavailable_png())
@@ -111,11 +120,8 @@ def register(router: Router, world: World) -> None:
 
     router.add("i.redd.it", redd_it)
     router.add("i.imgur.com", imgur_host)
-    for pattern in (
-        "farm*.staticflickr.com",
-        "farm*.static.flickr.com",
-        "live.staticflickr.com",
-        "c1.staticflickr.com",
-    ):
+    for pattern in ("farm*.staticflickr.com", "farm*.static.flickr.com"):
+        router.add(pattern, flickr_farm)
+    for pattern in ("live.staticflickr.com", "c1.staticflickr.com"):
         router.add(pattern, flickr)
     router.add("s.yimg.com", placeholder)

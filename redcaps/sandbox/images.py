@@ -19,6 +19,7 @@ from PIL import Image
 KINDS = ("web", "phone", "small", "png_alpha", "gif", "webp", "exif_rotated")
 #: A real photo with a face (NASA, public domain; see data/NOTICE.txt), for the face filter.
 FACE = "face"
+PHONE_SIZES = ((2048, 1536), (4032, 3024), (3024, 4032), (3000, 2000))
 
 
 def _seed(key: str) -> int:
@@ -55,7 +56,7 @@ def render(kind: str, key: str) -> tuple[bytes, str]:
     if kind == FACE:
         return (resources.files("redcaps.sandbox") / "data" / "face.jpg").read_bytes(), "image/jpeg"
     if kind == "phone":
-        size = [(2048, 1536), (4032, 3024), (3024, 4032), (3000, 2000)][_seed(key) % 4]
+        size = PHONE_SIZES[_seed(key) % len(PHONE_SIZES)]
         exif = Image.Exif()
         exif[0x010F], exif[0x0110] = "SandboxPhone", "Model 12"
         return _save(_pattern(key, size), "JPEG", quality=92, exif=exif.tobytes()), "image/jpeg"
@@ -75,6 +76,29 @@ def render(kind: str, key: str) -> tuple[bytes, str]:
         exif[0x0112] = 6  # stored landscape, shown portrait
         return _save(_pattern(key, (1600, 1200)), "JPEG", quality=90, exif=exif.tobytes()), "image/jpeg"
     return _save(_pattern(key, web_size(key)), "JPEG", quality=88), "image/jpeg"
+
+
+@functools.lru_cache(maxsize=4096)
+def image_size(kind: str, key: str) -> tuple[int, int]:
+    """(width, height) of ``render(kind, key)`` as stored, without rendering it (Reddit's
+    previews state the original's size)."""
+    fixed = {"small": (200, 150), "png_alpha": (800, 600), "gif": (480, 360), "webp": (1024, 768)}
+    if kind == FACE:
+        with Image.open(io.BytesIO(render(FACE, key)[0])) as image:
+            return image.size
+    if kind == "phone":
+        return PHONE_SIZES[_seed(key) % len(PHONE_SIZES)]
+    if kind == "exif_rotated":
+        return (1600, 1200)
+    return fixed.get(kind) or web_size(key)
+
+
+def resized_jpeg(body: bytes, width: int) -> bytes:
+    """The image in ``body`` scaled to ``width`` (aspect kept), as a JPEG: a preview resolution."""
+    with Image.open(io.BytesIO(body)) as image:
+        height = max(1, round(image.height * width / image.width))
+        small = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    return _save(small, "JPEG", quality=85)
 
 
 def half_size(body: bytes) -> bytes:

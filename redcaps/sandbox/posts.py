@@ -353,6 +353,11 @@ def case_of(post_id: str, seed: int = 0) -> str:
     return _world(seed).cases[post_id]
 
 
+def post_by_id(post_id: str, seed: int = 0) -> dict[str, Any] | None:
+    """One post as archives hold it, or None. Do not mutate."""
+    return _world(seed).by_id.get(post_id)
+
+
 def month_posts(subreddit: str, year: int, month: int, seed: int = 0) -> list[dict[str, Any]]:
     """One subreddit-month of the population (subreddit case-insensitive)."""
     start = int(dt.datetime(year, month, 1, tzinfo=dt.timezone.utc).timestamp())

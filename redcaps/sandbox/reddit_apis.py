@@ -9,6 +9,11 @@ the behaviours their documentation describes, which clients must cope with:
   a 422 "Timeout. Maybe slow down a bit" (issue #66) the first time a full page
   (``limit=100``) starting at :data:`CHOSEN_422_AFTER` is asked for; the README's
   "Query timed out" (or any error text) on the :attr:`ApiState.arctic_error_call`-th call.
+* Arctic Shift ``/api/posts/ids?ids=<id>,...`` (same README, "Posts"): up to 500 ids a call
+  (more: 400), the posts it has, with their ``preview``; same rate-limit headers.
+* Every post these APIs answer carries Reddit's ``preview`` (:mod:`redcaps.sandbox.previews`)
+  and, in a world with deletions, the marks of a deletion after archiving
+  (:func:`redcaps.sandbox.rot.mark_deleted`).
 * Arctic Shift ``/api/subreddits/search?subreddit=<name>`` (same README, "Subreddits"): the
   subreddit's record, or none for an unknown name.
 * Pushshift (``api.pushshift.io``: bearer token, 403 without) and PullPush
@@ -47,6 +52,7 @@ import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from redcaps.sandbox import previews
 from redcaps.sandbox.app import Request, Response, Router
 from redcaps.sandbox.posts import SUBREDDITS, imgur_albums, population, reddit_view
 from redcaps.sandbox.world import World
@@ -56,6 +62,7 @@ REDDIT_CLIENT_ID = "sandbox-reddit-client"
 REDDIT_CLIENT_SECRET = "sandbox-reddit-secret"
 IMGUR_CLIENT_ID = "sandbox-imgur-client"
 #: A full page at the start of July 2020 times out once per subreddit.
+ARCTIC_IDS_MAX = 500
 CHOSEN_422_AFTER = int(dt.datetime(2020, 7, 1, tzinfo=dt.timezone.utc).timestamp())
 REDDIT_WINDOW = 600  # seconds, as Reddit reports x-ratelimit-reset
 
@@ -92,6 +99,7 @@ class ApiState:
     imgur_blocked_country: str = ""  # e.g. "GB": every call answers 403 "Banned Country Attempt"
 
     arctic_queries: list[dict[str, Any]] = field(default_factory=list)  # params and status
+    arctic_id_calls: list[list[str]] = field(default_factory=list)  # ids asked for, per call
     arctic_window_start: float = 0.0
     arctic_used: int = 0
     pushshift_queries: list[dict[str, Any]] = field(default_factory=list)  # host, params and status
@@ -176,6 +184,8 @@ def arctic_shift(world: World, request: Request) -> Response:
     api = state(world)
     if request.path == "/api/subreddits/search":
         return arctic_subreddits(request)
+    if request.path == "/api/posts/ids":
+        return arctic_ids(world, request)
     if request.path != "/api/posts/search":
         return _json(404, {"data": None, "error": "Not found"})
     headers, over = _arctic_headers(api)
@@ -225,7 +235,22 @@ def arctic_shift(world: World, request: Request) -> Response:
     if (query.get("sort") or ["desc"])[0] != "asc":
         matches.reverse()
     record["status"] = 200
-    return _json(200, {"data": matches[:limit]}, **headers)
+    return _json(200, {"data": [world.archived(p) for p in matches[:limit]]}, **headers)
+
+
+def arctic_ids(world: World, request: Request) -> Response:
+    """``GET /api/posts/ids?ids=a,b,...``: the posts among up to 500 ids (``t3_`` optional)."""
+    api = state(world)
+    headers, over = _arctic_headers(api)
+    ids = [i.removeprefix("t3_") for i in ",".join(request.query.get("ids", [])).split(",") if i]
+    with api.lock:
+        api.arctic_id_calls.append(ids)
+    if over:
+        return _json(429, {"data": None, "error": "Too many requests"}, **{"Retry-After": "1", **headers})
+    if not 1 <= len(ids) <= ARCTIC_IDS_MAX:
+        return _json(400, {"data": None, "error": f"between 1 and {ARCTIC_IDS_MAX} ids"}, **headers)
+    found = [world.archived(post) for post in map(world.post, ids) if post is not None]
+    return _json(200, {"data": found}, **headers)
 
 
 # -- Pushshift and PullPush ---------------------------------------------------------------------
@@ -292,7 +317,7 @@ def pushshift(world: World, request: Request, needs_token: bool) -> Response:
     if order != "asc":
         matches.reverse()  # newest first, as Pushshift
     record["status"] = 200
-    return _json(200, {"data": matches[:size]})
+    return _json(200, {"data": [world.archived(p) for p in matches[:size]]})
 
 
 # -- Reddit OAuth ---------------------------------------------------------------------------------
@@ -339,16 +364,26 @@ def reddit_info(world: World, request: Request) -> Response:
         return _json(429, {"message": "Too Many Requests", "error": 429}, **headers, **{"retry-after": "1"})
     if len(fullnames) > 100:
         return _json(400, {"message": "Bad Request", "error": 400}, **headers)
+    escaped = (request.query.get("raw_json") or ["0"])[0] != "1"
     children = []
     for name in fullnames:
         current = reddit_view(name.removeprefix("t3_"), world.seed) if name.startswith("t3_") else None
         if current is not None:
-            children.append({"kind": "t3", "data": current})
+            children.append({"kind": "t3", "data": _reddit_today(world, current, escaped)})
     listing = {
         "kind": "Listing",
         "data": {"after": None, "before": None, "dist": len(children), "children": children},
     }
     return _json(200, listing, **headers)
+
+
+def _reddit_today(world: World, post: dict[str, Any], escaped: bool) -> dict[str, Any]:
+    """Reddit's view with its preview; a post deleted since archiving shows as deleted."""
+    preview = previews.preview(world, post["url"], escaped=escaped)
+    current = dict(post, preview=preview) if preview else post
+    if post["id"] in world.deleted_later:
+        current = dict(current, author="[deleted]", selftext="[deleted]", removed_by_category="deleted")
+    return current
 
 
 def _reddit_fault(api: ApiState, calls: int) -> Response | None:

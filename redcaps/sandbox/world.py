@@ -17,8 +17,8 @@ from collections import Counter
 from typing import Any
 
 from redcaps import FORMAT_VERSION
-from redcaps.sandbox import posts
-from redcaps.sandbox.images import KINDS, half_size, render
+from redcaps.sandbox import posts, previews, rot
+from redcaps.sandbox.images import KINDS, half_size, image_size, render
 
 FAULT_STATUS = {
     None: "ok",
@@ -72,19 +72,43 @@ _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class World:
-    """Seeded, so the same seed always gives the same URLs, faults, images and files."""
+    """Seeded, so the same seed always gives the same URLs, faults, images and files.
 
-    def __init__(self, seed: int = 0) -> None:
+    The decayed web (:mod:`redcaps.sandbox.rot`) is opt-in: ``decay`` of the originals are
+    gone, ``preview_loss`` of those lose their Reddit preview too, ``opt_outs`` of the
+    others send an ``X-Robots-Tag``, ``deletions`` of the plain image posts are marked
+    deleted after archiving, and ``flickr_farms_gone`` retires Flickr's farm hosts."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        decay: float = 0.0,
+        preview_loss: float = 0.1,
+        opt_outs: float = 0.0,
+        deletions: float = 0.0,
+        flickr_farms_gone: bool = False,
+    ) -> None:
         self.seed = seed
         # the population's image faults and faces; official_files() adds its own
         self.faults: dict[str, str] = posts.image_faults(seed)
         self.kinds: dict[str, str] = posts.image_kinds(seed)
         self.copies: dict[str, tuple[str, str]] = posts.image_copies(seed)
+        self.decay, self.preview_loss, self.opt_outs = decay, preview_loss, opt_outs
+        self.flickr_farms_gone = flickr_farms_gone
+        self.robots: dict[str, str] = {}  # image URL -> the X-Robots-Tag it is served with
+        self.dead_previews: set[str] = set()  # image URLs whose Reddit preview is gone too
+        population = posts.population(seed)
+        rot.decay(self, [p["url"] for p in population])
+        plain = [p["id"] for p in population if posts.case_of(p["id"], seed) == "image"]
+        self.deleted_later: dict[str, str] = rot.deletions(seed, deletions, plain)
         self.hits: Counter[str] = Counter()
         #: Where ``internal_redirect`` points (nothing listens on port 9; tests put a listener here).
         self.internal_url = "http://127.0.0.1:9/secret.jpg"
         self._lock = threading.Lock()
         self._official: dict[str, dict[str, Any]] | None = None
+        self._official_posts: dict[str, dict[str, Any]] | None = None
+        self._index: tuple[dict[tuple[str, str], str], dict[str, str]] | None = None
         self.storm(0.0)
 
     def storm(self, fraction: float, failures: int = 0) -> None:
@@ -131,8 +155,81 @@ class World:
             return (half_size(body), "image/jpeg") if how == "resized" else (body, content_type)
         return render(self.image_kind(url), url)
 
+    def image_size(self, url: str) -> tuple[int, int]:
+        """(width, height) of the image served at ``url``, without rendering it."""
+        if url in self.copies:
+            source, how = self.copies[url]
+            width, height = self.image_size(source)
+            return (max(1, width // 2), max(1, height // 2)) if how == "resized" else (width, height)
+        return image_size(self.image_kind(url), url)
+
     def expected_status(self, url: str) -> str:
-        return FAULT_STATUS[self.faults.get(url)]
+        if self.flickr_farms_gone and rot.FLICKR_FARM.fullmatch(url.split("/")[2]):
+            return "http_410"
+        if rot.ROBOTS_TAGS.get(self.robots.get(url, ""), False):
+            return "opted_out"
+        return FAULT_STATUS[self.faults.get(self.canonical(url))]
+
+    # -- the same image under other names: live Flickr paths, Reddit's previews ---------------
+    def canonical(self, url: str) -> str:
+        """The URL whose image, faults and headers ``url`` serves: a ``live.staticflickr.com``
+        path serves the farm URL's photo of the same path."""
+        host, _, path = url.removeprefix("https://").partition("/")
+        return self._names()[1].get(f"/{path}", url) if host == "live.staticflickr.com" else url
+
+    def preview_original(self, host: str, name: str) -> str | None:
+        """The image URL whose Reddit preview is ``https://<host>/<name>``, if any."""
+        return self._names()[0].get((host, name))
+
+    def _names(self) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+        with self._lock:
+            if self._index is None:
+                urls = [p["url"] for p in posts.population(self.seed)] + [
+                    r["url"] for r in self.official_posts().values()
+                ]
+                by_preview = {where: url for url in urls if (where := previews.preview_name(url))}
+                farms = {
+                    "/" + u.split("/", 3)[3]: u for u in urls if rot.FLICKR_FARM.fullmatch(u.split("/")[2])
+                }
+                self._index = (by_preview, farms)
+            return self._index
+
+    # -- posts as the APIs answer them -------------------------------------------------------------
+    def official_posts(self) -> dict[str, dict[str, Any]]:
+        """The official files' records as Reddit posts, by id (for lookups by ``image_id``)."""
+        if self._official_posts is None:
+            self._official_posts = {
+                r["image_id"]: {
+                    "id": r["image_id"],
+                    "name": f"t3_{r['image_id']}",
+                    "subreddit": r["subreddit"],
+                    "author": r["author"] or "[deleted]",
+                    "title": r["raw_caption"],
+                    "created_utc": r["created_utc"],
+                    "url": r["url"],
+                    "score": r["score"],
+                    "permalink": r["permalink"],
+                }
+                for content in self.official_files().values()
+                for r in content["annotations"]
+            }
+        return self._official_posts
+
+    def post(self, post_id: str) -> dict[str, Any] | None:
+        """A post by id, from the population or the official files."""
+        return posts.post_by_id(post_id, self.seed) or self.official_posts().get(post_id)
+
+    def archived(self, post: dict[str, Any], *, escaped: bool = True) -> dict[str, Any]:
+        """``post`` as the archives answer it: with its Reddit ``preview``, and marked when
+        it was deleted after archiving."""
+        preview = previews.preview(self, post["url"], escaped=escaped)
+        mark = self.deleted_later.get(post["id"])
+        if preview is None and mark is None:
+            return post
+        answer = rot.mark_deleted(post, mark) if mark else dict(post)
+        if preview is not None:
+            answer["preview"] = preview
+        return answer
 
     # -- official files ----------------------------------------------------------------
     def official_files(self) -> dict[str, dict[str, Any]]:
@@ -152,6 +249,7 @@ class World:
                     self.faults[rec["url"]] = value
                 else:
                     self.kinds[rec["url"]] = value
+            rot.decay(self, [r["url"] for r in everything])
             self._official = {
                 stem: {
                     "info": self._info(*OFFICIAL[stem][1:], len(recs)),
