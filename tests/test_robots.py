@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redcaps.net.fetcher import default_user_agent
+from redcaps.net.config import default_user_agent
 from redcaps.net.robots import DISALLOWED_DIRECTIVES, directives_for, opted_out, user_agent_token
 
 
