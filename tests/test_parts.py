@@ -45,7 +45,11 @@ def test_bad_parts_are_one_line_errors(text):
 
 def test_instances_are_counted_from_the_bytes(tmp_path):
     path = tmp_path / "roses_2020.json"
-    records = [{"image_id": f"id{i}", "title": "x" * (i % 3000)} for i in range(5000)]
+    records = [{"image_id": f"id{i}", "title": "x" * (i % 300)} for i in range(5000)]
     path.write_text(json.dumps({"info": {}, "annotations": records}))
-    assert path.stat().st_size > (1 << 22)  # keys fall across the reader's 4 MiB blocks
     assert count_instances(path) == 5000
+    # one key straddling the reader's 4 MiB block boundary
+    head = b'{"info": {"pad": "' + b"p" * ((1 << 22) - 5 - 39) + b'"}, "annotations": [{"image_id": "a"}]}'
+    assert head.index(b'"image_id"') == (1 << 22) - 5
+    path.write_bytes(head)
+    assert count_instances(path) == 1
