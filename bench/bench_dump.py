@@ -170,7 +170,8 @@ def _scan(folder: str, n: int, months: int) -> int:
 def scan_table(args: argparse.Namespace, paths: list[Path], lines: int, raw_mb: float) -> None:
     """One pass for a batch of ``--scan`` subreddits against one pass for one, side by side."""
     print(
-        "| run | posts staged/found | seconds | CPU seconds | dumps opened (distinct) | MB decompressed | peak RSS MiB |"
+        "| run | posts staged/found | seconds | CPU seconds | dumps opened (distinct) | MB decompressed"
+        " | peak RSS MiB |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     results = {}
@@ -179,7 +180,8 @@ def scan_table(args: argparse.Namespace, paths: list[Path], lines: int, raw_mb: 
         results[mode] = r
         opened = len(r["opened"])
         print(
-            f"| {mode} | {r['found']:,} | {r['seconds']:.1f} | {r['cpu']:.1f} | {opened} ({len(set(r['opened']))}) |"
+            f"| {mode} | {r['found']:,} | {r['seconds']:.1f} | {r['cpu']:.1f} |"
+            f" {opened} ({len(set(r['opened']))}) |"
             f" {raw_mb * opened / len(paths):,.0f} | {r['peak_rss_mib']:.0f} |"
         )
     big, one = results[f"scan-{args.scan}"], results["scan-1"]
