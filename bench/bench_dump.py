@@ -8,8 +8,11 @@ months in a fresh process (so its peak RSS is the reader's own). For comparison 
 times a naive reader that parses every line with ``json.loads``.
 
     python bench/bench_dump.py [--months 3] [--lines-per-month 100000] [--subreddits 500]
+    python bench/bench_dump.py --scan 350 --months 3 --lines-per-month 1000000
 
-Prints a markdown table.
+Prints a markdown table. ``--scan N`` instead compares one pass of ``scan_dump`` for a batch of
+N subreddits with one pass for a single subreddit, counting with an audit hook how often each
+dump is opened, and times the per-subreddit reader for a few subreddits to project N of them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import random
 import resource
 import subprocess
@@ -116,8 +120,18 @@ def _child(mode: str, folder: str, months: int) -> None:
     first = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
     last = dt.datetime(2021 + months // 12, months % 12 + 1, 1, tzinfo=dt.timezone.utc)
     start, end = int(first.timestamp()), int(last.timestamp())
+    opened: list[str] = []
+    sys.addaudithook(lambda event, a: event == "open" and "RS_" in str(a[0]) and opened.append(str(a[0])))
     began = time.perf_counter()
-    if mode == "dump-source":
+    if mode.startswith("scan-"):
+        found = _scan(folder, int(mode.split("-")[1]), months)
+    elif mode.startswith("dump-source-"):  # the per-subreddit reader, once per subreddit
+        found = sum(
+            1
+            for name in _batch(int(mode.split("-")[2]))
+            for _ in DumpSource(folder).iter_posts(name.lower(), start, end)
+        )
+    elif mode == "dump-source":
         found = sum(1 for _ in DumpSource(folder).iter_posts(TARGET.lower(), start, end))
     else:  # naive: parse every line, then filter
         found = 0
@@ -126,8 +140,67 @@ def _child(mode: str, folder: str, months: int) -> None:
                 post = json.loads(line)
                 found += post["subreddit"].lower() == TARGET.lower() and start <= post["created_utc"] < end
     seconds = time.perf_counter() - began
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    print(json.dumps({"found": found, "seconds": seconds, "peak_rss_mib": peak}))
+    print(
+        json.dumps({"found": found, "seconds": seconds, "peak_rss_mib": peak, "opened": opened, "cpu": cpu})
+    )
+
+
+def _batch(n: int) -> list[str]:
+    """``n`` subreddits that are all in the dumps (the expensive case: every one matches)."""
+    return [TARGET] + [f"sub{i:04d}" for i in range(1, n)]
+
+
+def _scan(folder: str, n: int, months: int) -> int:
+    import tempfile
+
+    from redcaps.collect.scan import scan_dump
+
+    staged = 0
+    with tempfile.TemporaryDirectory() as staging:
+        for path in sorted(Path(folder).glob("RS_*.zst"))[:months]:
+            month = path.stem[3:]
+            counts = scan_dump(path, _batch(n), lambda s, m: Path(staging) / f"{s}_{m}.jsonl.zst", [month])
+            staged += sum(counts.staged.values())
+    return staged
+
+
+def scan_table(args: argparse.Namespace, paths: list[Path], lines: int, raw_mb: float) -> None:
+    """One pass for a batch of ``--scan`` subreddits against one pass for one, side by side."""
+    print(
+        "| run | posts staged/found | seconds | CPU seconds | dumps opened (distinct) | MB decompressed"
+        " | peak RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    results = {}
+    for mode in ("scan-1", f"scan-{args.scan}", "dump-source-5"):
+        r = _run_child(mode, args.months)
+        results[mode] = r
+        opened = len(r["opened"])
+        print(
+            f"| {mode} | {r['found']:,} | {r['seconds']:.1f} | {r['cpu']:.1f} |"
+            f" {opened} ({len(set(r['opened']))}) |"
+            f" {raw_mb * opened / len(paths):,.0f} | {r['peak_rss_mib']:.0f} |"
+        )
+    big, one = results[f"scan-{args.scan}"], results["scan-1"]
+    per_sub = results["dump-source-5"]["seconds"] / 5
+    print(
+        f"\nscan of {args.scan} / scan of 1: {big['seconds'] / one['seconds']:.2f}x wall time,"
+        f" {big['cpu'] / one['cpu']:.2f}x CPU; reading the dumps once per subreddit instead:"
+        f" ~{per_sub * args.scan:,.0f} s ({per_sub:.1f} s per subreddit x {args.scan})"
+    )
+
+
+def _run_child(mode: str, months: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(OUT), str(months)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out)
 
 
 def main() -> None:
@@ -135,6 +208,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=3)
     parser.add_argument("--lines-per-month", type=int, default=100_000)
     parser.add_argument("--subreddits", type=int, default=500)
+    parser.add_argument("--scan", type=int, default=0, help="compare a batch scan of N subreddits with 1")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -146,18 +220,15 @@ def main() -> None:
     zst_mb = sum(p.stat().st_size for p in paths) / 1e6
     print(
         f"{len(paths)} dumps, {lines:,} lines, {raw_mb:,.0f} MB NDJSON ({zst_mb:,.0f} MB zstd),"
-        " one subreddit\n"
+        f" {args.subreddits} subreddits, load {os.getloadavg()[0]:.1f}\n"
     )
+    if args.scan:
+        scan_table(args, paths, lines, raw_mb)
+        return
     print("| reader | posts found | seconds | lines/s | MB/s (uncompressed) | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|")
     for mode in ("dump-source", "json-every-line"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", mode, str(OUT), str(args.months)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        r = json.loads(out)
+        r = _run_child(mode, args.months)
         print(
             f"| {mode} | {r['found']:,} | {r['seconds']:.1f} | {lines / r['seconds']:,.0f} |"
             f" {raw_mb / r['seconds']:,.0f} | {r['peak_rss_mib']:.0f} |"

@@ -215,3 +215,12 @@ def sweep_temp_files(directory: str | Path, older_than: float = SWEEP_GRACE_SECO
         except FileNotFoundError:
             pass  # its writer renamed or removed it meanwhile
     return removed
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make the renames done in ``directory`` durable (a power loss cannot undo them)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -13,9 +13,10 @@ import datetime as dt
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import zstandard
 
@@ -29,36 +30,68 @@ _CREATED = re.compile(rb'"created_utc":\s*"?(\d+)')
 
 
 CHUNK = 1 << 20
+#: Compressed bytes per decoder call: at most ~32 MiB of output even for a crafted file.
+PIECE = 1 << 10
 
 
-def read_lines(path: Path) -> Iterator[bytes]:
+#: No Reddit post is near this; a longer line is skipped (and counted), so memory stays bounded.
+MAX_LINE = 1 << 20
+
+
+def read_lines(path: Path, max_line: int = MAX_LINE, skipped: Counter[str] | None = None) -> Iterator[bytes]:
     """Every line of a dump as bytes (no newline), streamed; frames are concatenated as
-    ``zstd -d`` does. A file cut short (a half-finished download) raises instead of quietly
-    giving a month with posts missing."""
+    ``zstd -d`` does. A line over ``max_line`` bytes is skipped and counted in
+    ``skipped["too_long"]``, so memory stays at the decoder's window plus a chunk and one line. A
+    file cut short (a half-finished download) raises instead of quietly giving a month with posts
+    missing."""
     decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
-    tail = b""
+    tail, dropping = b"", False  # dropping: the rest of an over-long line is still to come
+    counts = skipped if skipped is not None else Counter()
     with open(path, "rb") as fh:
         stream = decompressor.decompressobj()
         while chunk := fh.read(CHUNK):
-            parts = []
-            try:
-                while chunk:
-                    if stream.eof:  # the previous frame ended: the next one starts here
-                        stream = decompressor.decompressobj()
-                    parts.append(stream.decompress(chunk))
-                    chunk = stream.unused_data if stream.eof else b""
-            except zstandard.ZstdError as exc:
-                raise RedCapsError(f"{path}: not a readable zstd dump ({exc})") from None
-            data = b"".join(parts)
-            if not data:
-                continue
-            lines = (tail + data).split(b"\n")
-            tail = lines.pop()
-            yield from lines
+            for data in _decompress(path, decompressor, stream, chunk):
+                stream = data.stream
+                if not data.bytes:
+                    continue
+                lines = (tail + data.bytes).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    if dropping:
+                        dropping = False  # the end of the over-long line, already counted
+                    elif len(line) > max_line:
+                        counts["too_long"] += 1
+                    else:
+                        yield line
+                if len(tail) > max_line:
+                    if not dropping:
+                        counts["too_long"] += 1
+                    tail, dropping = b"", True
     if not stream.eof:
         raise RedCapsError(f"{path}: the file ends mid-frame (truncated download?)")
-    if tail:
+    if tail and not dropping:
         yield tail
+
+
+class _Decompressed(NamedTuple):
+    bytes: bytes
+    stream: Any  # the decompressobj to go on with (a new one after a frame ends)
+
+
+def _decompress(path: Path, decompressor: Any, stream: Any, chunk: bytes) -> Iterator[_Decompressed]:
+    """The output of one compressed chunk, fed in pieces so that no single call can expand past
+    ``PIECE`` times zstd's best ratio (an RLE block: 4 bytes -> 128 KiB), whatever the data."""
+    try:
+        for offset in range(0, len(chunk), PIECE):
+            piece = chunk[offset : offset + PIECE]
+            while piece:
+                if stream.eof:  # the previous frame ended: the next one starts here
+                    stream = decompressor.decompressobj()
+                data = stream.decompress(piece)
+                piece = stream.unused_data if stream.eof else b""
+                yield _Decompressed(data, stream)
+    except zstandard.ZstdError as exc:
+        raise RedCapsError(f"{path}: not a readable zstd dump ({exc})") from None
 
 
 def write_dump(path: Path, posts: Iterable[dict[str, Any]]) -> None:
@@ -98,6 +131,7 @@ class DumpSource:
     def __init__(self, dump_dir: str | Path) -> None:
         self.dump_dir = Path(dump_dir)
         self.skipped_lines = 0  # undecodable lines (a truncated last line, bad UTF-8)
+        self.too_long: Counter[str] = Counter()  # lines over MAX_LINE, skipped unread
 
     def _find(self, name: str) -> Path | None:
         for folder in (self.dump_dir, *sorted(p for p in self.dump_dir.glob("*") if p.is_dir())):
@@ -130,7 +164,7 @@ class DumpSource:
         name = subreddit.lower()
         paths, whole_history = self.files_for(subreddit, start, end)
         for path in paths:
-            for line in read_lines(path):
+            for line in read_lines(path, skipped=self.too_long):
                 if not wanted.search(line):
                     continue
                 if whole_history:  # skip other months before parsing
@@ -147,3 +181,7 @@ class DumpSource:
                     yield post
         if self.skipped_lines:
             log.warning("%s: skipped %d undecodable lines", self.dump_dir, self.skipped_lines)
+        if self.too_long:
+            log.warning(
+                "%s: skipped %d lines over %d bytes", self.dump_dir, self.too_long["too_long"], MAX_LINE
+            )
