@@ -114,7 +114,11 @@ class RedCapsYear(InDataDir):
 
     def stages(self) -> tuple[Validate, Tarify, Report]:
         """The final stages of the year list; every other stage is upstream of them."""
-        return tuple(self.clone(stage, graph="year") for stage in (Validate, Tarify, Report))  # type: ignore[return-value]
+        return (
+            self.clone(Validate, graph="year"),
+            self.clone(Tarify, graph="year"),
+            self.clone(Report, graph="year"),
+        )
 
     def requires(self) -> tuple[Validate, Tarify, Report]:
         run_preflight([self.subreddit])  # scheduling a year that is not done checks everything first
