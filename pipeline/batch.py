@@ -33,8 +33,8 @@ from redcaps.errors import RedCapsError
 from redcaps.net.limits import parse_host_policy
 from redcaps.report.html import write_report
 from redcaps.report.summary import summarize_dataset
-from tasks.base import InDataDir, report_progress
-from tasks.config import data_layout, dedup
+from tasks.base import InDataDir
+from tasks.config import DedupConfig
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
 FREE_FORM_SECTIONS = {"host_limits"}
@@ -145,7 +145,7 @@ class RedCapsBatch(InDataDir):
         return f"{self.batch.name}-{self.digest}{part}"
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(data_layout().stage_file(layout.BATCH, self.name)))
+        return luigi.LocalTarget(str(self.layout.stage_file(layout.BATCH, self.name)))
 
     def years(self) -> list[RedCapsYear]:
         """This part's years, each ranked above the next: a worker finishes one year (its stages
@@ -156,7 +156,9 @@ class RedCapsBatch(InDataDir):
         runs = [r for r in self.batch.runs if r.subreddit in mine]
         years = []
         for rank, r in enumerate(runs):
-            year = RedCapsYear(subreddit=r.subreddit, year=r.year, first_year=r.first_year)
+            year = RedCapsYear(
+                subreddit=r.subreddit, year=r.year, first_year=r.first_year, data_dir=self.data_dir
+            )
             year.priority = len(runs) - rank
             years.append(year)
         return years
@@ -169,10 +171,10 @@ class RedCapsBatch(InDataDir):
         for number, start in enumerate(chunks, 1):
             chunk = years[start : start + self.chunk_size]
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
-            report_progress(self, message, 100 * (number - 1) / len(chunks))
+            self.show_progress(message, 100 * (number - 1) / len(chunks))
             yield chunk  # dynamic dependencies: re-entered from the top once the chunk is done
-        where, stems = data_layout(), [y.stem for y in years]
-        duplicates = batch_duplicates(where, stems, self.name, dedup().max_distance)
+        where, stems = self.layout, [y.stem for y in years]
+        duplicates = batch_duplicates(where, stems, self.name, DedupConfig().max_distance)
         report = write_report(
             where, where.report_file(self.name), stems, title=f"RedCaps report: {self.name}"
         )
@@ -181,8 +183,8 @@ class RedCapsBatch(InDataDir):
         summary["config"] = self.config
         summary["report"] = str(report)
         write_json(self.output().path, summary, indent=1)
-        report_progress(self, f"{len(years)} years done", 100)
+        self.show_progress(f"{len(years)} years done", 100)
 
     def summary_text(self) -> str:
         """What the terminal shows when the batch is done: the summary and where things are."""
-        return where_things_are(data_layout(), [y.stem for y in self.years()], self.output().path)
+        return where_things_are(self.layout, [y.stem for y in self.years()], self.output().path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,8 @@ from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import split_stem
 from redcaps.report.summary import summarize_dataset
+from tasks import download  # noqa: F401 - a stage of the official list, found by family
 from tasks.base import InDataDir
-from tasks.config import data_layout
-from tasks.download import DownloadImages
 from tasks.official import OfficialAnnotations
 from tasks.tarify import Tarify
 from tasks.validate import Validate
@@ -24,11 +24,12 @@ from tasks.validate import Validate
 class OfficialFile(InDataDir, luigi.WrapperTask):
     """One official file: download its images, validate what was kept, pack the shards."""
 
-    annotations = luigi.Parameter(description="Path of an official <subreddit>_<year>.json")
+    annotations = luigi.PathParameter(
+        absolute=True, description="Path of an official <subreddit>_<year>.json"
+    )
 
     def requires(self) -> list[luigi.Task]:
-        downloaded = DownloadImages(annotations=self.annotations)
-        return [Validate(annotations=downloaded), Tarify(annotations=downloaded)]
+        return [self.clone(Validate, graph="official"), self.clone(Tarify, graph="official")]
 
 
 class RedCapsOfficial(InDataDir):
@@ -54,10 +55,20 @@ class RedCapsOfficial(InDataDir):
         return []
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(data_layout().stage_file(layout.OFFICIAL, self.task_id)))
+        return luigi.LocalTarget(str(self.layout.stage_file(layout.OFFICIAL, self.summary_name())))
+
+    def summary_name(self) -> str:
+        """``RedCapsOfficial_<params>_<hash>`` as it was named before the data dir was a parameter
+        (the hash covering the data dir too), so that an existing summary is found again."""
+        params = self.to_str_params(only_significant=True, only_public=True)
+        del params["data_dir"]
+        old_id = luigi.task.task_id_str(self.get_task_family(), params)
+        readable, _, hashed = old_id.rpartition("_")
+        digest = hashlib.md5(f"{old_id}\0{self.data_dir}".encode()).hexdigest()
+        return f"{readable}_{digest[: len(hashed)]}"
 
     def annotation_files(self) -> list[Path]:
-        directory = Path(self.annotations_dir or data_layout().official_annotations).expanduser()
+        directory = Path(self.annotations_dir or self.layout.official_annotations).expanduser()
         if not directory.is_dir():
             raise RedCapsError(f"{directory}: not a directory of annotation files")
         files = sorted(directory.glob("*.json"))
@@ -70,6 +81,9 @@ class RedCapsOfficial(InDataDir):
     def run(self) -> Iterator[list[OfficialFile]]:
         files = self.annotation_files()
         for start in range(0, len(files), self.chunk_size):
-            yield [OfficialFile(annotations=str(p)) for p in files[start : start + self.chunk_size]]
-        summary = summarize_dataset(data_layout(), [layout.stem_of(p) for p in files])
+            yield [
+                OfficialFile(annotations=p, data_dir=self.data_dir)
+                for p in files[start : start + self.chunk_size]
+            ]
+        summary = summarize_dataset(self.layout, [layout.stem_of(p) for p in files])
         write_json(self.output().path, summary, indent=1)

@@ -1,7 +1,7 @@
 """The terminal's story of a run: one progress line per running stage, then the summary.
 
 Tasks report progress to the scheduler (``set_status_message``/``set_progress_percentage``,
-``tasks.base.report_progress``); :class:`ProgressReporter` passes the same reports to a
+``tasks.base.show_progress``); :class:`ProgressReporter` passes the same reports to a
 :class:`Printer` as well, which adds a rate and an ETA. On a terminal each stage's line is
 rewritten in place; otherwise (a log file, a pipe) a line is printed at most every few seconds
 per stage. Workflow tasks that have a ``summary_text()`` print it when they succeed.

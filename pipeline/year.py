@@ -13,39 +13,35 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import luigi
 from luigi.cmdline_parser import CmdlineParser
 
 from pipeline import progress
-from redcaps import layout
-from redcaps import preflight as checks
+from redcaps import layout, preflight
 from redcaps.atomic import read_json, write_json
 from redcaps.dataset.dedup import read_counts
 from redcaps.dataset.tarify import read_index
 from redcaps.errors import RedCapsError
 from redcaps.report.summary import format_summary, summarize_dataset, summarize_file
-from tasks.base import InDataDir, StageTask, report_progress
-from tasks.collect import MergeYear, collection
-from tasks.config import data_layout, filters, redcaps
-from tasks.dedup import Dedup
-from tasks.download import DownloadImages
-from tasks.filters import SECTIONS, FilterFaces, FilterNsfw, FilterWords
-from tasks.publish import Publish
+from tasks import dedup, download, publish  # noqa: F401 - stages of the year list, found by family
+from tasks.base import InDataDir, stage_list
+from tasks.collect import CollectionConfig, MergeYear
+from tasks.config import FiltersConfig, RedcapsConfig, Section
+from tasks.filters import SECTIONS
 from tasks.report import Report
 from tasks.tarify import Tarify
 from tasks.validate import Validate
 
-FILTER_TASKS: dict[str, type[StageTask]] = {"words": FilterWords, "nsfw": FilterNsfw, "faces": FilterFaces}
 
-
-class preflight(luigi.Config):  # noqa: N801 - the section is [preflight] (checks.PreflightSettings)
+class PreflightConfig(Section):
     """``[preflight] network = false`` (or ``--preflight-network false``): no request
     to the post source before a run, for offline dump sources."""
 
+    section = "preflight"
     network = luigi.BoolParameter(
-        default=checks.PreflightSettings.network,
+        default=preflight.PreflightSettings.network,
         parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="Send one request to the post source before a run",
     )
@@ -59,7 +55,7 @@ def raw_settings() -> dict[str, dict[str, str]]:
     """The strings luigi will parse for the checked sections: luigi.cfg, then the command line's
     ``--<section>-<option>`` values (which luigi parses only when a section is first read)."""
     config = luigi.configuration.get_config()
-    sections = [*checks.SECTION_TYPES, "filters", "redcaps"]
+    sections = [*preflight.SECTION_TYPES, "filters", "redcaps"]
     raw = {s: dict(config.items(s)) for s in sections if config.has_section(s)}
     parser = CmdlineParser.get_instance()
     for section in sections if parser else ():
@@ -79,34 +75,26 @@ def run_preflight(subreddits: Sequence[str] = (), collect: bool = True, filterin
     runs (called from the workflow tasks' ``requires()``, once per process and settings).
     Raises one ``PreflightError`` listing every problem; writes nothing."""
     raw = raw_settings()
-    key = json.dumps([sorted(subreddits), collect, filtering, raw, checks.models_dir_text()], sort_keys=True)
+    key = json.dumps(
+        [sorted(subreddits), collect, filtering, raw, preflight.models_dir_text()], sort_keys=True
+    )
     if key in _passed:
         return
-    problems = checks.check_settings(raw) + checks.check_subreddits(subreddits)
-    checks.raise_problems(problems)  # the other checks read these settings
+    problems = preflight.check_settings(raw) + preflight.check_subreddits(subreddits)
+    preflight.raise_problems(problems)  # the other checks read these settings
     try:
-        names = filters().names() if filtering else []
+        names = FiltersConfig().names() if filtering else []
     except RedCapsError as exc:
         names, problems = [], [str(exc)]
-    problems += checks.check_models({name: SECTIONS[name][0]().model for name in names if name != "words"})
-    dir_problems, free = checks.check_data_dir(redcaps().data_dir)
+    problems += preflight.check_models({name: SECTIONS[name][0]().model for name in names if name != "words"})
+    dir_problems, free = preflight.check_data_dir(RedcapsConfig().data_dir)
     problems += dir_problems
     if collect:
-        problems += checks.check_collection(collection().settings(), subreddits, network=preflight().network)
-    checks.raise_problems(problems)
+        settings = CollectionConfig().settings()
+        problems += preflight.check_collection(settings, subreddits, network=PreflightConfig().network)
+    preflight.raise_problems(problems)
     progress.note(free)
     _passed.add(key)
-
-
-def year_stages(subreddit: str, year: int, first_year: int | None = None) -> tuple[Validate, Tarify]:
-    """The last two stages of a subreddit-year; everything else hangs off them."""
-    current: luigi.Task = DownloadImages(
-        annotations=MergeYear(subreddit=subreddit, year=year, first_year=first_year)
-    )
-    for name in filters().names():
-        current = FILTER_TASKS[name](annotations=current)
-    published = Publish(annotations=Dedup(annotations=current))
-    return Validate(annotations=published), Tarify(annotations=published)
 
 
 class RedCapsYear(InDataDir):
@@ -125,15 +113,19 @@ class RedCapsYear(InDataDir):
         return layout.stem(self.subreddit, self.year)
 
     def stages(self) -> tuple[Validate, Tarify, Report]:
-        validate, tarify = year_stages(self.subreddit, self.year, self.first_year)
-        return validate, tarify, Report(annotations=validate.annotations)
+        """The final stages of the year list; every other stage is upstream of them."""
+        return (
+            self.clone(Validate, graph="year"),
+            self.clone(Tarify, graph="year"),
+            self.clone(Report, graph="year"),
+        )
 
     def requires(self) -> tuple[Validate, Tarify, Report]:
         run_preflight([self.subreddit])  # scheduling a year that is not done checks everything first
         return self.stages()
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(data_layout().stage_file(layout.YEAR, self.stem)))
+        return luigi.LocalTarget(str(self.layout.stage_file(layout.YEAR, self.stem)))
 
     def complete(self) -> bool:
         """Incomplete again while a stage has work (a download shard with failures to retry)."""
@@ -141,8 +133,9 @@ class RedCapsYear(InDataDir):
 
     def run(self) -> None:
         validate, tarify, report = self.stages()
-        report_progress(self, f"{len(list(stage_chain(validate)))} stages done; summarizing", 90)
-        where = data_layout()
+        done = len(stage_list("year")) + 1  # and Validate
+        self.show_progress(f"{done} stages done; summarizing", 90)
+        where = self.layout
         summary = {
             "annotations": str(validate.input_path),
             "tarfiles": read_index(where, tarify.stem)["shards"],
@@ -156,28 +149,21 @@ class RedCapsYear(InDataDir):
             summary["empty"] = self.empty_warning()
             logging.getLogger("luigi-interface").warning("%s", summary["empty"])
         write_json(self.output().path, summary, indent=1)
-        report_progress(self, f"{len(list(stage_chain(validate))) + 1} stages done", 100)
+        self.show_progress(f"{done + 1} stages done", 100)
 
     def empty_warning(self) -> str:
-        months = MergeYear(subreddit=self.subreddit, year=self.year, first_year=self.first_year).months()
+        months = self.clone(MergeYear).months()
         span = f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}"
-        source = collection().settings().source
+        source = CollectionConfig().settings().source
         return (
             f"r/{self.subreddit}: no posts at all in {span} from {source} (misspelled, or the wrong years?)"
         )
 
     def summary_text(self) -> str:
         """What the terminal shows when the year is done: the summary and where things are."""
-        text = where_things_are(data_layout(), [self.stem], self.output().path)
+        text = where_things_are(self.layout, [self.stem], self.output().path)
         empty = (read_json(self.output().path) or {}).get("empty")
         return f"{text}\nwarning: {empty}" if empty else text
-
-
-def stage_chain(task: luigi.Task) -> Iterator[luigi.Task]:
-    """``task`` and every stage upstream of it (its ``annotations`` chain)."""
-    while isinstance(task, luigi.Task):
-        yield task
-        task = getattr(task, "annotations", None)
 
 
 def where_things_are(where: layout.Layout, stems: Sequence[str], report: str) -> str:

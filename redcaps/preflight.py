@@ -28,6 +28,7 @@ from redcaps.filters.models import models_dir, require_model
 from redcaps.names import check_subreddit
 from redcaps.net.config import HttpConfig
 from redcaps.settings import (
+    RENAMED_SETTINGS,
     SOURCES,
     CollectionSettings,
     DownloadSettings,
@@ -81,6 +82,9 @@ def _option_types(section: str) -> dict[str, Any]:
     for cls in SECTION_TYPES.get(section, ()):
         hints = typing.get_type_hints(cls)
         types.update({f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in types})
+    for (renamed_in, new), old in RENAMED_SETTINGS.items():
+        if renamed_in == section and new in types:
+            types[old] = types[new]  # the old name is still read
     return types
 
 

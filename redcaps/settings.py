@@ -37,7 +37,7 @@ class DownloadSettings:
     processes they are spread over (0: one per core), and how many later runs retry a shard's
     retryable failures (timeouts, 429, 5xx)."""
 
-    shard_size: int = 5000
+    images_per_shard: int = 5000
     workers: int = 16
     processes: int = 0
     retry_rounds: int = 3
@@ -48,8 +48,16 @@ class ShardSettings:
     """How WebDataset shards are made: samples per tar, and which caption members each sample has
     (``both``: ``.json`` and ``.txt``; ``json`` or ``txt`` alone are the older layouts)."""
 
-    shard_size: int = 1000
+    samples_per_tar: int = 1000
     format: Format = "both"
+
+
+#: luigi.cfg options renamed so that a download shard and a tar are told apart: (section, new
+#: name) -> old name, which is still read (with one deprecation line).
+RENAMED_SETTINGS: dict[tuple[str, str], str] = {
+    ("downloads", "images_per_shard"): "shard_size",
+    ("shards", "samples_per_tar"): "shard_size",
+}
 
 
 @dataclass(frozen=True)

@@ -1,52 +1,57 @@
-"""What every stage task shares: its input annotation file, the layout of its outputs, progress.
+"""What every stage task shares: its data dir, its place in a declared stage list, progress.
 
-A stage takes the task that produces its input annotation file as the ``annotations``
-parameter, so stages chain in code (``Tarify(annotations=DownloadImages(...))``) while on
-the command line ``--annotations FILE`` names an existing file. Outputs are the layout's
-files for the input's stem (``redcaps.layout``).
+A stage's upstream is computed by ``requires()`` from its own plain parameters: ``graph``
+names one of :data:`STAGE_LISTS`, and the list's root is either a file (``--annotations
+FILE``; ``graph`` ``file`` or ``official``) or a collected year (``--subreddit``, ``--year``,
+``--first-year``; ``graph`` ``year``, whose filters are ``[filters] enabled``). Outputs are the
+layout's files for the input's stem (``redcaps.layout``).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import luigi
-from luigi.parameter import ParameterException
-from luigi.task_register import TaskClassException
 
 from redcaps import annotations as ann
+from redcaps.errors import RedCapsError
 from redcaps.layout import Layout, stem_of
-from tasks.config import data_layout
+from tasks.config import FiltersConfig, RedcapsConfig
+
+
+class DataDirParameter(luigi.Parameter):
+    """The data dir, absolute; unless given, ``[redcaps] data_dir`` (or ``--redcaps-data-dir``)."""
+
+    def has_task_value(self, task_name: str, param_name: str) -> bool:
+        return True
+
+    def task_value(self, task_name: str, param_name: str) -> str:
+        if super().has_task_value(task_name, param_name):
+            return super().task_value(task_name, param_name)
+        return self.normalize(RedcapsConfig().data_dir)
+
+    def normalize(self, x: Any) -> str:
+        return str(Layout.at(x).root)
 
 
 class InDataDir(luigi.Task):
-    """A task writing under ``[redcaps] data_dir``: the data dir is part of its id.
+    """A task writing under a data dir, which is a parameter: luigid knows tasks by id only, so
+    two data dirs sharing one luigid never share (or block each other's) tasks."""
 
-    luigid knows tasks by id only, so without it two data dirs sharing one luigid would share
-    (and block: a task disabled after failures in one is refused in the other) the same
-    tasks. Parameters, and so the web UI and stage chains, stay as they are; only the id's
-    hash covers the data dir too.
-    """
+    data_dir = DataDirParameter(description="Root of the dataset layout (default [redcaps] data_dir)")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.task_id = with_data_dir(self.task_id, data_layout().root)
+    @property
+    def layout(self) -> Layout:
+        return Layout.at(self.data_dir)
 
-
-def with_data_dir(task_id: str, root: Path) -> str:
-    """Luigi's id (``Family_<params>_<hash>``) with a hash that also covers ``root``."""
-    readable, _, _ = task_id.rpartition("_")
-    digest = hashlib.md5(f"{task_id}\0{root}".encode()).hexdigest()[: len(task_id) - len(readable) - 1]
-    return f"{readable}_{digest}"
+    def show_progress(self, message: str, percent: float | None = None) -> None:
+        show_progress(self, message, percent)
 
 
 class ExternalAnnotations(luigi.ExternalTask):
@@ -58,90 +63,80 @@ class ExternalAnnotations(luigi.ExternalTask):
         return luigi.LocalTarget(self.path)
 
 
-class AnnotationsParameter(luigi.Parameter):
-    """The task producing a stage's input; from a string (command line) an existing file.
-
-    Luigi rebuilds tasks from their serialized parameters (dynamic dependencies, other worker
-    processes) and the web UI shows them, so an upstream task serializes to its chain, read
-    left to right: ``MergeYear{"subreddit":"roses",...} > DownloadImages > FilterWords``. The
-    chain's root is a task with its other parameters as JSON, or a JSON-quoted file path; a
-    file path alone serializes to itself, so ``--annotations FILE`` works as typed.
-    """
-
-    def normalize(self, x: Any) -> luigi.Task:
-        if isinstance(x, (str, os.PathLike)):
-            return self.parse(os.fspath(x))
-        return x
-
-    def parse(self, x: str) -> luigi.Task:
-        if _CHAIN_START.match(x):
-            return _parse_chain(x)
-        return ExternalAnnotations(path=os.path.abspath(x))
-
-    def serialize(self, x: luigi.Task) -> str:
-        return x.path if isinstance(x, ExternalAnnotations) else _chain(x)
+#: The stages reading the end of every stage list (the year's Report also needs the other two).
+FINAL_STAGES = ("Validate", "Tarify", "Report")
+GRAPHS = ("file", "official", "year")
 
 
-_SEPARATOR = " > "
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: A chain starts with a quoted path or ``Name{``; a file path never does.
-_CHAIN_START = re.compile(r'"|[A-Za-z_][A-Za-z0-9_]*\{')
+def stage_list(graph: str) -> tuple[str, ...]:
+    """The annotation-writing stages of ``graph`` in order, by family, from its root: a file
+    (``ExternalAnnotations``) or the merged year. Each stage reads the one before it; a final
+    stage (and in the ``file`` graph any stage) reads the last."""
+    if graph == "file":
+        return ("ExternalAnnotations",)
+    if graph == "official":
+        return ("ExternalAnnotations", "DownloadImages")
+    return ("MergeYear", "DownloadImages", *FiltersConfig().stages(), "Dedup", "Publish")
 
 
-def _chain(task: luigi.Task) -> str:
-    if isinstance(task, ExternalAnnotations):
-        return json.dumps(task.path)
-    upstream, params = None, {}
-    for name, param in task.get_params():
-        if isinstance(param, AnnotationsParameter):
-            upstream = getattr(task, name)
+class StageTask(InDataDir):
+    """A stage that reads one annotation file, named by its stem (``roses_2020``); its outputs
+    are the layout's files for that stem."""
+
+    graph = luigi.ChoiceParameter(
+        choices=GRAPHS, default="file", description="Which stage list this stage is in: file, official, year"
+    )
+    annotations = luigi.OptionalPathParameter(
+        default=None, absolute=True, description="The annotation file the file and official lists start from"
+    )
+    subreddit = luigi.OptionalParameter(
+        default=None, description="The collected year's subreddit (year list)"
+    )
+    year = luigi.OptionalIntParameter(default=None, description="The collected year (year list)")
+    first_year = luigi.OptionalIntParameter(default=None, description="First year folded into it (year list)")
+    #: The family whose place in the stage list this task takes (a shard takes its file's).
+    position: ClassVar[str] = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        collected = self.graph == "year"
+        if collected and (self.annotations or not self.subreddit or self.year is None):
+            raise RedCapsError(f"{self}: the year list needs --subreddit and --year, not --annotations")
+        if not collected and (self.annotations is None or self.subreddit or self.year or self.first_year):
+            raise RedCapsError(f"{self}: the {self.graph} list needs --annotations FILE (and no year)")
+
+    def upstream(self) -> luigi.Task:
+        """The task writing this stage's input: the one before it in its stage list."""
+        stages = stage_list(self.graph)
+        family = self.position or self.get_task_family()
+        if family in stages:
+            before = stages[stages.index(family) - 1]
+        elif self.graph == "file" or family in FINAL_STAGES:
+            before = stages[-1]
         else:
-            params[name] = param.serialize(getattr(task, name))
-    element = task.get_task_family()
-    if params or upstream is None:
-        element += json.dumps(params, sort_keys=True, separators=(",", ":"))
-    return element if upstream is None else f"{_chain(upstream)}{_SEPARATOR}{element}"
+            raise RedCapsError(f"{family} is not a stage of the {self.graph} list {list(stages)}")
+        if before == "ExternalAnnotations":
+            return ExternalAnnotations(path=str(self.annotations))
+        return self.clone(luigi.task_register.Register.get_task_cls(before))
 
+    def requires(self) -> luigi.Task:
+        return self.upstream()
 
-def _parse_chain(text: str) -> luigi.Task:
-    """The inverse of :func:`_chain`; a malformed chain is a one-line ``ValueError``."""
-    decoder = json.JSONDecoder()
-    task: luigi.Task | None = None
-    pos = 0
-    while True:
-        try:
-            if task is None and text.startswith('"'):
-                path, pos = decoder.raw_decode(text, 0)
-                task = ExternalAnnotations(path=os.path.abspath(path))
-            else:
-                name = _NAME.match(text, pos)
-                if name is None:
-                    raise ValueError("a task name was expected")
-                pos, params = name.end(), {}
-                if text.startswith("{", pos):
-                    params, pos = decoder.raw_decode(text, pos)
-                task = _make_task(name.group(), params, task)
-        except (ValueError, TaskClassException, ParameterException) as exc:
-            why = str(exc).splitlines()[0]  # luigi's "not found" lists every task on more lines
-            raise ValueError(f"bad task chain {text!r} at character {pos}: {why}") from None
-        if pos == len(text):
-            return task
-        if not text.startswith(_SEPARATOR, pos):
-            raise ValueError(f"bad task chain {text!r} at character {pos}: ' > ' expected")
-        pos += len(_SEPARATOR)
+    def complete(self) -> bool:
+        """Complete when its output exists and its upstream is complete: an upstream that has
+        work again (a download shard with failures to retry) makes every later stage rerun."""
+        return super().complete() and self.upstream().complete()
 
+    @property
+    def input_path(self) -> Path:
+        return Path(self.upstream().output().path)
 
-def _make_task(family: str, params: dict[str, str], upstream: luigi.Task | None) -> luigi.Task:
-    task_class = luigi.task_register.Register.get_task_cls(family)
-    kwargs: dict[str, Any] = {}
-    for name, param in task_class.get_params():
-        if isinstance(param, AnnotationsParameter):
-            if upstream is None:
-                raise ValueError(f"{family} needs an upstream task or file")
-            kwargs[name] = upstream
-        elif name in params:
-            kwargs[name] = param.parse(params[name])
-    return task_class(**kwargs)
+    @property
+    def stem(self) -> str:
+        return stem_of(self.input_path)
+
+    def load_input(self) -> ann.AnnotationFile:
+        return load_annotations(self.input_path)
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,40 +150,7 @@ def load_annotations(path: str | Path) -> ann.AnnotationFile:
     return _load_cached(path, os.stat(path).st_mtime_ns)
 
 
-class StageTask(InDataDir):
-    """A stage that reads one annotation file, named by its stem (``roses_2020``); its outputs
-    are the layout's files for that stem."""
-
-    annotations = AnnotationsParameter(description="Input annotation file (or the task that writes it)")
-
-    def requires(self) -> luigi.Task:
-        return self.annotations
-
-    def complete(self) -> bool:
-        """Complete when its output exists and its upstream is complete: an upstream that has
-        work again (a download shard with failures to retry) makes every later stage rerun."""
-        return super().complete() and self.annotations.complete()
-
-    @property
-    def input_path(self) -> Path:
-        return Path(self.annotations.output().path)  # the upstream's target, whatever requires() adds
-
-    @property
-    def stem(self) -> str:
-        return stem_of(self.input_path)
-
-    @property
-    def layout(self) -> Layout:
-        return data_layout()
-
-    def load_input(self) -> ann.AnnotationFile:
-        return load_annotations(self.input_path)
-
-    def report(self, message: str, percent: float | None = None) -> None:
-        report_progress(self, message, percent)
-
-
-def report_progress(task: luigi.Task, message: str, percent: float | None = None) -> None:
+def show_progress(task: luigi.Task, message: str, percent: float | None = None) -> None:
     """Progress for luigid's web UI; a no-op when run outside a worker (tests, CLI), where
     luigi leaves the callbacks unset."""
     set_message = getattr(task, "set_status_message", None)
@@ -200,13 +162,13 @@ def report_progress(task: luigi.Task, message: str, percent: float | None = None
 
 
 class Throttled:
-    """Calls ``report(done, total)`` at most every ``interval`` seconds, and always at the end."""
+    """Calls ``show(done, total)`` at most every ``interval`` seconds, and always at the end."""
 
-    def __init__(self, report: Callable[[int, int], None], interval: float = 2.0) -> None:
-        self.report, self.interval, self.last = report, interval, -math.inf
+    def __init__(self, show: Callable[[int, int], None], interval: float = 2.0) -> None:
+        self.show, self.interval, self.last = show, interval, -math.inf
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if now - self.last >= self.interval or done >= total:
             self.last = now
-            self.report(done, max(1, total))
+            self.show(done, max(1, total))

@@ -20,11 +20,12 @@ from redcaps.collect.credentials import Credentials, load_credentials
 from redcaps.collect.month import build_imgur, build_refresher, build_source, collect_month
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
-from tasks.base import InDataDir, report_progress
-from tasks.config import data_layout, settings_from
+from tasks.base import InDataDir
+from tasks.config import Section, settings_from
 
 
-class collection(luigi.Config):  # noqa: N801 - the section is [collection]
+class CollectionConfig(Section):
+    section = "collection"
     source = luigi.ChoiceParameter(choices=list(SOURCES), default=CollectionSettings.source)
     arctic_shift_url = luigi.Parameter(default=CollectionSettings.arctic_shift_url)
     pushshift_url = luigi.Parameter(default=CollectionSettings.pushshift_url, description="$PUSHSHIFT_TOKEN")
@@ -62,7 +63,7 @@ class FetchMonth(InDataDir):
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         """One slot per outside service this month uses, so workers sharing a luigid never
         query one service concurrently and each process's rate limiter is the global one."""
-        config = collection()
+        config = CollectionConfig()
         creds = config.load_credentials()
         used = {SOURCE_RESOURCES.get(config.source)}
         used |= {
@@ -72,29 +73,28 @@ class FetchMonth(InDataDir):
         return {name: 1 for name in sorted(n for n in used if n)}
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(data_layout().month_file(self.subreddit, self.month)))
+        return luigi.LocalTarget(str(self.layout.month_file(self.subreddit, self.month)))
 
     def run(self) -> None:
-        config = collection()
+        config = CollectionConfig()
         creds = config.load_credentials()
         settings = config.settings()
-        self.report(f"collecting from {settings.source}", 0)
+        self.show_progress(f"collecting from {settings.source}", 0)
         result = collect_month(
             self.subreddit,
             self.month.year,
             self.month.month,
             source=build_source(
-                settings.source, **dataclasses.asdict(settings), on_wait=lambda message: self.report(message)
+                settings.source,
+                **dataclasses.asdict(settings),
+                on_wait=lambda message: self.show_progress(message),
             ),
             refresher=build_refresher(creds),
             imgur=build_imgur(creds),
             min_score=settings.min_score,
         )
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
-        self.report(f"{len(result.annotations)} posts", 100)
-
-    def report(self, message: str, percent: float | None = None) -> None:
-        report_progress(self, message, percent)
+        self.show_progress(f"{len(result.annotations)} posts", 100)
 
 
 class MergeYear(InDataDir):
@@ -113,13 +113,13 @@ class MergeYear(InDataDir):
         ]
 
     def requires(self) -> list[FetchMonth]:
-        return [FetchMonth(subreddit=self.subreddit, month=m) for m in self.months()]
+        return [self.clone(FetchMonth, month=m) for m in self.months()]
 
     def output(self) -> luigi.LocalTarget:
         stem = layout.stem(self.subreddit, self.year)
-        return luigi.LocalTarget(str(data_layout().stage_file(layout.MERGED, stem)))
+        return luigi.LocalTarget(str(self.layout.stage_file(layout.MERGED, stem)))
 
     def run(self) -> None:
-        report_progress(self, f"merging {len(self.input())} months", 0)
+        self.show_progress(f"merging {len(self.input())} months", 0)
         result = merge_files([Path(t.path) for t in self.input()], self.output().path)
-        report_progress(self, f"{len(self.input())} months merged: {result.records} instances", 100)
+        self.show_progress(f"{len(self.input())} months merged: {result.records} instances", 100)

@@ -8,20 +8,30 @@ show them. Each default is the core's (the settings dataclass named beside each 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+import functools
+import logging
+from typing import Any, ClassVar, TypeVar
 
 import luigi
 
 from redcaps.download.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.errors import RedCapsError
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.layout import DEFAULT_DATA_DIR, Layout
+from redcaps.layout import DEFAULT_DATA_DIR
 from redcaps.net.config import HttpConfig, default_user_agent
 from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy, parse_host_policy
-from redcaps.settings import DedupSettings, DownloadSettings, ShardSettings, StorageSettings
+from redcaps.settings import (
+    RENAMED_SETTINGS,
+    DedupSettings,
+    DownloadSettings,
+    ShardSettings,
+    StorageSettings,
+)
 
 #: The original tool's filter order (filter-words, then filter-nsfw, then filter-faces).
 FILTER_ORDER = tuple(FILTER_KEYS)
+#: Each filter's stage task family.
+FILTER_STAGES = {"words": "FilterWords", "nsfw": "FilterNsfw", "faces": "FilterFaces"}
 
 Settings = TypeVar("Settings")
 
@@ -34,16 +44,42 @@ def settings_from(section: luigi.Config, cls: type[Settings], **extra: Any) -> S
     return cls(**{**values, **extra})
 
 
-class redcaps(luigi.Config):  # noqa: N801 - the section is [redcaps]
+class Section(luigi.Config):
+    """A luigi.cfg section named ``section`` (so are its ``--<section>-<option>`` flags): the
+    Python class keeps a name of its own, which no core module has."""
+
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def get_task_family(cls) -> str:
+        return cls.section or cls.__name__
+
+    def renamed(self, new: str) -> Any:
+        """The old name's value when it is set (with one deprecation line), else ``new``'s."""
+        old = RENAMED_SETTINGS[(self.section, new)]
+        value = getattr(self, old)
+        if value is None:
+            return getattr(self, new)
+        _warn_renamed(self.section, old, new)
+        return value
+
+
+@functools.cache
+def _warn_renamed(section: str, old: str, new: str) -> None:
+    logging.getLogger("luigi-interface").warning(
+        "[%s] %s is deprecated: it is now %s (the old name still works)", section, old, new
+    )
+
+
+class RedcapsConfig(Section):
+    section = "redcaps"
     data_dir = luigi.Parameter(default=DEFAULT_DATA_DIR, description="Root of the dataset layout")
 
 
-def data_layout() -> Layout:
-    """The layout of ``[redcaps] data_dir``."""
-    return Layout.at(redcaps().data_dir)
+class ImagesConfig(Section):
+    """ImageOptions and StorageSettings."""
 
-
-class images(luigi.Config):  # noqa: N801 - ImageOptions
+    section = "images"
     resize = luigi.IntParameter(default=ImageOptions.resize, description="Target edge; -1 keeps the original")
     edge = luigi.ChoiceParameter(choices=["shorter", "longer"], default=ImageOptions.edge)
     upscale = luigi.BoolParameter(default=ImageOptions.upscale)
@@ -66,8 +102,14 @@ class images(luigi.Config):  # noqa: N801 - ImageOptions
         return settings_from(self, StorageSettings)
 
 
-class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
-    shard_size = luigi.IntParameter(default=DownloadSettings.shard_size, description="Images per shard task")
+class DownloadsConfig(Section):
+    """DownloadSettings and HttpConfig."""
+
+    section = "downloads"
+    images_per_shard = luigi.IntParameter(
+        default=DownloadSettings.images_per_shard, description="Images per DownloadImageShard task"
+    )
+    shard_size = luigi.OptionalIntParameter(default=None, description="Deprecated: images_per_shard")
     workers = luigi.IntParameter(default=DownloadSettings.workers, description="Download threads per shard")
     processes = luigi.IntParameter(
         default=DownloadSettings.processes, description="Processes a shard's threads use; 0: one per core"
@@ -93,7 +135,7 @@ class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
     budget_dir = luigi.Parameter(default=HttpConfig.budget_dir, description="Where machine budgets live")
 
     def settings(self) -> DownloadSettings:
-        return settings_from(self, DownloadSettings)
+        return settings_from(self, DownloadSettings, images_per_shard=self.renamed("images_per_shard"))
 
     def http_config(self) -> HttpConfig:
         networks = tuple(n.strip() for n in self.allow_networks.split(",") if n.strip())
@@ -102,8 +144,10 @@ class downloads(luigi.Config):  # noqa: N801 - DownloadSettings and HttpConfig
         return config
 
 
-class filters(luigi.Config):  # noqa: N801
+class FiltersConfig(Section):
     """Which content filters ``RedCapsYear`` runs, always in the original's order."""
+
+    section = "filters"
 
     enabled = luigi.Parameter(default=",".join(FILTER_ORDER), description="Comma list of words, nsfw, faces")
 
@@ -114,18 +158,29 @@ class filters(luigi.Config):  # noqa: N801
             raise RedCapsError(f"[filters] enabled: unknown filter(s) {unknown}; known: {list(FILTER_ORDER)}")
         return [name for name in FILTER_ORDER if name in wanted]
 
+    def stages(self) -> list[str]:
+        """The enabled filters' stage families, in order (``FilterWords``, ...)."""
+        return [FILTER_STAGES[name] for name in self.names()]
 
-class shards(luigi.Config):  # noqa: N801 - ShardSettings
-    shard_size = luigi.IntParameter(
-        default=ShardSettings.shard_size, description="Samples per WebDataset tar"
+
+class ShardsConfig(Section):
+    """ShardSettings: the WebDataset tars."""
+
+    section = "shards"
+    samples_per_tar = luigi.IntParameter(
+        default=ShardSettings.samples_per_tar, description="Samples per WebDataset tar"
     )
+    shard_size = luigi.OptionalIntParameter(default=None, description="Deprecated: samples_per_tar")
     format = luigi.ChoiceParameter(choices=["both", "json", "txt"], default=ShardSettings.format)
 
     def settings(self) -> ShardSettings:
-        return settings_from(self, ShardSettings)
+        return settings_from(self, ShardSettings, samples_per_tar=self.renamed("samples_per_tar"))
 
 
-class dedup(luigi.Config):  # noqa: N801 - DedupSettings
+class DedupConfig(Section):
+    """DedupSettings."""
+
+    section = "dedup"
     mode = luigi.ChoiceParameter(
         choices=["off", "exact", "perceptual"], default=DedupSettings.mode, description="What is dropped"
     )

@@ -7,7 +7,7 @@ import luigi
 from redcaps import layout
 from redcaps.dataset.dedup import dedup_file
 from tasks.base import StageTask
-from tasks.config import dedup
+from tasks.config import DedupConfig
 
 
 class Dedup(StageTask):
@@ -17,8 +17,8 @@ class Dedup(StageTask):
         return luigi.LocalTarget(str(self.layout.stage_file(layout.DEDUP, self.stem)))
 
     def run(self) -> None:
-        result = dedup_file(self.load_input(), self.layout, self.stem, dedup().settings())
+        result = dedup_file(self.load_input(), self.layout, self.stem, DedupConfig().settings())
         block = result.info["dedup"]
-        self.report(
+        self.show_progress(
             f"{block['exact']} exact, {block['near']} near duplicates; {block['dropped']} dropped", 100
         )

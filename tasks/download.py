@@ -3,7 +3,7 @@
 A shard whose manifest still has retryable failures (with ``[downloads] retry_rounds`` to
 spare) is incomplete, so the next run retries them; in the run that wrote the manifest it is
 complete (luigi's ``check_complete_on_run``). "This run" is this process: a manifest counts
-as written by it when it changed since the process first looked at it (``new_run`` forgets).
+as written by it when it changed since the process first looked at it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from redcaps.net.fetcher import Fetcher
 from redcaps.net.limits import HostLimiter, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled
-from tasks.config import downloads, host_policies, images
+from tasks.config import DownloadsConfig, ImagesConfig, host_policies
 
 _LIMITERS: dict[tuple, HostLimiter] = {}
 
@@ -55,12 +55,6 @@ def host_resource(host: str) -> str:
 
 #: Each manifest's state when this process first looked at it (``None``: not there yet).
 _first_seen: dict[str, tuple[int, int, int] | None] = {}
-
-
-def new_run() -> None:
-    """Forget what this process has seen: the next build is a new run, whose shards retry
-    again (for programs that call ``luigi.build`` more than once)."""
-    _first_seen.clear()
 
 
 def _state(path: Path) -> tuple[int, int, int] | None:
@@ -93,19 +87,22 @@ def shard_finished(manifest: Path, retry_rounds: int) -> bool:
 
 
 class DownloadImageShard(StageTask):
-    """Download one shard (``[downloads] shard_size`` instances) and write its manifest."""
+    """Download one shard (``[downloads] images_per_shard`` instances) and write its manifest."""
 
+    position = "DownloadImages"
     shard = luigi.IntParameter(description="Shard index within the annotation file")
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(layout.manifest_path(self.layout.manifests(self.stem), self.shard)))
 
     def hosts(self) -> list[str]:
-        records = shard_slice(self.load_input().annotations, self.shard, downloads().shard_size)
+        records = shard_slice(
+            self.load_input().annotations, self.shard, DownloadsConfig().settings().images_per_shard
+        )
         return sorted({urlsplit(r["url"]).hostname or "" for r in records} - {""})
 
     def complete(self) -> bool:
-        return shard_finished(Path(self.output().path), downloads().retry_rounds)
+        return shard_finished(Path(self.output().path), DownloadsConfig().retry_rounds)
 
     def removed_later(self) -> set[str]:
         """Image ids a later stage removed (their images are gone on purpose: never refetched)."""
@@ -121,28 +118,28 @@ class DownloadImageShard(StageTask):
         """With ``host_scope = global``, one luigid slot per image host this shard touches, so no
         two shards anywhere use one host at once. By default hosts count per machine, and every
         process on it shares the machine's budget instead (``redcaps.net.budget``)."""
-        if downloads().host_scope != "global":
+        if DownloadsConfig().host_scope != "global":
             return {}
         return {host_resource(h): 1 for h in self.hosts()}
 
     def run(self) -> None:
-        config = downloads()
+        config = DownloadsConfig()
         http = config.http_config()
         limiter = process_limiter(http)
         fetcher = Fetcher(http, limiter)
         groups = sorted({limiter.policy_key(h): h for h in self.hosts()}.items())
         counts: Counter[str] = Counter()
 
-        def report(done: int, total: int) -> None:
-            self.report(
+        def show(done: int, total: int) -> None:
+            self.show_progress(
                 f"{done}/{total} images: {counts['ok']} ok, {done - counts['ok']} failed; "
                 + host_rates(limiter, groups),
                 100.0 * done / total,
             )
 
         source, settings = self.load_input(), config.settings()
-        total = len(shard_slice(source.annotations, self.shard, settings.shard_size))
-        throttled = Throttled(report)
+        total = len(shard_slice(source.annotations, self.shard, settings.images_per_shard))
+        throttled = Throttled(show)
 
         def progress(outcome: Outcome) -> None:
             counts[outcome.status] += 1
@@ -155,7 +152,7 @@ class DownloadImageShard(StageTask):
                 self.layout.images,
                 self.layout.manifests(self.stem),
                 fetcher,
-                images().options(),
+                ImagesConfig().options(),
                 settings,
                 progress,
                 shards=[self.shard],
@@ -187,14 +184,14 @@ class DownloadImages(StageTask):
         return super().complete() and all(shard.complete() for shard in self.shards())
 
     def shards(self) -> list[DownloadImageShard]:
-        count = file_shards(self.load_input(), downloads().settings())
-        return [DownloadImageShard(annotations=self.annotations, shard=i) for i in range(count)]
+        count = file_shards(self.load_input(), DownloadsConfig().settings())
+        return [self.clone(DownloadImageShard, shard=i) for i in range(count)]
 
     def run(self) -> Iterator[list[DownloadImageShard]]:
         source = self.load_input()  # schema-checked before any shard writes a file
         check_unique_ids(source.annotations, str(self.input_path))
-        self.report(f"{len(source.annotations)} images in {len(self.shards())} shards", 0)
+        self.show_progress(f"{len(source.annotations)} images in {len(self.shards())} shards", 0)
         yield self.shards()  # dynamic: the shard count is known only once the input exists
-        outcomes = file_outcomes(source, self.layout.manifests(self.stem), downloads().settings())
+        outcomes = file_outcomes(source, self.layout.manifests(self.stem), DownloadsConfig().settings())
         ann.save(self.output().path, downloaded_annotations(source, outcomes))
-        self.report(f"{len(self.shards())} shards done", 100)
+        self.show_progress(f"{len(self.shards())} shards done", 100)

@@ -16,39 +16,44 @@ import luigi
 
 from redcaps.filters.base import FILTER_KEYS, ImageScorer
 from redcaps.filters.models import models_dir
-from redcaps.filters.stage import FilterPaths, FilterReport, new_scorer, run_filter
+from redcaps.filters.stage import FilterPaths, FilterResult, new_scorer, run_filter
 from redcaps.settings import FaceSettings, FilterSettings, ImageFilterSettings, NsfwSettings, WordSettings
 from tasks.base import StageTask, Throttled
-from tasks.config import settings_from
+from tasks.config import Section, settings_from
 
 DEVICES = ["auto", "cpu", "cuda"]
 
 
-class filter_words(luigi.Config):  # noqa: N801 - the section is [filter_words]
+class FilterWordsConfig(Section):
+    section = "filter_words"
     mode = luigi.ChoiceParameter(choices=["exact", "punctuation"], default=WordSettings.mode)
 
 
-class _image_filter(luigi.Config):  # noqa: N801 - ImageFilterSettings, shared by the two below
+class ImageFilterConfig(Section):
+    """ImageFilterSettings, shared by the two sections below."""
+
     model = luigi.Parameter(default=ImageFilterSettings.model, description="Model file; empty: the default")
     confidence_threshold = luigi.FloatParameter(default=ImageFilterSettings.confidence_threshold)
     workers = luigi.IntParameter(default=ImageFilterSettings.workers, description="Image decoding threads")
     device = luigi.ChoiceParameter(choices=DEVICES, default=ImageFilterSettings.device)
 
 
-class filter_nsfw(_image_filter):  # noqa: N801
+class FilterNsfwConfig(ImageFilterConfig):
+    section = "filter_nsfw"
     batch_size = luigi.IntParameter(default=NsfwSettings.batch_size)
 
 
-class filter_faces(_image_filter):  # noqa: N801
+class FilterFacesConfig(ImageFilterConfig):
+    section = "filter_faces"
     batch_size = luigi.IntParameter(default=FaceSettings.batch_size)
     long_edge = luigi.IntParameter(default=FaceSettings.long_edge, description="0: as stored")
     pad = luigi.BoolParameter(default=FaceSettings.pad, description="One padded model call per batch (GPU)")
 
 
 SECTIONS: dict[str, tuple[type[luigi.Config], type[FilterSettings]]] = {
-    "words": (filter_words, WordSettings),
-    "nsfw": (filter_nsfw, NsfwSettings),
-    "faces": (filter_faces, FaceSettings),
+    "words": (FilterWordsConfig, WordSettings),
+    "nsfw": (FilterNsfwConfig, NsfwSettings),
+    "faces": (FilterFacesConfig, FaceSettings),
 }
 
 
@@ -85,25 +90,25 @@ class _FilterTask(StageTask):
     def run(self) -> None:
         settings = self.settings()
         progress = Throttled(
-            lambda done, total: self.report(f"{done}/{total} images scored", 100 * done / total)
+            lambda done, total: self.show_progress(f"{done}/{total} images scored", 100 * done / total)
         )
-        report = run_filter(
+        result = run_filter(
             self.kind,
             self.paths,
             settings,
             scorer=lambda: cached_scorer(self.kind, settings, str(models_dir())),
             progress=progress,
         )
-        self.report(_describe(report), 100.0)
+        self.show_progress(_describe(result), 100.0)
 
 
-def _describe(report: FilterReport) -> str:
-    if report.status == "already_applied":
-        return f"{FILTER_KEYS[report.kind]} already applied: nothing removed"
-    if report.status == "resumed":
-        return f"finished an interrupted commit: {report.removed} removed"
-    skipped = f", {len(report.skipped)} unreadable (kept)" if report.skipped else ""
-    return f"{report.removed} of {report.total} removed{skipped}"
+def _describe(result: FilterResult) -> str:
+    if result.status == "already_applied":
+        return f"{FILTER_KEYS[result.kind]} already applied: nothing removed"
+    if result.status == "resumed":
+        return f"finished an interrupted commit: {result.removed} removed"
+    skipped = f", {len(result.skipped)} unreadable (kept)" if result.skipped else ""
+    return f"{result.removed} of {result.total} removed{skipped}"
 
 
 class FilterWords(_FilterTask):

@@ -6,7 +6,6 @@ import luigi
 
 from redcaps.dataset.official import fetch_and_extract
 from tasks.base import InDataDir
-from tasks.config import data_layout
 
 
 class OfficialAnnotations(InDataDir):
@@ -16,8 +15,7 @@ class OfficialAnnotations(InDataDir):
     sha256 = luigi.OptionalParameter(default=None, description="Expected sha256 of the zip")
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(data_layout().official_marker))
+        return luigi.LocalTarget(str(self.layout.official_marker))
 
     def run(self) -> None:
-        layout = data_layout()
-        fetch_and_extract(self.source, layout.official, sha256=self.sha256, marker=self.output().path)
+        fetch_and_extract(self.source, self.layout.official, sha256=self.sha256, marker=self.output().path)

@@ -21,7 +21,7 @@ class Publish(StageTask):
         return luigi.LocalTarget(str(self.layout.final_file(self.stem)))
 
     def run(self) -> None:
-        self.report(f"publishing {self.input_path.name}", 0)
+        self.show_progress(f"publishing {self.input_path.name}", 0)
         records = self.load_input()  # schema-checked: a broken upstream file is never published
         write_bytes(self.output().path, self.input_path.read_bytes())
-        self.report(f"{len(records.annotations)} instances in {self.output().path}", 100)
+        self.show_progress(f"{len(records.annotations)} instances in {self.output().path}", 100)

@@ -14,11 +14,11 @@ class Report(StageTask):
     """``stages/report/<stem>.html``: counts, failures, removals, plots and sample thumbnails."""
 
     def requires(self) -> tuple[Validate, Tarify]:
-        return Validate(annotations=self.annotations), Tarify(annotations=self.annotations)
+        return self.clone(Validate), self.clone(Tarify)
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout.report_file(self.stem)))
 
     def run(self) -> None:
         write_report(self.layout, self.output().path, [self.stem], title=f"RedCaps report: {self.stem}")
-        self.report(f"wrote {self.output().path}", 100)
+        self.show_progress(f"wrote {self.output().path}", 100)

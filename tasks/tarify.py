@@ -7,7 +7,7 @@ import luigi
 from redcaps import layout
 from redcaps.dataset.tarify import pack
 from tasks.base import StageTask
-from tasks.config import images, shards
+from tasks.config import ImagesConfig, ShardsConfig
 
 
 class Tarify(StageTask):
@@ -17,6 +17,8 @@ class Tarify(StageTask):
         return luigi.LocalTarget(str(self.layout.stage_file(layout.TARIFY, self.stem)))
 
     def run(self) -> None:
-        result = pack(self.load_input(), self.layout, self.stem, shards().settings(), images().storage())
+        result = pack(
+            self.load_input(), self.layout, self.stem, ShardsConfig().settings(), ImagesConfig().storage()
+        )
         done = f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing"
-        self.report(done, 100)
+        self.show_progress(done, 100)

@@ -19,7 +19,7 @@ class Validate(StageTask):
         return luigi.LocalTarget(str(self.layout.stage_file(layout.VALIDATE, self.stem)))
 
     def run(self) -> None:
-        self.report(f"validating {self.input_path.name}", 0)
+        self.show_progress(f"validating {self.input_path.name}", 0)
         problems = validate_file(self.input_path)
         errors = [p for p in problems if p.severity == "error"]
         errors_file = self.layout.validate_errors(self.stem)
@@ -33,4 +33,4 @@ class Validate(StageTask):
             {"file": str(self.input_path), "warnings": [str(p) for p in problems]},
             indent=1,
         )
-        self.report(f"valid, {len(problems)} warnings", 100)
+        self.show_progress(f"valid, {len(problems)} warnings", 100)

@@ -22,7 +22,7 @@ TEST_CONFIG = {
         "max_attempts": "3",
         "backoff_base": "0.05",
         "workers": "8",
-        "shard_size": "25",
+        "images_per_shard": "25",
     },
     "host_limits": {
         "imgur.com": "rate=20 burst=4 concurrency=2",
@@ -30,7 +30,7 @@ TEST_CONFIG = {
         "staticflickr.com": "rate=50 burst=20 concurrency=4",
         "*": "rate=50 burst=20 concurrency=8",
     },
-    "shards": {"shard_size": "20"},
+    "shards": {"samples_per_tar": "20"},
 }
 
 

@@ -83,6 +83,14 @@ def luigi_settings(settings: dict[str, dict[str, str]]) -> Iterator[None]:
         luigi.task_register.Register.clear_instance_cache()
 
 
+def as_a_new_process() -> None:
+    """Forget the download manifests this process has looked at, as a new process (a new run of
+    the pipeline) starts: ``tasks.download`` remembers each one's state at its first look."""
+    from tasks import download
+
+    download._first_seen.clear()
+
+
 def kill_process_group(proc: subprocess.Popen) -> None:
     """SIGKILL a process started with ``start_new_session=True`` and everything it forked
     (luigi's worker forks a multiprocessing manager that outlives a killed parent)."""

@@ -38,9 +38,11 @@ def _month(post) -> str:
 
 
 def build(tasks, data_dir: Path, **collection: str) -> luigi.execution_summary.LuigiRunResult:
-    settings = {**FAST_FAILURE, "redcaps": {"data_dir": str(data_dir)}, "collection": collection}
+    """Build ``tasks`` in ``data_dir`` (a copy of each with that data dir) with these settings."""
+    settings = {**FAST_FAILURE, "collection": collection}
     with luigi_settings(settings):
-        return luigi.build(tasks, local_scheduler=True, detailed_summary=True, log_level="CRITICAL")
+        in_data_dir = [task.clone(data_dir=str(data_dir)) for task in tasks]
+        return luigi.build(in_data_dir, local_scheduler=True, detailed_summary=True, log_level="CRITICAL")
 
 
 def parsed_without_source(path: Path) -> dict:

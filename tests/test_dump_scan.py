@@ -100,8 +100,9 @@ sys.addaudithook(lambda event, args: event == "open" and str(args[0]).endswith("
                  and "RS_" in str(args[0]) and opened.append(str(args[0])))
 dumps = Path({str(dumps)!r})
 wanted = ["SandboxCats", "sandboxroses"] + [f"absent{{i}}" for i in range(348)]
+staging = Path({str(tmp_path)!r})
 for month in ("2020-03", "2020-04", "2020-05"):
-    scan_dump(dumps / f"RS_{{month}}.zst", wanted, lambda s, m: Path({str(tmp_path)!r}) / f"{{s}}_{{m}}.jsonl.zst", [month])
+    scan_dump(dumps / f"RS_{{month}}.zst", wanted, lambda s, m: staging / f"{{s}}_{{m}}.jsonl.zst", [month])
 print(len(opened), len(set(opened)))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout

@@ -68,7 +68,7 @@ def _run_setup(tmp_path: Path) -> tuple[stage.FilterPaths, ann.AnnotationFile]:
     return paths, source
 
 
-def _run(paths: stage.FilterPaths) -> stage.FilterReport:
+def _run(paths: stage.FilterPaths) -> stage.FilterResult:
     return stage.run_filter(
         "nsfw", paths, NsfwSettings(), scorer=lambda: ScoresById({"id1": 0.95, "id3": 0.99}, model_name="m")
     )

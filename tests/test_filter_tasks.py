@@ -147,7 +147,9 @@ def test_words_then_faces_chain_with_the_default_model(
     records[2]["caption"] = "coffee porn"  # the word filter takes coffee first
     source = tmp_path / "pics_2020.json"
     ann.save(source, annotation_file(records))
-    faces = FilterFaces(annotations=FilterWords(annotations=str(source)))
+    words = FilterWords(annotations=source)
+    assert build(words).status == luigi.LuigiStatusCode.SUCCESS
+    faces = FilterFaces(annotations=words.output().path)  # chained as on the command line
     result = build(faces)
     assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
     final = ann.load(faces.output().path)
@@ -242,7 +244,10 @@ def test_all_three_filters_with_the_default_models(
     ]
     source = tmp_path / "pics_2020.json"
     ann.save(source, annotation_file(records))
-    last = FilterFaces(annotations=FilterNsfw(annotations=FilterWords(annotations=str(source))))
+    last: luigi.Task = FilterWords(annotations=source)
+    for stage in (FilterNsfw, FilterFaces):  # chained as on the command line, in the year's order
+        assert build(last).status == luigi.LuigiStatusCode.SUCCESS
+        last = stage(annotations=last.output().path)
     result = build(last)
     assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
     final = ann.load(last.output().path)

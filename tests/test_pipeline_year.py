@@ -15,14 +15,11 @@ import pytest
 import webdataset as wds
 
 from pipeline import RedCapsBatch, RedCapsYear
-from pipeline.year import year_stages
 from redcaps import annotations as ann
 from redcaps.errors import RedCapsError
 from redcaps.sandbox import posts
 from redcaps.validate import validate_file
-from tasks.dedup import Dedup
-from tasks.filters import FilterWords
-from tasks.publish import Publish
+from tasks.filters import FilterNsfw
 
 
 def build(*tasks: luigi.Task) -> luigi.execution_summary.LuigiRunResult:
@@ -125,28 +122,45 @@ def test_year_end_to_end_then_a_no_op_rerun(sandbox_env, words_only):
     assert sandbox_env.log.records() == []
 
 
-def test_the_chain_follows_the_config(words_only):
-    validate, tarify = year_stages("sandboxcats", 2020)
-    assert isinstance(validate.annotations, Publish) and tarify.annotations is validate.annotations
-    assert isinstance(validate.annotations.annotations, Dedup)
-    assert isinstance(validate.annotations.annotations.annotations, FilterWords)
+def _chain(task: luigi.Task) -> list[str]:
+    """The families from ``task`` up its stage list to the merged year."""
+    families = [type(task).__name__]
+    while hasattr(task, "upstream"):
+        task = task.upstream()
+        families.append(type(task).__name__)
+    return families
+
+
+def test_the_year_list_follows_the_config(words_only):
+    validate, tarify, report = RedCapsYear(subreddit="sandboxcats", year=2020).stages()
+    assert _chain(validate) == ["Validate", "Publish", "Dedup", "FilterWords", "DownloadImages", "MergeYear"]
+    assert tarify.upstream() == validate.upstream() == report.upstream()
 
     set_config("filters", enabled="faces, words")  # any order: always the original's order
-    chain, task = [], year_stages("sandboxcats", 2020)[0].annotations.annotations.annotations
-    while hasattr(task, "annotations"):
-        chain.append(type(task).__name__)
-        task = task.annotations
-    assert chain == ["FilterFaces", "FilterWords", "DownloadImages"]
+    expected = ["Tarify", "Publish", "Dedup", "FilterFaces", "FilterWords", "DownloadImages", "MergeYear"]
+    assert _chain(tarify) == expected
 
     set_config("filters", enabled="words,colour")
     with pytest.raises(RedCapsError, match=r"unknown filter\(s\) \['colour'\]"):
-        year_stages("sandboxcats", 2020)
+        validate.upstream()
+
+
+def test_a_filter_the_config_left_out_is_not_in_the_year_list(words_only):
+    with pytest.raises(RedCapsError, match="FilterNsfw is not a stage of the year list"):
+        FilterNsfw(graph="year", subreddit="sandboxcats", year=2020).upstream()
 
 
 def test_stage_tasks_survive_serialization(words_only):
     """Luigi rebuilds tasks from their string parameters (dynamic dependencies, other processes)."""
-    validate, _ = year_stages("sandboxcats", 2020)
-    rebuilt = type(validate).from_str_params(validate.to_str_params())
+    validate, _, _ = RedCapsYear(subreddit="sandboxcats", year=2020, first_year=2019).stages()
+    params = validate.to_str_params()
+    assert {k: params[k] for k in ("graph", "subreddit", "year", "first_year")} == {
+        "graph": "year",
+        "subreddit": "sandboxcats",
+        "year": "2020",
+        "first_year": "2019",
+    }  # what the web UI's Details column shows
+    rebuilt = type(validate).from_str_params(params)
     assert rebuilt.task_id == validate.task_id
     assert rebuilt.input_path == validate.input_path == words_only / "annotations" / "sandboxcats_2020.json"
 
@@ -160,7 +174,7 @@ def test_batch_of_two_subreddits_in_chunks(sandbox_env, words_only, tmp_path):
     config = write_batch(
         tmp_path / "pets.yaml",
         "name: pets\nsubreddits: [sandboxcats, sandboxroses]\nyears: [2020]\n"
-        "settings: {shards: {shard_size: 50}}\n",
+        "settings: {shards: {shard_size: 50}}\n",  # the old name of samples_per_tar still works
     )
     task = RedCapsBatch(config=config, chunk_size=1)
     result = build(task)
@@ -172,7 +186,7 @@ def test_batch_of_two_subreddits_in_chunks(sandbox_env, words_only, tmp_path):
         assert entry["tars"]["samples"] == len(
             ann.load(words_only / "annotations" / f"{stem}.json").annotations
         )
-        assert entry["tars"]["shards"] == -(-entry["tars"]["samples"] // 50)  # the batch's shard_size
+        assert entry["tars"]["shards"] == -(-entry["tars"]["samples"] // 50)  # the batch's samples per tar
     assert summary["totals"]["samples"] == sum(e["tars"]["samples"] for e in summary["files"].values())
 
     # editing the config gives a new batch (new summary), whose finished years are not redone
@@ -182,7 +196,7 @@ def test_batch_of_two_subreddits_in_chunks(sandbox_env, words_only, tmp_path):
     luigi.task_register.Register.clear_instance_cache()
     same = RedCapsBatch(config=edited, chunk_size=1)
     assert same.output().path == task.output().path  # comments do not change the batch
-    write_batch(tmp_path / "pets.yaml", text.replace("shard_size: 50", "shard_size: 60"))
+    write_batch(tmp_path / "pets.yaml", text.replace("shard_size: 50", "samples_per_tar: 60"))
     luigi.task_register.Register.clear_instance_cache()
     changed = RedCapsBatch(config=str(tmp_path / "pets.yaml"), chunk_size=1)
     assert changed.output().path != task.output().path

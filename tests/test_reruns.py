@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +16,7 @@ import pytest
 import webdataset as wds
 
 from pipeline.official import OfficialFile, RedCapsOfficial
-from pipeline.year import RedCapsYear, year_stages
+from pipeline.year import RedCapsYear
 from redcaps import annotations as ann
 from redcaps.download.manifest import Outcome, read_outcomes
 from redcaps.filters.base import ImageScorer, read_removals
@@ -21,22 +24,25 @@ from redcaps.filters.stage import FilterPaths, run_filter
 from redcaps.sandbox import Sandbox
 from redcaps.settings import NsfwSettings
 from tasks.collect import FetchMonth, MergeYear
-from tasks.config import downloads
-from tasks.download import DownloadImages, DownloadImageShard, new_run
-from tests.helpers import annotation_file, luigi_settings, record, write_images
+from tasks.config import DownloadsConfig
+from tasks.download import DownloadImages, DownloadImageShard
+from tests.helpers import annotation_file, as_a_new_process, luigi_settings, record, write_images
 
 
 def _year_task_ids(data_dir: Path) -> list[str]:
     with luigi_settings({"redcaps": {"data_dir": str(data_dir)}, "filters": {"enabled": "words"}}):
-        validate, tarify = year_stages("roses", 2020)
+        year = RedCapsYear(subreddit="roses", year=2020)
+        validate, tarify, report = year.stages()
         tasks = [
-            RedCapsYear(subreddit="roses", year=2020),
+            year,
             FetchMonth(subreddit="roses", month=datetime.date(2020, 1, 1)),
             MergeYear(subreddit="roses", year=2020),
             validate,
             tarify,
-            validate.annotations,  # Publish
-            validate.annotations.annotations,  # FilterWords
+            report,
+            validate.upstream(),  # Publish
+            validate.upstream().upstream(),  # Dedup
+            validate.upstream().upstream().upstream(),  # FilterWords
             OfficialFile(annotations="/x/roses_2020.json"),
             RedCapsOfficial(annotations_dir="/x"),
         ]
@@ -49,16 +55,38 @@ def test_two_data_dirs_never_share_a_task_id(luigi_config, tmp_path):
     assert first == again
     assert all(a != b for a, b in zip(first, other, strict=True))
     assert len(set(first)) == len(first)
-    assert first[0].startswith("RedCapsYear__roses_2020_")  # still luigi's readable id
+    assert first[0].startswith("RedCapsYear_") and "_roses_" in first[0]  # still luigi's readable id
 
 
-def test_the_web_ui_and_chains_see_the_same_parameters(luigi_config, tmp_path):
+_IDS_IN_A_NEW_PROCESS = """
+import sys
+from tests.test_reruns import _year_task_ids
+print("\\n".join(_year_task_ids(sys.argv[1])))
+"""
+
+
+def test_task_ids_are_the_same_in_another_process(luigi_config, tmp_path):
+    """A resumed run (another process, another hash seed) finds the same tasks."""
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    args = [sys.executable, "-c", _IDS_IN_A_NEW_PROCESS, str(tmp_path / "a")]
+    again = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert again == _year_task_ids(tmp_path / "a")
+
+
+def test_the_web_ui_and_a_rebuilt_task_see_the_same_parameters(luigi_config, tmp_path):
     with luigi_settings({"redcaps": {"data_dir": str(tmp_path / "a")}}):
         task = RedCapsYear(subreddit="roses", year=2020)
-        assert task.to_str_params() == {"subreddit": "roses", "year": "2020", "first_year": ""}
+        expected = {"data_dir": str(tmp_path / "a"), "subreddit": "roses", "year": "2020", "first_year": ""}
+        assert task.to_str_params() == expected
         rebuilt = RedCapsYear.from_str_params(task.to_str_params())
         assert rebuilt.task_id == task.task_id
     luigi.task_register.Register.clear_instance_cache()
+
+
+def test_a_data_dir_given_to_a_task_wins_over_the_config(luigi_config, tmp_path):
+    task = RedCapsYear(subreddit="roses", year=2020, data_dir=str(tmp_path / "mine"))
+    assert task.data_dir == str(tmp_path / "mine") and task.layout.root == tmp_path / "mine"
+    assert task.stages()[0].data_dir == str(tmp_path / "mine")  # and its stages inherit it
 
 
 def _write(path: Path, records: list[dict]) -> str:
@@ -76,8 +104,8 @@ def _shard_with(luigi_config: Path, tmp_path: Path, outcome: Outcome) -> Downloa
 
 
 def test_a_manifest_with_rounds_exhausted_is_complete(luigi_config, tmp_path):
-    new_run()
-    rounds = downloads().retry_rounds
+    as_a_new_process()
+    rounds = DownloadsConfig().retry_rounds
     exhausted = Outcome("a1", record("a1")["url"], "http_5xx", round=rounds + 1)
     assert _shard_with(luigi_config, tmp_path, exhausted).complete()
 
@@ -85,7 +113,7 @@ def test_a_manifest_with_rounds_exhausted_is_complete(luigi_config, tmp_path):
 def test_a_shard_first_seen_missing_is_complete_once_written(luigi_config, tmp_path):
     """Scheduling looks first (no manifest yet); a forked worker process writes it with
     failures to retry: for the rest of this run the shard is complete."""
-    new_run()
+    as_a_new_process()
     source = _write(tmp_path / "roses_2020.json", [record("a1")])
     shard = DownloadImageShard(annotations=source, shard=0)
     assert not shard.complete()
@@ -96,7 +124,7 @@ def test_a_shard_first_seen_missing_is_complete_once_written(luigi_config, tmp_p
 
 
 def test_a_shard_with_retries_left_waits_for_the_next_run(luigi_config, tmp_path):
-    new_run()
+    as_a_new_process()
     shard = _shard_with(luigi_config, tmp_path, Outcome("a1", record("a1")["url"], "timeout"))
     assert not shard.complete()  # a new run: retry
     downloaded = DownloadImages(annotations=shard.annotations)
@@ -106,13 +134,13 @@ def test_a_shard_with_retries_left_waits_for_the_next_run(luigi_config, tmp_path
     manifest = Path(shard.output().path)
     manifest.write_text(Outcome("a1", record("a1")["url"], "timeout", round=2).to_line())
     assert shard.complete() and downloaded.complete()  # written in this run: retried next run
-    new_run()
+    as_a_new_process()
     assert not shard.complete()
 
 
 def _build(task: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:
     """One run: a new process would see every manifest afresh."""
-    new_run()
+    as_a_new_process()
     luigi.task_register.Register.clear_instance_cache()
     return luigi.build(
         [task], local_scheduler=True, detailed_summary=True, log_level="WARNING", workers=workers

@@ -275,7 +275,7 @@ def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_yea
     from redcaps.settings import ShardSettings, StorageSettings
 
     af, layout = pipeline_year
-    settings, storage = ShardSettings(shard_size=3), StorageSettings(keep_loose=False)
+    settings, storage = ShardSettings(samples_per_tar=3), StorageSettings(keep_loose=False)
     images = {r["image_id"]: layout.image("roses", r["image_id"]).read_bytes() for r in af.annotations}
     first = pack(af, layout, "roses_2020", settings, storage)
     shards = {p.name: _sha(p) for p in first.shards}
@@ -305,6 +305,8 @@ def test_loose_images_kept_when_a_shard_does_not_match(pipeline_year, monkeypatc
 
     monkeypatch.setattr(tarify, "shard_digests", corrupted)
     with pytest.raises(RedCapsError, match=r"id004\.jpg: differs from its copy in the shards"):
-        tarify.pack(af, layout, "roses_2020", ShardSettings(shard_size=3), StorageSettings(keep_loose=False))
+        tarify.pack(
+            af, layout, "roses_2020", ShardSettings(samples_per_tar=3), StorageSettings(keep_loose=False)
+        )
     assert all(layout.image("roses", r["image_id"]).exists() for r in af.annotations)
     assert not layout.stage_file("tarify", "roses_2020").exists()  # not done: the rerun tries again

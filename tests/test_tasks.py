@@ -1,17 +1,23 @@
-"""Stage tasks on their own: resources per image host, Validate's failure, progress outside workers."""
+"""Stage tasks on their own: their stage lists, resources per image host, Validate's failure, settings."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import luigi
 import pytest
+from luigi.cmdline_parser import CmdlineParser
 
-from tasks.collect import MergeYear
-from tasks.download import DownloadImages, DownloadImageShard
+from redcaps.errors import RedCapsError
+from redcaps.layout import Layout
+from tasks.config import DownloadsConfig, RedcapsConfig, ShardsConfig, _warn_renamed
+from tasks.dedup import Dedup
+from tasks.download import DownloadImageShard
+from tasks.tarify import Tarify
 from tasks.validate import Validate
-from tests.helpers import annotation_file, record
+from tests.helpers import annotation_file, luigi_settings, record
 
 
 def write(path, records):
@@ -47,51 +53,98 @@ def test_validate_fails_and_writes_every_problem_beside_its_target(luigi_config,
     assert "duplicate image_id" in errors and "does not match the file name" in errors
 
 
-def test_report_is_a_no_op_outside_a_worker(luigi_config, tmp_path):
+def test_progress_is_a_no_op_outside_a_worker(luigi_config, tmp_path):
     task = Validate(annotations=write(tmp_path / "roses_2020.json", [record("a1")]))
-    task.report("half way", 50.0)  # must not raise when luigi's callbacks are unset
+    task.show_progress("half way", 50.0)  # must not raise when luigi's callbacks are unset
     task.run()
     assert json.loads(Path(task.output().path).read_text())["warnings"]
 
 
+def _families(task: luigi.Task) -> list[str]:
+    families = [type(task).__name__]
+    while hasattr(task, "upstream"):
+        task = task.upstream()
+        families.append(type(task).__name__)
+    return families
+
+
+def test_a_file_stage_reads_the_file_and_an_official_one_its_downloads(luigi_config, tmp_path):
+    path = tmp_path / "roses_2020.json"
+    assert _families(Tarify(annotations=str(path))) == ["Tarify", "ExternalAnnotations"]
+    assert _families(Dedup(annotations=str(path))) == ["Dedup", "ExternalAnnotations"]
+    official = Validate(graph="official", annotations=str(path))
+    assert _families(official) == ["Validate", "DownloadImages", "ExternalAnnotations"]
+    assert official.input_path == Path(luigi_config / "stages" / "downloaded" / "roses_2020.json")
+    shard = DownloadImageShard(graph="official", annotations=str(path), shard=3)
+    assert shard.upstream().output().path == str(path)  # a shard reads what its file's task reads
+
+
+def test_a_relative_annotations_path_is_made_absolute(luigi_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    task = Validate(annotations="roses_2020.json")
+    assert task.to_str_params()["annotations"] == str(tmp_path / "roses_2020.json")
+    assert task.input_path == tmp_path / "roses_2020.json"
+
+
 @pytest.mark.parametrize(
-    ("upstream", "text"),
+    ("params", "error"),
     [
         (
-            MergeYear(subreddit="roses", year=2020),
-            'MergeYear{"first_year":"","subreddit":"roses","year":"2020"}',
+            {"graph": "year", "annotations": "/x/roses_2020.json"},
+            "the year list needs --subreddit and --year",
         ),
-        (
-            DownloadImages(annotations=MergeYear(subreddit="roses", year=2017, first_year=2008)),
-            'MergeYear{"first_year":"2008","subreddit":"roses","year":"2017"} > DownloadImages',
-        ),
-        (  # a path that looks like a chain
-            DownloadImages(annotations="/data/a > b/roses_2020.json"),
-            '"/data/a > b/roses_2020.json" > DownloadImages',
-        ),
+        ({"graph": "year", "subreddit": "roses"}, "the year list needs --subreddit and --year"),
+        ({}, "the file list needs --annotations FILE"),
+        ({"graph": "official", "annotations": "/x/roses_2020.json", "year": 2020}, "official list needs"),
     ],
 )
-def test_stage_chains_serialize_readably_and_parse_back(luigi_config, upstream, text):
-    task = Validate(annotations=upstream)
-    assert task.to_str_params()["annotations"] == text  # what the web UI shows
-    rebuilt = Validate.from_str_params(task.to_str_params())
-    assert rebuilt.task_id == task.task_id and rebuilt.input_path == task.input_path
+def test_a_stage_without_its_lists_root_is_an_error(luigi_config, params, error):
+    with pytest.raises(RedCapsError, match=error):
+        Validate(**params)
 
 
-def test_a_plain_path_stays_a_path(luigi_config, tmp_path):
-    path = str(tmp_path / "roses_2020.json")
-    task = Validate(annotations=path)
-    assert task.to_str_params()["annotations"] == path and task.input_path == tmp_path / "roses_2020.json"
+def test_unknown_parameters_and_lists_are_errors(luigi_config):
+    with pytest.raises(luigi.parameter.UnknownParameterException):
+        Validate(annotation="/x/roses_2020.json")  # mistyped
+    with pytest.raises(ValueError, match="collected"):
+        Validate(graph="collected", subreddit="roses", year=2020)
+    with pytest.raises(RedCapsError, match=r"Dedup is not a stage of the official list"):
+        Dedup(graph="official", annotations="/x/roses_2020.json").upstream()
+
+
+def test_a_stage_from_the_command_line_takes_the_file_and_the_data_dir_flag(luigi_config, tmp_path):
+    args = ["Tarify", "--annotations", str(tmp_path / "roses_2020.json"), "--redcaps-data-dir", str(tmp_path)]
+    with CmdlineParser.global_instance(args) as parser:
+        task = parser.get_task_obj()
+        assert task.data_dir == str(tmp_path)
+        assert task.layout.root == tmp_path == Layout.at(RedcapsConfig().data_dir).root
+    assert task.input_path == tmp_path / "roses_2020.json"
+    assert task.output().path == str(tmp_path / "stages" / "tarify" / "roses_2020.json")
 
 
 @pytest.mark.parametrize(
-    "text",
-    ['MergeYear{"subreddit":"roses"}', 'MergeYear{"subreddit":"roses","year":"2020"} > Nope', '"/x.json" >'],
+    ("section", "old", "config", "value"),
+    [
+        ("downloads", "shard_size", DownloadsConfig, lambda c: c.settings().images_per_shard),
+        ("shards", "shard_size", ShardsConfig, lambda c: c.settings().samples_per_tar),
+    ],
 )
-def test_a_malformed_chain_is_a_one_line_error(luigi_config, text):
-    with pytest.raises(ValueError, match="bad task chain") as err:
-        Validate(annotations=text)
-    assert "\n" not in str(err.value)
+def test_an_old_shard_setting_still_works_with_one_deprecation_line(
+    luigi_config, caplog, section, old, config, value
+):
+    _warn_renamed.cache_clear()  # as in a new process
+    with luigi_settings({section: {old: "7"}}), caplog.at_level(logging.WARNING, "luigi-interface"):
+        assert value(config()) == 7 and value(config()) == 7
+    deprecations = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(deprecations) == 1 and deprecations[0].startswith(f"[{section}] {old} is deprecated")
+
+
+def test_config_sections_keep_their_luigi_cfg_names():
+    assert [c.get_task_family() for c in (RedcapsConfig, DownloadsConfig, ShardsConfig)] == [
+        "redcaps",
+        "downloads",
+        "shards",
+    ]
 
 
 def test_shards_in_one_process_share_one_limiter(luigi_config):

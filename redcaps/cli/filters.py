@@ -17,7 +17,7 @@ import click
 from tqdm import tqdm
 
 from redcaps.filters import base
-from redcaps.filters.stage import FilterPaths, FilterReport, run_filter
+from redcaps.filters.stage import FilterPaths, FilterResult, run_filter
 from redcaps.layout import DEFAULT_DATA_DIR, Layout, removals_beside
 from redcaps.settings import Device, FaceSettings, FilterSettings, NsfwSettings, WordMode, WordSettings
 
@@ -87,7 +87,7 @@ def _run(kind: str, annotations_path: str, image_dir: str, settings: FilterSetti
     click.echo(_describe(report, path, paths.removals))
 
 
-def _describe(report: FilterReport, path: Path, record: Path) -> str:
+def _describe(report: FilterResult, path: Path, record: Path) -> str:
     key = base.FILTER_KEYS[report.kind]
     if report.status == "already_applied":
         return f"{path}: {key} already applied; nothing to do"

@@ -94,7 +94,7 @@ def main() -> None:
 )
 @click.option(
     "--shard-size",
-    default=DownloadSettings.shard_size,
+    default=DownloadSettings.images_per_shard,
     show_default=True,
     help="Instances per manifest shard.",
 )
@@ -130,7 +130,7 @@ def download_imgs(
     image_dir = Path(save_to)
     image_dir.mkdir(parents=True, exist_ok=True)
     options = ImageOptions(resize=resize, edge=edge, quality=quality, resample=resample)  # type: ignore[arg-type]
-    settings = DownloadSettings(shard_size=shard_size, workers=workers, processes=processes)
+    settings = DownloadSettings(images_per_shard=shard_size, workers=workers, processes=processes)
     fetcher = Fetcher(HttpConfig(allow_networks=allow_networks, source_address=source_address))
     try:
         with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:
@@ -293,7 +293,7 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--image-dir", required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 @click.option(
-    "-z", "--shard-size", default=ShardSettings.shard_size, show_default=True, type=click.IntRange(min=1)
+    "-z", "--shard-size", default=ShardSettings.samples_per_tar, show_default=True, type=click.IntRange(min=1)
 )
 @click.option(
     "--format",

@@ -119,7 +119,7 @@ def write_shards(
     output_dir: str | Path,
     stem: str,
     *,
-    shard_size: int = ShardSettings.shard_size,
+    shard_size: int = ShardSettings.samples_per_tar,
     fmt: Format = ShardSettings.format,
     manifests: str | Path | None = None,
 ) -> TarifyResult:
@@ -210,7 +210,7 @@ def pack(
         layout.images,
         layout.tarfiles,
         file_stem,
-        shard_size=settings.shard_size,
+        shard_size=settings.samples_per_tar,
         fmt=settings.format,
         manifests=layout.manifests(file_stem),
     )
@@ -221,7 +221,7 @@ def pack(
         "shards": [str(p) for p in result.shards],
         "samples": result.samples,
         "missing": len(result.missing),
-        "shard_size": settings.shard_size,
+        "shard_size": settings.samples_per_tar,  # the index key stays as it was
         "format": settings.format,
         "keep_loose": storage.keep_loose,
         "loose_removed": removed,

@@ -205,7 +205,7 @@ def download_file(
     outcomes: list[Outcome] = []
     for shard in range(file_shards(annotations, settings)) if shards is None else shards:
         outcomes += download_shard(
-            shard_slice(annotations.annotations, shard, settings.shard_size),
+            shard_slice(annotations.annotations, shard, settings.images_per_shard),
             images,
             manifest_path(manifests, shard),
             fetcher,
@@ -221,7 +221,7 @@ def download_file(
 
 
 def file_shards(annotations: AnnotationFile, settings: DownloadSettings) -> int:
-    return num_shards(len(annotations.annotations), settings.shard_size)
+    return num_shards(len(annotations.annotations), settings.images_per_shard)
 
 
 def file_outcomes(

@@ -48,7 +48,7 @@ class FilterPaths:
 
 
 @dataclass
-class FilterReport:
+class FilterResult:
     """What a run did: ``filtered``, ``already_applied`` (nothing to do) or ``resumed``."""
 
     kind: str
@@ -76,19 +76,19 @@ def run_filter(
     *,
     scorer: ScorerFactory | None = None,
     progress: Progress | None = None,
-) -> FilterReport:
+) -> FilterResult:
     """Filter ``paths.source`` into ``paths.output``; no model is loaded when there is nothing to do."""
     pending = paths.pending(kind)
     if pending.exists() and paths.removals.exists():  # a commit interrupted after writing
         removals = base.read_removals(paths.removals)
         _commit(paths, pending, removals)
-        return FilterReport(kind, "resumed", removed=len(removals))
+        return FilterResult(kind, "resumed", removed=len(removals))
     source = ann.load(paths.source)  # schema errors: one line, before anything is touched
     if base.already_applied(source, kind):
         if not paths.output.exists():  # a stage whose input was filtered before: pass it on
             base.write_removals(paths.removals, [])
             ann.save(paths.output, source)
-        return FilterReport(kind, "already_applied", total=len(source.annotations))
+        return FilterResult(kind, "already_applied", total=len(source.annotations))
     earlier = _earlier_removals(paths, source)
     if earlier:
         gone = {r.image_id for r in earlier}
@@ -109,7 +109,7 @@ def run_filter(
     ann.save(pending, outcome.kept)
     _commit(paths, pending, outcome.removals)
     removed = len(source.annotations) - len(outcome.kept.annotations)
-    return FilterReport(kind, "filtered", removed, len(source.annotations), list(outcome.skipped))
+    return FilterResult(kind, "filtered", removed, len(source.annotations), list(outcome.skipped))
 
 
 def _earlier_removals(paths: FilterPaths, source: ann.AnnotationFile) -> list[base.Removal]:
