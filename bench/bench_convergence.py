@@ -40,8 +40,11 @@ OUT = BENCH / "out"
 HOST = "i.redd.it"
 
 
-def client(seconds: float, threads: int, ceiling: float, budget_dir: str) -> None:
-    """Hammer HOST with ``threads`` threads through the product's Fetcher for ``seconds``."""
+def client(
+    seconds: float, threads: int, ceiling: float, budget_dir: str, host: str = HOST, source: str = ""
+) -> None:
+    """Hammer ``host`` with ``threads`` threads through the product's Fetcher for ``seconds``
+    (from the local address ``source``, when given: the host counts per client IP)."""
     from redcaps.net.config import HttpConfig
     from redcaps.net.fetcher import Fetcher
     from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy
@@ -50,14 +53,20 @@ def client(seconds: float, threads: int, ceiling: float, budget_dir: str) -> Non
     policies = dict(DEFAULT_HOST_POLICIES)
     policies["redd.it"] = HostPolicy(rate=start.rate, burst=start.burst, concurrency=threads, ceiling=ceiling)
     fetcher = Fetcher(
-        HttpConfig(host_policies=policies, max_attempts=1, pool_size=threads, budget_dir=budget_dir)
+        HttpConfig(
+            host_policies=policies,
+            max_attempts=1,
+            pool_size=threads,
+            budget_dir=budget_dir,
+            source_address=source,
+        )
     )
     stop = time.monotonic() + seconds
 
     def trace() -> None:  # the controller's rate every 0.1 s, for the parent to read
         with open(Path(budget_dir) / "trace.jsonl", "a") as out:
             while time.monotonic() < stop:
-                out.write(json.dumps([time.time(), fetcher.limiter.rate(HOST)]) + "\n")
+                out.write(json.dumps([time.time(), fetcher.limiter.rate(host)]) + "\n")
                 out.flush()
                 time.sleep(0.1)
 
@@ -67,7 +76,7 @@ def client(seconds: float, threads: int, ceiling: float, budget_dir: str) -> Non
         n = 0
         while time.monotonic() < stop:
             n += 1
-            fetcher.get(f"https://{HOST}/bench_{i}_{n}.jpg")  # not an image path: a tiny 404
+            fetcher.get(f"https://{host}/bench_{i}_{n}.jpg")  # not an image path: a tiny 404
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
@@ -208,8 +217,13 @@ def budget_cost(n: int = 20000) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["_client"]:
-        seconds, threads, ceiling, budget = sys.argv[2:6]
-        client(float(seconds), int(threads), float(ceiling), budget)
+        seconds, threads, ceiling, budget, *where = sys.argv[2:]
+        client(float(seconds), int(threads), float(ceiling), budget, *where)
+        return
+    if "--grid" in sys.argv:
+        from convergence_grid import main as grid_main
+
+        grid_main(sys.argv[1:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--capacities", default="2,10,50,200")
