@@ -4,7 +4,7 @@ Tasks report progress to the scheduler (``set_status_message``/``set_progress_pe
 ``tasks.base.show_progress``); :class:`ProgressReporter` passes the same reports to a
 :class:`Printer` as well, which adds a rate and an ETA. On a terminal each stage's line is
 rewritten in place; otherwise (a log file, a pipe) a line is printed at most every few seconds
-per stage. Workflow tasks that have a ``summary_text()`` print it when they succeed.
+per stage. The command prints the root task's ``summary_text()`` at the end (``command``).
 """
 
 from __future__ import annotations
@@ -146,9 +146,6 @@ def _started(task: luigi.Task) -> None:
 
 def _succeeded(task: luigi.Task) -> None:
     PRINTER.finish(task.task_id, ok=True)
-    summary = getattr(task, "summary_text", None)
-    if callable(summary):
-        print("\n" + summary(), flush=True)
 
 
 def _failed(task: luigi.Task, *_: Any) -> None:
