@@ -41,25 +41,29 @@ FREE_FORM_SECTIONS = {"host_limits"}
 
 
 def _check_settings(batch: BatchConfig, where: str) -> None:
-    preflight.raise_problems(preflight.check_settings(batch.settings, where=f"{where}: "))
+    """Every problem of the batch's ``settings`` at once, one line each."""
+    problems = preflight.check_settings(batch.settings, where=f"{where}: ")
     for section, options in batch.settings.items():
         if section in FREE_FORM_SECTIONS:
             for host, text in options.items():
                 try:
                     parse_host_policy(text)
                 except (RedCapsError, ValueError) as exc:
-                    raise RedCapsError(f"{where}: settings.{section}.{host}: {exc}") from None
+                    problems.append(f"{where}: settings.{section}.{host}: {exc}")
             continue
         try:
             config_class = luigi.task_register.Register.get_task_cls(section)
         except luigi.task_register.TaskClassException:
-            raise RedCapsError(f"{where}: settings.{section}: no such luigi.cfg section") from None
+            problems.append(f"{where}: settings.{section}: no such luigi.cfg section")
+            continue
         known = {name for name, _ in config_class.get_params()}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise RedCapsError(
+            problems.append(
                 f"{where}: settings.{section}: unknown option(s) {unknown} (known: {sorted(known)})"
             )
+    if problems:
+        raise RedCapsError("\n".join(dict.fromkeys(problems)))
 
 
 def checked_batch(path: str) -> BatchConfig:
@@ -187,4 +191,5 @@ class RedCapsBatch(InDataDir):
 
     def summary_text(self) -> str:
         """What the terminal shows when the batch is done: the summary and where things are."""
-        return where_things_are(self.layout, [y.stem for y in self.years()], self.output().path)
+        stems, report = [y.stem for y in self.years()], self.layout.report_file(self.name)
+        return where_things_are(self.layout, stems, self.output().path, str(report))

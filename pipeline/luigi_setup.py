@@ -4,6 +4,7 @@
   a user's own ``[retcode]`` values win;
 * the local scheduler that prunes at most once a second (``local_scheduler``);
 * ``RedCapsError`` as one line in luigi's log (``messages``);
+* the ``luigi`` command checked before scheduling and ended by the summary (``command``);
 * a terminal that tells the story (``progress``): ``[core] log_level`` defaults to WARNING, so
   a run shows one progress line per running stage and its summary instead of luigi's DEBUG
   log; ``--log-level DEBUG`` (or ``[core] log_level``) still gives everything.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import luigi
 
-from pipeline import local_scheduler, messages, progress
+from pipeline import command, local_scheduler, messages, progress
 
 RETCODE_DEFAULTS = {
     "already_running": "10",
@@ -47,6 +48,7 @@ def install() -> None:
         if not config.has_option("core", key):
             config.set("core", key, value)
     local_scheduler.install()
+    command.install()
     messages.install()
     progress.install()
     _installed = True

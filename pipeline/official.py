@@ -8,7 +8,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.year import run_preflight
+from pipeline.year import run_preflight, where_things_are
 from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
@@ -87,3 +87,8 @@ class RedCapsOfficial(InDataDir):
             ]
         summary = summarize_dataset(self.layout, [layout.stem_of(p) for p in files])
         write_json(self.output().path, summary, indent=1)
+
+    def summary_text(self) -> str:
+        """What the terminal shows when every file is done: the summary and where things are."""
+        stems = [layout.stem_of(p) for p in self.annotation_files()]
+        return where_things_are(self.layout, stems, self.output().path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import luigi
 from luigi.cmdline_parser import CmdlineParser
@@ -24,6 +25,7 @@ from redcaps.atomic import read_json, write_json
 from redcaps.dataset.dedup import read_counts
 from redcaps.dataset.tarify import read_index
 from redcaps.errors import RedCapsError
+from redcaps.names import check_subreddit, check_year, subreddit_as_typed
 from redcaps.report.summary import format_summary, summarize_dataset, summarize_file
 from tasks import dedup, download, publish  # noqa: F401 - stages of the year list, found by family
 from tasks.base import InDataDir, stage_list
@@ -97,6 +99,13 @@ def run_preflight(subreddits: Sequence[str] = (), collect: bool = True, filterin
     _passed.add(key)
 
 
+class SubredditParameter(luigi.Parameter):
+    """A subreddit as typed: ``r/cats`` is ``cats``."""
+
+    def normalize(self, x: Any) -> str:
+        return subreddit_as_typed(str(x))
+
+
 class RedCapsYear(InDataDir):
     """Collect, download, filter, validate and pack ``r/<subreddit>`` for one year.
 
@@ -104,9 +113,19 @@ class RedCapsYear(InDataDir):
     files hold 2008-2017. The output is a short summary of what each stage did.
     """
 
-    subreddit = luigi.Parameter(description="Subreddit name, without r/")
+    subreddit = SubredditParameter(description="Subreddit name (r/ optional)")
     year = luigi.IntParameter(description="Calendar year (UTC)")
     first_year = luigi.OptionalIntParameter(default=None, description="First year folded into this file")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The subreddit and years are checked as a batch config's are, before anything is scheduled."""
+        super().__init__(*args, **kwargs)
+        check_subreddit(self.subreddit)
+        check_year(self.year, "--year")
+        if self.first_year is not None:
+            check_year(self.first_year, "--first-year")
+            if self.first_year > self.year:
+                raise RedCapsError(f"--first-year: {self.first_year} is after --year {self.year}")
 
     @property
     def stem(self) -> str:
@@ -161,11 +180,14 @@ class RedCapsYear(InDataDir):
 
     def summary_text(self) -> str:
         """What the terminal shows when the year is done: the summary and where things are."""
-        text = where_things_are(self.layout, [self.stem], self.output().path)
+        report = self.clone(Report, graph="year").output().path
+        text = where_things_are(self.layout, [self.stem], self.output().path, report)
         empty = (read_json(self.output().path) or {}).get("empty")
         return f"{text}\nwarning: {empty}" if empty else text
 
 
-def where_things_are(where: layout.Layout, stems: Sequence[str], report: str) -> str:
+def where_things_are(where: layout.Layout, stems: Sequence[str], summary_file: str, report: str = "") -> str:
+    """The summary of ``stems``, then where its summary file, HTML report and tars are."""
     summary = format_summary(summarize_dataset(where, stems))
-    return f"{summary}\nsummary file: {report}\ntars: {where.tarfiles}"
+    report_line = f"\nreport: {report}" if report else ""
+    return f"{summary}\nsummary file: {summary_file}{report_line}\ntars: {where.tarfiles}"

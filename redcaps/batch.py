@@ -22,8 +22,8 @@ and year ranges checked at their ends before they are expanded.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,8 @@ import yaml
 
 from redcaps.errors import RedCapsError, UnsafeNameError
 from redcaps.layout import stem
-from redcaps.names import normalize_subreddit
+from redcaps.names import check_year, normalize_subreddit, subreddit_as_typed
 
-FIRST_REDDIT_YEAR = 2005
 #: The official release's config is 28 KB; nothing legitimate comes near these.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_DEPTH = 16
@@ -75,12 +74,6 @@ class BatchConfig:
     settings: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _check_year(year: int, where: str) -> None:
-    last = dt.date.today().year
-    if not FIRST_REDDIT_YEAR <= year <= last:
-        raise RedCapsError(f"{where}: year {year} is outside {FIRST_REDDIT_YEAR}..{last}")
-
-
 def _years(value: Any, where: str) -> list[int]:
     """Sorted distinct years; a range's ends are checked before it is expanded."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -90,8 +83,8 @@ def _years(value: Any, where: str) -> list[int]:
         if not match:
             raise RedCapsError(f"{where}: expected a range like 2017-2020, got {value[:40]!r}")
         start, end = int(match[1]), int(match[2])
-        _check_year(start, where)
-        _check_year(end, where)
+        check_year(start, where)
+        check_year(end, where)
         if start > end:
             raise RedCapsError(f"{where}: empty year range {value!r}")
         years = range(start, end + 1)
@@ -104,7 +97,7 @@ def _years(value: Any, where: str) -> list[int]:
     else:
         raise RedCapsError(f"{where}: expected a year, a list of years or a range like 2017-2020")
     for year in years:
-        _check_year(year, where)
+        check_year(year, where)
     return sorted(set(years))
 
 
@@ -114,88 +107,128 @@ def _date_range(value: Any, where: str) -> list[int]:
     return _years(f"{value['start']}-{value['end']}", where)
 
 
-def _entry(entry: dict[str, Any], where: str) -> list[YearRun]:
-    unknown = set(entry) - RUN_KEYS
+class Problems(list):
+    """Every problem of one file, so a key typo does not hide a bad year; one line each."""
+
+    def check(self, check: Callable[..., Any], *args: Any) -> Any:
+        """``check(*args)``, or ``None`` with its ``RedCapsError`` remembered."""
+        try:
+            return check(*args)
+        except RedCapsError as exc:
+            self.extend(str(exc).splitlines())
+            return None
+
+    def raise_any(self) -> None:
+        if self:
+            raise RedCapsError("\n".join(dict.fromkeys(self)))
+
+
+def _unknown_keys(entry: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(entry) - allowed
     if unknown:
-        raise RedCapsError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(RUN_KEYS)})")
-    names = entry.get("subreddits", [entry["subreddit"]] if "subreddit" in entry else [])
-    if not isinstance(names, list) or not names:
-        raise RedCapsError(f"{where}: needs 'subreddit' or a non-empty 'subreddits' list")
+        raise RedCapsError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+
+def _entry_years(entry: dict[str, Any], where: str) -> list[int]:
     if ("years" in entry) == ("date_range" in entry):
         raise RedCapsError(f"{where}: give exactly one of 'years' and 'date_range'")
-    years = (
-        _years(entry["years"], f"{where}.years")
-        if "years" in entry
-        else _date_range(entry["date_range"], f"{where}.date_range")
-    )
+    if "years" in entry:
+        return _years(entry["years"], f"{where}.years")
+    return _date_range(entry["date_range"], f"{where}.date_range")
+
+
+def _first_year(value: Any, years: list[int], where: str) -> int:
+    [first_year] = _years(value, f"{where}.first_year")
+    if first_year > years[0]:
+        raise RedCapsError(f"{where}.first_year: {first_year} is after the first year {years[0]}")
+    return first_year
+
+
+def _subreddit(name: Any, where: str) -> str:
+    try:
+        return normalize_subreddit(subreddit_as_typed(name) if isinstance(name, str) else name)
+    except UnsafeNameError as exc:
+        raise RedCapsError(f"{where}: {exc}") from None
+
+
+def _entry(entry: dict[str, Any], where: str, problems: Problems) -> list[YearRun]:
+    """The runs of one entry; its problems are added to ``problems`` (and give no runs)."""
+    before = len(problems)
+    problems.check(_unknown_keys, entry, RUN_KEYS, where)
+    names = entry.get("subreddits", [entry["subreddit"]] if "subreddit" in entry else [])
+    if not isinstance(names, list) or not names:
+        problems.append(f"{where}: needs 'subreddit' or a non-empty 'subreddits' list")
+        names = []
+    subreddits = [
+        problems.check(_subreddit, name, f"{where}.subreddits[{i}]") for i, name in enumerate(names)
+    ]
+    years = problems.check(_entry_years, entry, where)
     first_year = entry.get("first_year")
-    if first_year is not None:
-        [first_year] = _years(first_year, f"{where}.first_year")
-        if first_year > years[0]:
-            raise RedCapsError(f"{where}.first_year: {first_year} is after the first year {years[0]}")
+    if years and first_year is not None:
+        first_year = problems.check(_first_year, first_year, years, where)
+    if len(problems) > before or not years:
+        return []
     if len(names) * len(years) > MAX_RUNS:
-        raise RedCapsError(f"{where}: {len(names)} subreddits x {len(years)} years is over {MAX_RUNS} runs")
-    runs = []
-    for i, name in enumerate(names):
-        try:
-            subreddit = normalize_subreddit(name)
-        except UnsafeNameError as exc:
-            raise RedCapsError(f"{where}.subreddits[{i}]: {exc}") from None
-        runs += [
-            YearRun(subreddit, y, first_year if y == years[0] and first_year != y else None) for y in years
-        ]
-    return runs
+        problems.append(f"{where}: {len(names)} subreddits x {len(years)} years is over {MAX_RUNS} runs")
+        return []
+    return [
+        YearRun(subreddit, y, first_year if y == years[0] and first_year != y else None)
+        for subreddit in subreddits
+        for y in years
+    ]
 
 
 def _settings(value: Any, where: str) -> dict[str, dict[str, str]]:
     if not isinstance(value, dict):
         raise RedCapsError(f"{where}: expected a mapping of luigi.cfg sections")
-    settings: dict[str, dict[str, str]] = {}
+    problems, settings = Problems(), {}
     for section, options in value.items():
         if section not in SETTING_SECTIONS:
-            raise RedCapsError(f"{where}: unknown section {section!r} (allowed: {sorted(SETTING_SECTIONS)})")
-        if not isinstance(options, dict):
-            raise RedCapsError(f"{where}.{section}: expected a mapping")
-        settings[section] = {
-            str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()
-        }
+            problems.append(f"{where}: unknown section {section!r} (allowed: {sorted(SETTING_SECTIONS)})")
+        elif not isinstance(options, dict):
+            problems.append(f"{where}.{section}: expected a mapping")
+        else:
+            settings[section] = {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()
+            }
+    problems.raise_any()
     return settings
 
 
 def parse_batch(data: Any, name: str = "batch") -> BatchConfig:
+    """The batch of a parsed YAML document; every problem in it, one line each, in one error."""
     if not isinstance(data, dict):
         raise RedCapsError(f"{name}: expected a mapping at the top level")
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise RedCapsError(f"{name}: unknown keys {sorted(unknown)} (allowed: {sorted(TOP_KEYS)})")
+    problems = Problems()
+    problems.check(_unknown_keys, data, TOP_KEYS, name)
     runs: list[YearRun] = []
     if "subreddits" in data:
         top = {k: data[k] for k in ("subreddits", "years", "date_range", "first_year") if k in data}
-        runs += _entry(top, name)
+        runs += _entry(top, name, problems)
     elif "years" in data or "date_range" in data:
-        raise RedCapsError(f"{name}: 'years' at the top level needs 'subreddits'")
+        problems.append(f"{name}: 'years' at the top level needs 'subreddits'")
     entries = data.get("runs", [])
     if not isinstance(entries, list):
-        raise RedCapsError(f"{name}.runs: expected a list")
+        problems.append(f"{name}.runs: expected a list")
+        entries = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise RedCapsError(f"{name}.runs[{i}]: expected a mapping")
-        runs += _entry(entry, f"{name}.runs[{i}]")
-    if not runs:
-        raise RedCapsError(f"{name}: no subreddit-years to run")
+        if isinstance(entry, dict):
+            runs += _entry(entry, f"{name}.runs[{i}]", problems)
+        else:
+            problems.append(f"{name}.runs[{i}]: expected a mapping")
+    if not runs and not problems:
+        problems.append(f"{name}: no subreddit-years to run")
     seen: dict[str, YearRun] = {}
     for run in runs:
         if run.stem in seen and seen[run.stem] != run:
-            raise RedCapsError(f"{name}: {run.stem} is listed twice with different first_year")
+            problems.append(f"{name}: {run.stem} is listed twice with different first_year")
         seen[run.stem] = run
     batch_name = data.get("name", Path(name).stem)
     if not isinstance(batch_name, str) or not _NAME.fullmatch(batch_name):
-        raise RedCapsError(f"{name}.name: {batch_name!r} must be letters, digits, '_', '-' or '.'")
-    return BatchConfig(
-        batch_name,
-        sorted(seen.values()),
-        _settings(data.get("settings", {}), f"{name}.settings"),
-    )
+        problems.append(f"{name}.name: {batch_name!r} must be letters, digits, '_', '-' or '.'")
+    settings = problems.check(_settings, data.get("settings", {}), f"{name}.settings")
+    problems.raise_any()
+    return BatchConfig(batch_name, sorted(seen.values()), settings)
 
 
 class _BoundedLoader(yaml.SafeLoader):

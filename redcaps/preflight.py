@@ -267,3 +267,21 @@ def check_collection(
     if network and not problems:
         problems += check_reachable(settings) or check_subreddits_exist(settings, subreddits)
     return problems
+
+
+# -- the central scheduler -----------------------------------------------------------------------
+SCHEDULER_TIMEOUT = 3.0
+
+
+def check_scheduler(host: str, port: int, timeout: float = SCHEDULER_TIMEOUT) -> list[str]:
+    """The luigid a run without ``--local-scheduler`` talks to, reached with one TCP connect
+    (luigi itself would retry for a minute and then print a traceback per attempt)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return []
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    return [
+        f"no luigid scheduler at {host}:{port} ({why}): start one with `make scheduler` (or `luigid`),"
+        " or add --local-scheduler"
+    ]

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The offline demo: start the sandbox (simulated Arctic Shift, Reddit, Imgur and image hosts
 # behind an HTTPS proxy), point the standard proxy variables at it, and run the real pipeline:
-# RedCapsYear for one subreddit-year, then a two-subreddit batch (configs/demo.yaml); it ends
-# by writing the HTML report of the whole data directory and printing its path.
-# DEMO_SCHEDULER=luigid runs both through a luigid on 127.0.0.1:8082 with two workers.
+# RedCapsYear for one subreddit-year, then a two-subreddit batch (configs/demo.yaml), each ending
+# with its summary; then the HTML report of the whole data directory and its path.
+# DEMO_SCHEDULER=luigid runs both through a luigid on 127.0.0.1:8082 with two workers, and on a
+# terminal keeps luigid (and its web UI) up until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="$PWD/demo-data"
@@ -38,10 +39,18 @@ echo "== RedCapsBatch: configs/demo.yaml (sandboxcats is already done, sandboxro
 run RedCapsBatch --config configs/demo.yaml
 
 echo
-redcaps summary --data-dir "$DATA"
 echo "final annotation files (redcaps validate):"
 for file in "$DATA"/annotations/*_????.json; do redcaps validate -a "$file"; done
 echo "tar shards:"
 ls -1 "$DATA"/tarfiles/*.tar
 echo "HTML report (open it in a browser; it needs no server or network):"
 redcaps report --data-dir "$DATA"
+if [ "${DEMO_SCHEDULER:-local}" = luigid ]; then
+    if [ -t 0 ]; then
+        echo "luigid keeps the runs' task history: http://127.0.0.1:8082/static/visualiser/index.html"
+        echo "(Ctrl-C stops luigid and the sandbox)"
+        wait "${PIDS[1]}"
+    else
+        echo "luigid stops now (not a terminal); rerun on a terminal to keep its web UI open"
+    fi
+fi

@@ -163,13 +163,15 @@ class DownloadImageShard(StageTask):
 
 
 def host_rates(limiter: HostLimiter, groups: list[tuple[str, str]]) -> str:
-    """``redd.it 42.0/s, imgur.com 3.1/s (Retry-After 12 s)``: each host group's current rate and
-    the Retry-After pauses imposed on it so far, for the whole group (every thread and process)."""
+    """``redd.it 42/s, imgur.com 3.1/s (paused 12 s)``: each host group's current rate and the
+    Retry-After pauses imposed on it so far, for the whole group (every thread and process);
+    short, as the terminal's progress line drops it first when it is too wide."""
     parts = []
     for key, host in groups:
         status = limiter.status(host)
-        paused = f" (Retry-After {status['paused_s']:.0f} s)" if status["paused_s"] >= 1 else ""
-        parts.append(f"{key} {status['rate']:.1f}/s{paused}")
+        paused = f" (paused {status['paused_s']:.0f} s)" if status["paused_s"] >= 1 else ""
+        rate = status["rate"]
+        parts.append(f"{key} {rate:.0f}/s{paused}" if rate >= 10 else f"{key} {rate:.1f}/s{paused}")
     return ", ".join(parts)
 
 

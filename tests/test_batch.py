@@ -175,3 +175,11 @@ def test_number_of_runs_is_limited():
     names = [f"sub{i}" for i in range(6000)]
     with pytest.raises(RedCapsError, match="6000 subreddits x 20 years is over 100000 runs"):
         parse_batch({"subreddits": names, "years": "2005-2024"}, "cfg.yaml")
+
+
+def test_a_subreddit_may_be_written_with_r_slash():
+    from pipeline import RedCapsYear
+
+    batch = parse_batch({"subreddits": ["r/Cats", "/r/dogs"], "years": [2020]}, "cfg.yaml")
+    assert [r.subreddit for r in batch.runs] == ["cats", "dogs"]
+    assert RedCapsYear(subreddit="r/cats", year=2020).subreddit == "cats"
