@@ -9,11 +9,14 @@ layout's files for the input's stem (``redcaps.layout``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +25,7 @@ import luigi
 from redcaps import annotations as ann
 from redcaps.errors import RedCapsError
 from redcaps.layout import Layout, stem_of
+from redcaps.locks import holding, lock_path
 from tasks.config import FiltersConfig, RedcapsConfig
 
 
@@ -42,13 +46,41 @@ class DataDirParameter(luigi.Parameter):
 
 class InDataDir(luigi.Task):
     """A task writing under a data dir, which is a parameter: luigid knows tasks by id only, so
-    two data dirs sharing one luigid never share (or block each other's) tasks."""
+    two data dirs sharing one luigid never share (or block each other's) tasks.
+
+    Each subclass's ``run`` holds the data dir's locks for what it writes (:meth:`locks`), and
+    does nothing when another run completed the task meanwhile: two runs of the same work,
+    whatever their schedulers or machines, give one run's result (``redcaps.locks``)."""
 
     data_dir = DataDirParameter(description="Root of the dataset layout (default [redcaps] data_dir)")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "run" in vars(cls):
+            cls.run = locked(vars(cls)["run"])  # type: ignore[method-assign]
 
     @property
     def layout(self) -> Layout:
         return Layout.at(self.data_dir)
+
+    def locks(self) -> list[tuple[str, bool]]:
+        """``(name, shared)`` of each lock ``run`` holds, in order: its output's stem, alone."""
+        return [(Path(self.output().path).stem, False)]
+
+    @contextlib.contextmanager
+    def holding_locks(self) -> Iterator[None]:
+        """Hold :meth:`locks`, waiting up to ``[redcaps] lock_wait`` seconds for each."""
+        wait = RedcapsConfig().lock_wait
+        with contextlib.ExitStack() as stack:
+            for name, shared in self.locks():
+                path = lock_path(self.layout.root, name)
+                lock = holding(path, self.task_id, shared=shared, wait=wait, on_wait=self.waiting)
+                stack.enter_context(lock)
+            yield
+
+    def waiting(self, message: str) -> None:
+        logging.getLogger("luigi-interface").warning("%s", message)
+        self.show_progress(message)
 
     def show_progress(self, message: str, percent: float | None = None) -> None:
         show_progress(self, message, percent)
@@ -138,10 +170,106 @@ class StageTask(InDataDir):
     def load_input(self) -> ann.AnnotationFile:
         return load_annotations(self.input_path)
 
+    def locks(self) -> list[tuple[str, bool]]:
+        """The stem's lock, alone; a task doing one part of a stage (a download shard) shares it
+        with the other parts and holds its own output's lock alone."""
+        if self.position:
+            return [(self.stem, True), (f"{self.stem}.{Path(self.output().path).stem}", False)]
+        return [(self.stem, False)]
+
+
+#: What ``_next`` gives once a generator ``run`` has returned.
+_END = object()
+
+
+def locked(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``run`` holding the task's locks, skipped when another run did the task meanwhile (see
+    :func:`_done_meanwhile`). A generator ``run`` (dynamic dependencies) holds them only while
+    its own code runs, never while the tasks it yields run, and stops when another run wrote
+    its outputs meanwhile."""
+    if inspect.isgeneratorfunction(run):
+
+        @functools.wraps(run)
+        def locked_steps(task: InDataDir) -> Iterator[Any]:
+            return _locked_steps(task, run)
+
+        return locked_steps
+
+    @functools.wraps(run)
+    def locked_run(task: InDataDir) -> Any:
+        with task.holding_locks():
+            return None if _done_meanwhile(task) else run(task)
+
+    return locked_run
+
+
+def _locked_steps(task: InDataDir, run: Callable[[Any], Generator[Any, Any, None]]) -> Iterator[Any]:
+    """No completeness check first: luigi calls such a ``run`` again from the top once the
+    tasks it yielded are done, when its own (old) output may look complete."""
+    steps = run(task)
+    try:
+        with task.holding_locks():
+            step = _next(steps, None)
+        while step is not _END:
+            sent = yield step
+            with task.holding_locks():
+                step = _next(steps, sent)
+    finally:
+        steps.close()
+
+
+def _next(steps: Generator[Any, Any, None], sent: Any) -> Any:
+    try:
+        return steps.send(sent)
+    except StopIteration:
+        return _END
+
+
+def _done_meanwhile(task: luigi.Task) -> bool:
+    """Complete, with every output at least as new as every input: another run did it since
+    this one scheduled it. (A task rerun because its upstream was redone has an input newer
+    than its outputs, and runs.)"""
+    outputs = [st for st in _states(_paths(task.output())) if st]
+    inputs = [st for st in _states(_paths(task.input())) if st]
+    if not outputs or not task.complete():
+        return False
+    if inputs and min(st[1] for st in outputs) < max(st[1] for st in inputs):
+        return False
+    _log_done(task)
+    return True
+
+
+def _log_done(task: luigi.Task) -> None:
+    logging.getLogger("luigi-interface").info("%s: done by another run meanwhile", task)
+
+
+def _paths(targets: Any) -> list[str]:
+    return [t.path for t in luigi.task.flatten(targets) if isinstance(t, luigi.LocalTarget)]
+
+
+def _states(paths: list[str]) -> list[tuple[int, int, int] | None]:
+    """``(inode, mtime_ns, size)`` of each path, ``None`` for a missing one."""
+    states: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            states.append(None)
+            continue
+        states.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return states
+
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, mtime_ns: int) -> ann.AnnotationFile:
     return ann.load(path)
+
+
+def save_if_changed(path: str | Path, records: ann.AnnotationFile) -> None:
+    """Save ``records`` unless ``path`` holds them already: a file another run wrote stays as
+    it is, so later stages see no newer input and are not redone (:func:`_done_meanwhile`)."""
+    if not (os.path.exists(path) and load_annotations(path).to_json() == records.to_json()):
+        ann.save(path, records)
 
 
 def load_annotations(path: str | Path) -> ann.AnnotationFile:

@@ -74,6 +74,9 @@ def _warn_renamed(section: str, old: str, new: str) -> None:
 class RedcapsConfig(Section):
     section = "redcaps"
     data_dir = luigi.Parameter(default=DEFAULT_DATA_DIR, description="Root of the dataset layout")
+    lock_wait = luigi.FloatParameter(
+        default=600.0, description="Seconds a stage waits for another run's lock on its stem, then fails"
+    )
 
 
 class ImagesConfig(Section):

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import luigi
 
-from redcaps import annotations as ann
 from redcaps import layout
 from redcaps.download.manifest import Outcome, downloaded_annotations, read_outcomes
 from redcaps.download.shard import download_file, file_outcomes, file_shards, retries_left, shard_slice
@@ -27,7 +26,7 @@ from redcaps.net.config import HttpConfig
 from redcaps.net.fetcher import Fetcher
 from redcaps.net.limits import HostLimiter, policy_key
 from redcaps.validate import check_unique_ids
-from tasks.base import StageTask, Throttled
+from tasks.base import StageTask, Throttled, save_if_changed
 from tasks.config import DownloadsConfig, ImagesConfig, host_policies
 
 _LIMITERS: dict[tuple, HostLimiter] = {}
@@ -195,5 +194,5 @@ class DownloadImages(StageTask):
         self.show_progress(f"{len(source.annotations)} images in {len(self.shards())} shards", 0)
         yield self.shards()  # dynamic: the shard count is known only once the input exists
         outcomes = file_outcomes(source, self.layout.manifests(self.stem), DownloadsConfig().settings())
-        ann.save(self.output().path, downloaded_annotations(source, outcomes))
+        save_if_changed(self.output().path, downloaded_annotations(source, outcomes))
         self.show_progress(f"{len(self.shards())} shards done", 100)
