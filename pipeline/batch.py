@@ -31,6 +31,7 @@ from redcaps.batch import BatchConfig, load_batch
 from redcaps.dataset.dedup import batch_duplicates
 from redcaps.errors import RedCapsError
 from redcaps.net.limits import parse_host_policy
+from redcaps.parts import parse_part
 from redcaps.report.html import write_report
 from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir
@@ -73,14 +74,6 @@ def _checked_batch(path: str, version: tuple[int, int] | None) -> BatchConfig:
     batch = load_batch(path)
     _check_settings(batch, path)
     return batch
-
-
-def parse_part(text: str) -> tuple[int, int]:
-    """``"2/4"`` -> (2, 4), checked."""
-    index, _, count = text.partition("/")
-    if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
-        raise RedCapsError(f"--part must be i/n with 1 <= i <= n, got {text!r}")
-    return int(index), int(count)
 
 
 #: The digest of the batch whose settings this process runs with (they are applied once).
