@@ -35,7 +35,9 @@ from redcaps.parts import parse_part
 from redcaps.report.html import write_report
 from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir
+from tasks.collect import CollectionConfig, MergeYear
 from tasks.config import DedupConfig
+from tasks.scan import ScanDump, dump_scans
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
 FREE_FORM_SECTIONS = {"host_limits"}
@@ -156,11 +158,28 @@ class RedCapsBatch(InDataDir):
             years.append(year)
         return years
 
-    def run(self) -> Iterator[list[RedCapsYear]]:
+    def dump_scans(self) -> list[ScanDump]:
+        """From dumps: one scan per dump file for every subreddit-month of this part not yet
+        collected nor staged, so each dump is read once for the whole batch."""
+        settings = CollectionConfig().settings()
+        if settings.source != "dump":
+            return []
+        wanted: dict[str, list] = {}
+        for year in self.years():
+            months = year.clone(MergeYear).months()
+            missing = [m for m in months if not self.layout.month_file(year.subreddit, m).exists()]
+            wanted.setdefault(year.subreddit, []).extend(missing)
+        return dump_scans(self.data_dir, settings.dump_dir, wanted)
+
+    def run(self) -> Iterator[list[RedCapsYear] | list[ScanDump]]:
         years = self.years()
         chunks = range(0, len(years), self.chunk_size)
         if not years:
             raise RedCapsError(f"{self.config}: part {self.part} has no subreddits (fewer than parts?)")
+        scans = self.dump_scans()
+        if scans:
+            self.show_progress(f"scanning {len(scans)} dump files", 0)
+            yield scans  # re-entered from the top once staged: then nothing is left to scan
         for number, start in enumerate(chunks, 1):
             chunk = years[start : start + self.chunk_size]
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
