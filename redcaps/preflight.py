@@ -267,3 +267,18 @@ def check_collection(
     if network and not problems:
         problems += check_reachable(settings) or check_subreddits_exist(settings, subreddits)
     return problems
+
+
+# -- the publish target --------------------------------------------------------------------------
+def check_publish_target(url: str, options_text: str = "") -> list[str]:
+    """``[redcaps] publish_to`` is writable: one small object written and deleted (a missing bucket,
+    refused credentials or a missing s3fs/gcsfs extra is one line here, before any work)."""
+    from redcaps import storage
+
+    if not url:
+        return []
+    try:
+        why = storage.Store(url, storage.parse_options(options_text)).check_writable()
+    except RedCapsError as exc:
+        return [str(exc)]
+    return [f"[redcaps] publish_to {url}: not writable ({why})"] if why else []

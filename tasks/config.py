@@ -74,6 +74,12 @@ def _warn_renamed(section: str, old: str, new: str) -> None:
 class RedcapsConfig(Section):
     section = "redcaps"
     data_dir = luigi.Parameter(default=DEFAULT_DATA_DIR, description="Root of the dataset layout")
+    publish_to = luigi.Parameter(default="", description="fsspec URL finished years go to (s3://b/p)")
+    publish_options = luigi.Parameter(
+        default="",
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description="JSON of fsspec storage options (may hold keys: never shown)",
+    )
 
 
 class ImagesConfig(Section):
