@@ -2,7 +2,8 @@
 
 * ``RedCapsYear --subreddit roses --year 2020``: one subreddit-year, posts to tars;
 * ``RedCapsBatch --config configs/<name>.yaml``: many, scheduled in chunks;
-* ``RedCapsOfficial --annotations-dir DIR`` (or ``--annotations-zip``): the official release.
+* ``RedCapsOfficial --annotations-dir DIR`` (or ``--annotations-zip``): the official release;
+* ``PublishYear --subreddit roses --year 2020``: a year, uploaded to ``[redcaps] publish_to``.
 
 ``luigi --module pipeline`` imports this package and then runs: that import is the only hook
 the ``luigi`` command gives before it builds its scheduler, so this is the project's entry
@@ -14,6 +15,7 @@ module changes Luigi on import, and constructing a task changes nothing global.
 from pipeline import luigi_setup
 from pipeline.batch import RedCapsBatch
 from pipeline.official import OfficialFile, RedCapsOfficial
+from pipeline.publish import PublishYear
 from pipeline.year import RedCapsYear
 from tasks.collect import FetchMonth, MergeYear
 from tasks.download import DownloadImages, DownloadImageShard
@@ -36,6 +38,7 @@ __all__ = [
     "OfficialAnnotations",
     "OfficialFile",
     "Publish",
+    "PublishYear",
     "RedCapsBatch",
     "RedCapsOfficial",
     "RedCapsYear",

@@ -31,10 +31,13 @@ from redcaps.batch import BatchConfig, load_batch
 from redcaps.dataset.dedup import batch_duplicates
 from redcaps.errors import RedCapsError
 from redcaps.net.limits import parse_host_policy
+from redcaps.parts import parse_part
 from redcaps.report.html import write_report
 from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir
+from tasks.collect import CollectionConfig, MergeYear
 from tasks.config import DedupConfig
+from tasks.scan import ScanDump, dump_scans
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
 FREE_FORM_SECTIONS = {"host_limits"}
@@ -77,14 +80,6 @@ def _checked_batch(path: str, version: tuple[int, int] | None) -> BatchConfig:
     batch = load_batch(path)
     _check_settings(batch, path)
     return batch
-
-
-def parse_part(text: str) -> tuple[int, int]:
-    """``"2/4"`` -> (2, 4), checked."""
-    index, _, count = text.partition("/")
-    if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
-        raise RedCapsError(f"--part must be i/n with 1 <= i <= n, got {text!r}")
-    return int(index), int(count)
 
 
 #: The digest of the batch whose settings this process runs with (they are applied once).
@@ -167,11 +162,28 @@ class RedCapsBatch(InDataDir):
             years.append(year)
         return years
 
-    def run(self) -> Iterator[list[RedCapsYear]]:
+    def dump_scans(self) -> list[ScanDump]:
+        """From dumps: one scan per dump file for every subreddit-month of this part not yet
+        collected nor staged, so each dump is read once for the whole batch."""
+        settings = CollectionConfig().settings()
+        if settings.source != "dump":
+            return []
+        wanted: dict[str, list] = {}
+        for year in self.years():
+            months = year.clone(MergeYear).months()
+            missing = [m for m in months if not self.layout.month_file(year.subreddit, m).exists()]
+            wanted.setdefault(year.subreddit, []).extend(missing)
+        return dump_scans(self.data_dir, settings.dump_dir, wanted)
+
+    def run(self) -> Iterator[list[RedCapsYear] | list[ScanDump]]:
         years = self.years()
         chunks = range(0, len(years), self.chunk_size)
         if not years:
             raise RedCapsError(f"{self.config}: part {self.part} has no subreddits (fewer than parts?)")
+        scans = self.dump_scans()
+        if scans:
+            self.show_progress(f"scanning {len(scans)} dump files", 0)
+            yield scans  # re-entered from the top once staged: then nothing is left to scan
         for number, start in enumerate(chunks, 1):
             chunk = years[start : start + self.chunk_size]
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import luigi
 
@@ -13,6 +14,7 @@ from redcaps import layout
 from redcaps.atomic import write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import split_stem
+from redcaps.parts import balanced_part, count_instances, parse_part
 from redcaps.report.summary import summarize_dataset
 from tasks import download  # noqa: F401 - a stage of the official list, found by family
 from tasks.base import InDataDir
@@ -45,6 +47,11 @@ class RedCapsOfficial(InDataDir):
     annotations_zip = luigi.OptionalParameter(default=None, description="Path or URL of the release zip")
     sha256 = luigi.OptionalParameter(default=None, description="Expected sha256 of the zip")
     chunk_size = luigi.IntParameter(default=50, significant=False, description="Files scheduled at once")
+    part = luigi.Parameter(default="1/1", description="i/n: this machine's share, balanced by instances")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.part_index, self.part_count = parse_part(self.part)
 
     def requires(self) -> list[luigi.Task]:
         if bool(self.annotations_dir) == bool(self.annotations_zip):
@@ -62,12 +69,22 @@ class RedCapsOfficial(InDataDir):
         (the hash covering the data dir too), so that an existing summary is found again."""
         params = self.to_str_params(only_significant=True, only_public=True)
         del params["data_dir"]
+        if self.part_count == 1:
+            del params["part"]  # the whole directory keeps the name it had before --part
         old_id = luigi.task.task_id_str(self.get_task_family(), params)
         readable, _, hashed = old_id.rpartition("_")
         digest = hashlib.md5(f"{old_id}\0{self.data_dir}".encode()).hexdigest()
         return f"{readable}_{digest[: len(hashed)]}"
 
     def annotation_files(self) -> list[Path]:
+        """This part's official files: n machines take disjoint shares, balanced by instance count."""
+        files = self.all_annotation_files()
+        if self.part_count == 1:
+            return files
+        weights = {str(p): count_instances(p) for p in files}
+        return [Path(p) for p in balanced_part(weights, self.part_index, self.part_count)]
+
+    def all_annotation_files(self) -> list[Path]:
         directory = Path(self.annotations_dir or self.layout.official_annotations).expanduser()
         if not directory.is_dir():
             raise RedCapsError(f"{directory}: not a directory of annotation files")

@@ -10,6 +10,7 @@ for the CLI's loose files) instead of joining paths themselves::
     images/.manifests/<stem>/<shard>.jsonl   one outcome per instance, per download shard
     tarfiles/<stem>_%08d.tar                 WebDataset shards (+ .parquet, _stats.json, sizes.json)
     stages/report/<name>.html                the HTML report of a year or a batch
+    stages/dump_scan/<subreddit>_<YYYY-MM>.jsonl.zst   a month's raw posts from one dump scan
     official/                                the extracted release zip
 """
 
@@ -35,6 +36,7 @@ YEAR = "year"
 BATCH = "batch"
 OFFICIAL = "official"
 REPORT = "report"
+DUMP_SCAN = "dump_scan"
 
 _STEM = re.compile(r"(?P<subreddit>[A-Za-z0-9_]{1,64})_(?P<period>\d{4}(?:-\d{2})?)")
 SHARD_PATTERN = "{stem}_{index:08d}.tar"
@@ -156,6 +158,10 @@ class Layout:
 
     def month_file(self, subreddit: str, month: dt.date) -> Path:
         return self.annotations / f"{stem(subreddit, month)}.json"
+
+    def dump_staging(self, subreddit: str, month: str) -> Path:
+        """A subreddit-month's raw posts staged by one dump scan (``month`` is ``YYYY-MM``)."""
+        return self.stage_file(DUMP_SCAN, stem(subreddit, month), ".jsonl.zst")
 
     def final_file(self, file_stem: str) -> Path:
         return self.annotations / f"{file_stem}.json"

@@ -285,3 +285,18 @@ def check_scheduler(host: str, port: int, timeout: float = SCHEDULER_TIMEOUT) ->
         f"no luigid scheduler at {host}:{port} ({why}): start one with `make scheduler` (or `luigid`),"
         " or add --local-scheduler"
     ]
+
+
+# -- the publish target --------------------------------------------------------------------------
+def check_publish_target(url: str, options_text: str = "") -> list[str]:
+    """``[redcaps] publish_to`` is writable: one small object written and deleted (a missing bucket,
+    refused credentials or a missing s3fs/gcsfs extra is one line here, before any work)."""
+    from redcaps import storage
+
+    if not url:
+        return []
+    try:
+        why = storage.Store(url, storage.parse_options(options_text)).check_writable()
+    except RedCapsError as exc:
+        return [str(exc)]
+    return [f"[redcaps] publish_to {url}: not writable ({why})"] if why else []

@@ -18,10 +18,12 @@ from redcaps import annotations as ann
 from redcaps import layout
 from redcaps.collect.credentials import Credentials, load_credentials
 from redcaps.collect.month import build_imgur, build_refresher, build_source, collect_month
+from redcaps.collect.scan import StagedDumpSource
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
 from tasks.base import InDataDir
 from tasks.config import Section, settings_from
+from tasks.scan import ScanDump, dump_file, dump_scans
 
 
 class CollectionConfig(Section):
@@ -72,6 +74,16 @@ class FetchMonth(InDataDir):
         }
         return {name: 1 for name in sorted(n for n in used if n)}
 
+    def requires(self) -> list[ScanDump]:
+        """From dumps, the scan staging this month: of its dump file, or, when the file holds the
+        subreddit's whole history, of the whole calendar year at once (one pass, not twelve)."""
+        settings = CollectionConfig().settings()
+        if settings.source != "dump":
+            return []
+        _, whole_history = dump_file(settings.dump_dir, self.subreddit, self.month)
+        months = [self.month.replace(month=m) for m in range(1, 13)] if whole_history else [self.month]
+        return dump_scans(self.data_dir, settings.dump_dir, {self.subreddit: months}, only_missing=False)
+
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout.month_file(self.subreddit, self.month)))
 
@@ -80,15 +92,19 @@ class FetchMonth(InDataDir):
         creds = config.load_credentials()
         settings = config.settings()
         self.show_progress(f"collecting from {settings.source}", 0)
+        if settings.source == "dump":  # staged by ScanDump: the dump itself is never read here
+            source = StagedDumpSource(self.layout.dump_staging)
+        else:
+            source = build_source(
+                settings.source,
+                **dataclasses.asdict(settings),
+                on_wait=lambda message: self.show_progress(message),
+            )
         result = collect_month(
             self.subreddit,
             self.month.year,
             self.month.month,
-            source=build_source(
-                settings.source,
-                **dataclasses.asdict(settings),
-                on_wait=lambda message: self.show_progress(message),
-            ),
+            source=source,
             refresher=build_refresher(creds),
             imgur=build_imgur(creds),
             min_score=settings.min_score,

@@ -77,6 +77,12 @@ class RedcapsConfig(Section):
     lock_wait = luigi.FloatParameter(
         default=600.0, description="Seconds a stage waits for another run's lock on its stem, then fails"
     )
+    publish_to = luigi.Parameter(default="", description="fsspec URL finished years go to (s3://b/p)")
+    publish_options = luigi.Parameter(
+        default="",
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description="JSON of fsspec storage options (may hold keys: never shown)",
+    )
 
 
 class ImagesConfig(Section):

@@ -16,6 +16,7 @@ import webdataset as wds
 
 from pipeline import RedCapsOfficial
 from redcaps.download.manifest import read_outcomes
+from redcaps.errors import RedCapsError
 from redcaps.sandbox.downloads import ANNOTATIONS_ZIP_URL
 from tests.conftest import TEST_CONFIG
 from tests.helpers import kill_process_group
@@ -170,3 +171,32 @@ def test_sigkill_mid_shard_then_resume_gives_identical_tars(sandbox, tmp_path):
     proc = _run_official(sandbox, killed, cfg, anns)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
     assert tar_digests(killed) == tar_digests(clean) and tar_digests(clean)
+
+
+def test_parts_split_the_official_files_disjoint_balanced_and_whole(tmp_path):
+    anns = tmp_path / "anns"
+    anns.mkdir()
+    sizes = {"pics_2017": 400, "roses_2020": 120, "cats_2019": 90, "dogs_2018": 60, "tea_2020": 30}
+    sizes |= {f"tiny{i}_2020": 3 for i in range(6)}
+    for stem, count in sizes.items():
+        records = [{"image_id": f"{stem}{n}", "url": "https://i.redd.it/x.jpg"} for n in range(count)]
+        (anns / f"{stem}.json").write_text(json.dumps({"info": {}, "annotations": records}))
+
+    shares = [
+        {p.stem for p in RedCapsOfficial(annotations_dir=str(anns), part=f"{i}/3").annotation_files()}
+        for i in (1, 2, 3)
+    ]
+    assert set().union(*shares) == set(sizes)
+    assert sum(len(s) for s in shares) == len(sizes)  # disjoint
+    loads = sorted(sum(sizes[s] for s in share) for share in shares)
+    assert loads[0] > 0 and loads[-1] - loads[0] <= max(sizes.values())
+    assert shares[0] == {"pics_2017"}  # the largest file alone outweighs the rest: a share of its own
+    whole = RedCapsOfficial(annotations_dir=str(anns))
+    assert {p.stem for p in whole.annotation_files()} == set(sizes)
+    assert "part" not in whole.summary_name()  # the whole run keeps its summary's old name
+    assert RedCapsOfficial(annotations_dir=str(anns), part="2/3").summary_name() != whole.summary_name()
+
+
+def test_part_out_of_range_is_one_line():
+    with pytest.raises(RedCapsError, match="--part must be i/n"):
+        RedCapsOfficial(annotations_dir="/nonexistent", part="4/3")
