@@ -21,7 +21,7 @@ from redcaps.collect.month import build_imgur, build_refresher, build_source, co
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
 from tasks.base import InDataDir
-from tasks.config import Section, settings_from
+from tasks.config import CaptionsConfig, Section, settings_from
 
 
 class CollectionConfig(Section):
@@ -92,6 +92,7 @@ class FetchMonth(InDataDir):
             refresher=build_refresher(creds),
             imgur=build_imgur(creds),
             min_score=settings.min_score,
+            drop_empty_captions=CaptionsConfig().settings().drop_empty,
         )
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
         self.show_progress(f"{len(result.annotations)} posts", 100)

@@ -29,8 +29,8 @@ from PIL import Image, ImageFilter
 from redcaps.atomic import read_json, read_jsonl, write_text
 from redcaps.dataset.dedup import read_counts
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.layout import DOWNLOADED, MERGED, Layout, split_stem
-from redcaps.report.summary import SUMMARY_STAGES, summarize_file
+from redcaps.layout import Layout, split_stem
+from redcaps.report.summary import SUMMARY_STAGES, latest_file, summarize_file
 
 #: Thumbnails per subreddit on the contact sheet, their longest edge, and the face blur radius.
 SAMPLES_PER_SUBREDDIT = 12
@@ -53,14 +53,6 @@ class StemData:
     manifest: list[dict[str, Any]]
     removed_ids: dict[str, set[str]] = field(default_factory=dict)
     duplicates: dict[str, Any] | None = None
-
-
-def latest_file(layout: Layout, stem: str) -> Path | None:
-    """The most-processed annotation file of a stem: the final one, else the last stage's."""
-    candidates = [layout.final_file(stem)]
-    candidates += [layout.filtered(kind, stem) for kind in reversed(FILTER_KEYS)]
-    candidates += [layout.stage_file(DOWNLOADED, stem), layout.stage_file(MERGED, stem)]
-    return next((path for path in candidates if path.is_file()), None)
 
 
 def _removed_ids(removals: Path) -> set[str]:
