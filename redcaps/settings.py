@@ -32,6 +32,14 @@ class CollectionSettings:
 
 
 @dataclass(frozen=True)
+class CaptionSettings:
+    """``drop_empty`` drops posts whose cleaned caption is empty at collection, counted as
+    ``empty_caption``; the original (and RedCaps v1) keeps them, so the default keeps them."""
+
+    drop_empty: bool = False
+
+
+@dataclass(frozen=True)
 class DownloadSettings:
     """How a file's images are fetched: instances per shard (a task each), threads per shard, the
     processes they are spread over (0: one per core), and how many later runs retry a shard's

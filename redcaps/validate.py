@@ -4,8 +4,8 @@ The original only checked that a few keys exist (its timestamp check was dead co
 raw decoded JSON is walked in full, so one run lists every problem instead of stopping at
 the first like :func:`redcaps.annotations.parse`. Errors are what breaks the format or
 its promises (types, safe names, unique ids, dates inside ``info``, matching subreddit);
-warnings are what the official release itself may lack (filter blocks) or what only tools
-add (unknown record keys).
+warnings are what the official release itself may lack (filter blocks), what only tools
+add (unknown record keys), and empty captions (counted once per file).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from redcaps import annotations as ann
+from redcaps.collect.captions import empty_captions
 from redcaps.errors import RedCapsError, UnsafeNameError
 from redcaps.layout import split_stem
 
@@ -256,7 +257,22 @@ def validate(annotations: ann.AnnotationFile | dict[str, Any], file_name: str | 
     ctx.first_of_repeat = {again: first for _, first, again in duplicate_ids(records)}
     for index, record in enumerate(records):
         problems += _record_problems(index, record, ctx)
-    return problems
+    return problems + _empty_caption_problems(records)
+
+
+def _empty_caption_problems(records: list[Any]) -> list[Problem]:
+    """One warning counting the empty captions: valid (RedCaps v1 has them), but no text to train on."""
+    empty = empty_captions(records)
+    if not empty:
+        return []
+    shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+    return [
+        _warning(
+            "annotations",
+            f"{len(empty)} of {len(records)} captions are empty (records {shown});"
+            " kept as RedCaps v1 keeps them ([captions] drop_empty drops them at collection)",
+        )
+    ]
 
 
 def validate_file(path: str | Path) -> list[Problem]:

@@ -22,7 +22,7 @@ from redcaps.collect.scan import StagedDumpSource
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
 from tasks.base import InDataDir
-from tasks.config import Section, settings_from
+from tasks.config import CaptionsConfig, Section, settings_from
 from tasks.scan import ScanDump, dump_file, dump_scans
 
 
@@ -108,6 +108,7 @@ class FetchMonth(InDataDir):
             refresher=build_refresher(creds),
             imgur=build_imgur(creds),
             min_score=settings.min_score,
+            drop_empty_captions=CaptionsConfig().settings().drop_empty,
         )
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
         self.show_progress(f"{len(result.annotations)} posts", 100)

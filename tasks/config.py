@@ -22,6 +22,7 @@ from redcaps.net.config import HttpConfig, default_user_agent
 from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy, parse_host_policy
 from redcaps.settings import (
     RENAMED_SETTINGS,
+    CaptionSettings,
     DedupSettings,
     DownloadSettings,
     ShardSettings,
@@ -184,6 +185,18 @@ class ShardsConfig(Section):
 
     def settings(self) -> ShardSettings:
         return settings_from(self, ShardSettings, samples_per_tar=self.renamed("samples_per_tar"))
+
+
+class CaptionsConfig(Section):
+    """CaptionSettings."""
+
+    section = "captions"
+    drop_empty = luigi.BoolParameter(
+        default=CaptionSettings.drop_empty, description="Drop posts whose cleaned caption is empty"
+    )
+
+    def settings(self) -> CaptionSettings:
+        return settings_from(self, CaptionSettings)
 
 
 class DedupConfig(Section):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,19 +18,25 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
+import redcaps
 from pipeline import RedCapsYear
 from redcaps.cli.main import main
 from redcaps.errors import RedCapsError
-from redcaps.layout import DEDUP, DOWNLOADED, YEAR, Layout, manifest_path, shard_path
-from redcaps.report.html import SAMPLES_PER_SUBREDDIT, THUMBNAIL_EDGE, thumbnail, write_report
+from redcaps.layout import DEDUP, DOWNLOADED, MERGED, TARIFY, YEAR, Layout, manifest_path, shard_path
+from redcaps.report.html import write_report
+from redcaps.report.thumbnails import SAMPLES_PER_SUBREDDIT, THUMBNAIL_EDGE, thumbnail
 
 HEADINGS = [
+    "About this report",
     "Counts per subreddit and year",
+    "Shards",
     "Posts dropped per rule",
     "Downloads failed per host and reason",
     "Filter removals",
     "Duplicates",
     "Image sizes",
+    "Posts per month",
+    "Scores",
     "Caption lengths",
     "Sample images",
 ]
@@ -73,7 +81,7 @@ def screenshot(report: Path, tmp_path: Path) -> Image.Image:
         "--disable-sync",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         f"--screenshot={png}",
-        "--window-size=1200,2400",
+        "--window-size=1200,4000",
         report.resolve().as_uri(),
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
@@ -95,7 +103,7 @@ def test_the_year_report_is_a_stage_and_opens_in_a_browser(sandbox_env, luigi_co
 
     page = report.read_text(encoding="utf-8")
     check_self_contained(page)
-    assert page.count("<svg") == 2  # image sizes, caption lengths
+    assert page.count("<svg") == 4  # image sizes, posts per month, scores, caption lengths
     final = json.loads(layout.final_file("sandboxcats_2020").read_text())["annotations"]
     shown = thumbnails(page)
     assert len(shown) == SAMPLES_PER_SUBREDDIT and set(shown) <= {r["image_id"] for r in final}
@@ -281,3 +289,92 @@ def test_a_torn_last_manifest_line_is_dropped_and_a_torn_middle_one_is_an_error(
     manifest.write_text('{"image_id": "torn", "sta\n' + whole)
     with pytest.raises(RedCapsError, match=r"00000\.jsonl:1: not a JSON line"):
         write_report(layout, tmp_path / "broken.html")
+
+
+@pytest.fixture()
+def two_years(tmp_path: Path) -> Layout:
+    """Two packed years as a dataset user gets them: final files (with filter blocks, scores, dates
+    and empty captions), manifests with both sizes, shards and sizes.json."""
+    layout = Layout.at(tmp_path / "data")
+    layout.tarfiles.mkdir(parents=True)
+    for n, stem in enumerate(["cats_2020", "roses_2020"]):
+        subreddit = stem.split("_")[0]
+        ids = [f"{subreddit[:2]}{k:04d}" for k in range(4)]
+        records = [
+            {
+                "image_id": i,
+                "subreddit": subreddit,
+                "caption": "" if k == 0 else f"a {subreddit} {k}",
+                "score": 3 * 10**k,
+                "created_utc": 1580515200 + k * 40 * 86400,  # 2020-02-01, then every 40 days
+                "url": f"https://i.redd.it/{i}.jpg",
+            }
+            for k, i in enumerate(ids)
+        ]
+        info = {
+            "collection": {"considered": 6, "kept": 4, "dropped": {"video": 2}},
+            "download": {"attempted": 4, "ok": 4, "failed": {}},
+            "nsfw_filter": {"num_removed": 0, "model": "<b>nsfw</b> & co", "confidence_threshold": 0.9},
+            "face_filter": {"num_removed": 0, "model": "retinaface", "confidence_threshold": 0.75},
+        }
+        layout.final_file(stem).parent.mkdir(parents=True, exist_ok=True)
+        layout.final_file(stem).write_text(json.dumps({"info": info, "annotations": records}))
+        for stage in (MERGED, DOWNLOADED):
+            layout.stage_file(stage, stem).parent.mkdir(parents=True, exist_ok=True)
+            layout.stage_file(stage, stem).write_text(json.dumps({"info": info, "annotations": records}))
+        lines = [
+            {"image_id": i, "url": "u", "status": "ok", "bytes": 250_000, "width": 512, "height": 384}
+            | {"original_width": 2048, "original_height": 1536}
+            for i in ids
+        ]
+        layout.manifests(stem).mkdir(parents=True)
+        manifest_path(layout.manifests(stem), 0).write_text("".join(json.dumps(x) + "\n" for x in lines))
+        shard = shard_path(layout.tarfiles, stem, 0)
+        shard.write_bytes(b"\0" * (10_240 * (n + 1)))
+        tarify = layout.stage_file(TARIFY, stem)
+        tarify.parent.mkdir(parents=True, exist_ok=True)
+        tarify.write_text(json.dumps({"shards": [str(shard)], "samples": 4}))
+    (layout.tarfiles / "sizes.json").write_text(
+        json.dumps({"cats_2020_00000000.tar": 4, "roses_2020_00000000.tar": 4})
+    )
+    newest = 1_700_000_000  # 2023-11-14 22:13 UTC: the run date is the newest stage output's time
+    for path in (layout.root / "stages").rglob("*.json"):
+        os.utime(path, (newest - 60, newest - 60))
+    os.utime(layout.stage_file(TARIFY, "roses_2020"), (newest, newest))
+    for stem in ("cats_2020", "roses_2020"):
+        os.utime(layout.final_file(stem), (newest - 60, newest - 60))
+    return layout
+
+
+def cells(page: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table after ``heading``, as text."""
+    section = page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+    body = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def test_the_report_as_a_dataset_user_reads_it(two_years, tmp_path):
+    page = write_report(two_years, tmp_path / "report.html").read_text(encoding="utf-8")
+    check_self_contained(page)
+    counts = cells(page, "Counts per subreddit and year")
+    assert counts[-1] == ["total", "", "12", "8", "8", "", "8", "2", "8"]  # empty captions: 2
+    assert "2 of 8 instances have an empty caption" in page
+    assert cells(page, "Shards") == [
+        ["cats_2020_00000000.tar", "4", "10.2 kB"],
+        ["roses_2020_00000000.tar", "4", "20.5 kB"],
+        ["total", "8", "30.7 kB"],
+    ]
+    snippet = html.unescape(page.split("<pre><code>", 1)[1].split("</code></pre>", 1)[0])
+    assert len(snippet.splitlines()) == 3 and str(two_years.tarfiles) in snippet
+    scope: dict = {}
+    exec(compile(snippet.splitlines()[0] + "\n" + snippet.splitlines()[1], "snippet", "exec"), scope)
+    assert [Path(s).name for s in scope["shards"]] == ["cats_2020_00000000.tar", "roses_2020_00000000.tar"]
+    about = dict(row for row in cells(page, "About this report"))
+    assert about["tool"] == f"redcaps {redcaps.__version__}" and about["run date"] == "2023-11-14 22:13 UTC"
+    section = page.split("<h2>About this report</h2>", 1)[1].split("</section>", 1)[0]
+    assert "<td>nsfw</td><td>&lt;b&gt;nsfw&lt;/b&gt; &amp; co</td><td>0.9</td>" in section  # escaped
+    assert "<td>faces</td><td>retinaface</td><td>0.75</td>" in section and "<b>" not in page
+    assert cells(page, "Image sizes")[0] == ["r/cats", "2020", "4", "2048×1536", "512×384", "1.0 MB"]
+    assert page.count("<svg") == 4 and 'id="months-' in page and 'id="scores-' in page
+    again = write_report(two_years, tmp_path / "again.html").read_text(encoding="utf-8")
+    assert again == page  # the same data gives the same page

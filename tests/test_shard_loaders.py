@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import luigi
@@ -16,7 +17,9 @@ from PIL import Image
 
 from pipeline import RedCapsYear
 from redcaps import annotations as ann
+from redcaps.dataset.tarify import write_shards
 from redcaps.download.manifest import read_manifests
+from tests.helpers import annotation_file, record, write_images
 from tests.test_pipeline_year import build, cases, restore_luigi_config, set_config  # noqa: F401 - autouse
 
 STEM = "sandboxroses_2020"
@@ -82,6 +85,12 @@ def test_loaders_read_every_sample(year, tmp_path, monkeypatch):
     failed = table[table["status"] != "success"]
     assert sorted(failed["key"]) == sorted(by_case["image_gone"] + by_case["imgur_deleted"])
     assert set(failed["reason"]) == {"http_404", "placeholder"} and failed["error_message"].notna().all()
+    attempted = {r["image_id"]: r for r in ann.load(data / "stages" / "merged" / f"{STEM}.json").annotations}
+    for row in (
+        failed.astype(object).where(failed.notna(), None).to_dict("records")
+    ):  # a failure keeps its record's fields, as img2dataset does
+        fields = ("caption", "subreddit", "author", "permalink")
+        assert {k: row[k] for k in fields} == {k: attempted[row["key"]][k] for k in fields}
     first = ok.iloc[0]
     stored = (data / "images" / "sandboxroses" / f"{first['key']}.jpg").read_bytes()
     assert first["sha256"] == hashlib.sha256(stored).hexdigest()
@@ -91,3 +100,29 @@ def test_loaders_read_every_sample(year, tmp_path, monkeypatch):
     assert sum(s["successes"] for s in stats) == len(records)
     assert sum(s["count"] for s in stats) == len(table)
     assert sum(s["failures"].get("http_404", 0) for s in stats) == len(by_case["image_gone"])
+
+
+def readme_loader_snippet() -> str:
+    """The README's Python block that reads the demo's shards."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    return next(block for block in blocks if "demo-data/tarfiles" in block)
+
+
+def test_the_readmes_loaders_work_as_written(tmp_path, monkeypatch):
+    """webdataset and Hugging Face datasets, exactly as the README says, on shards beside their
+    sizes.json and _stats.json (which make the folder-only form pick the JSON builder)."""
+    records = [record(f"id{i:03d}", created_utc=1577923200 + i) for i in range(5)]
+    write_images(tmp_path / "images", records)
+    folder = tmp_path / "demo-data" / "tarfiles"
+    write_shards(annotation_file(records), tmp_path / "images", folder, "roses_2020", shard_size=2)
+    assert (folder / "sizes.json").is_file() and list(folder.glob("*_stats.json"))
+    snippet = readme_loader_snippet()
+    assert 'load_dataset("webdataset", data_files=' in snippet
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    assert scope["caption"] == "a rose id000" and isinstance(scope["image"], Image.Image)
+    assert sorted(scope["hf"]["txt"]) == sorted(r["caption"] for r in records)

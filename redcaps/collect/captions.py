@@ -8,6 +8,7 @@ survive emoji removal, as there. ``raw_caption`` always keeps the untouched titl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import ftfy
 
@@ -25,3 +26,13 @@ def sanitize_caption(raw: str) -> str:
         caption = _SPACES.sub(" ", pattern.sub("", caption)).strip()
     caption = _HANDLES.sub(USER_TOKEN, caption)
     return caption.encode("ascii", "ignore").decode()
+
+
+def is_empty(caption: object) -> bool:
+    """No words left: ``""`` or only spaces (a non-Latin title loses every letter in the ASCII step)."""
+    return isinstance(caption, str) and not caption.strip()
+
+
+def empty_captions(records: Iterable[object]) -> list[int]:
+    """Positions of the records whose caption is empty (records that are not objects are skipped)."""
+    return [n for n, r in enumerate(records) if isinstance(r, dict) and is_empty(r.get("caption"))]

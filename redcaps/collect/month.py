@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from redcaps import annotations as ann
-from redcaps.collect.captions import sanitize_caption
+from redcaps.collect.captions import is_empty, sanitize_caption
 from redcaps.collect.credentials import Credentials
-from redcaps.collect.rules import Dropped, ImgurResolver, classify
+from redcaps.collect.rules import EMPTY_CAPTION, Dropped, ImgurResolver, Kept, classify
 from redcaps.collect.sources import PostSource
 from redcaps.errors import RedCapsError
 from redcaps.names import check_image_id, check_subreddit
 from redcaps.net.limits import HostLimiter, HostPolicy
-from redcaps.settings import PUSHSHIFT_URL, SOURCES, CollectionSettings
+from redcaps.settings import PUSHSHIFT_URL, SOURCES, CaptionSettings, CollectionSettings
 
 NOT_REFRESHED = "source fields used, no Reddit credentials"
 REFRESHED = "score, removal, NSFW and author refreshed from Reddit"
@@ -156,9 +156,11 @@ def collect_month(
     refresher: Refresher | None = None,
     imgur: ImgurResolver | None = None,
     min_score: int = CollectionSettings.min_score,
+    drop_empty_captions: bool = CaptionSettings.drop_empty,
 ) -> ann.AnnotationFile:
     """Image posts of ``r/subreddit`` created in one UTC month, sorted by (time, id), one
-    record per post id."""
+    record per post id; with ``drop_empty_captions`` a post whose cleaned caption is empty is
+    dropped as ``empty_caption``."""
     check_subreddit(subreddit)
     first, last, start, end = month_bounds(year, month)
     posts: dict[str, dict[str, Any]] = {}
@@ -172,10 +174,13 @@ def collect_month(
     records = []
     for post in candidates:
         verdict = classify(post, min_score=min_score, imgur=imgur)
-        if isinstance(verdict, Dropped):
-            dropped[verdict.reason] += 1
-        else:
-            records.append(to_record(post, verdict.url))
+        if isinstance(verdict, Kept):
+            record = to_record(post, verdict.url)
+            if not (drop_empty_captions and is_empty(record["caption"])):
+                records.append(record)
+                continue
+            verdict = Dropped(EMPTY_CAPTION)
+        dropped[verdict.reason] += 1
     info = ann.new_info(first, last)
     info["collection"] = {
         "source": source.name,

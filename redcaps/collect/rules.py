@@ -48,7 +48,10 @@ REASONS = {
     "imgur_quota": "the Imgur API quota ran low, so albums were no longer resolved",
     "imgur_error": "the Imgur API kept failing for this album",
     "unsupported_host": "not on i.redd.it, imgur or a Flickr static host",
+    "empty_caption": "the cleaned caption is empty (only with [captions] drop_empty = true)",
 }
+#: The reason ``collect_month`` gives when ``[captions] drop_empty`` drops a post.
+EMPTY_CAPTION = "empty_caption"
 
 _IMGUR_HOSTS = frozenset({"imgur.com", "www.imgur.com", "m.imgur.com", "i.imgur.com"})
 #: 5 or 7 characters, optionally a size letter: kept as given (imgur serves ``<id>h`` too).

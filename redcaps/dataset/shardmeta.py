@@ -1,9 +1,10 @@
 """Metadata beside WebDataset shards, in img2dataset's conventions (its ``writer.py`` / ``logger.py``).
 
-* ``<stem>_%08d.parquet``: one row per instance attempted, failures included with their reason,
-  columns named as img2dataset names them where the meaning is the same (``key``, ``caption``,
+* ``<stem>_%08d.parquet``: a row per sample and per failed download (filter and Dedup removals
+  are not rows), columns named as img2dataset names them where the meaning is the same (``key``, ``caption``,
   ``url``, ``width``, ``height``, ``original_width``, ``original_height``, ``sha256``, ``status``,
-  ``error_message``) plus the annotation record's own fields. A failed instance has no sample, so
+  ``error_message``) plus the annotation record's own fields, kept on failed rows too (as
+  img2dataset keeps a failure's caption). A failed instance has no sample, so
   its row goes to the shard whose key range holds its key (keys sort like the tar's samples).
 * ``<stem>_%08d_stats.json``: img2dataset's ``count``, ``successes``, ``failed_to_download``,
   ``failed_to_resize``, ``duration``, ``status_dict``, plus ``failures`` by our reason codes.
@@ -63,7 +64,7 @@ SCHEMA = pa.schema(
 
 @dataclass
 class Row:
-    """One instance attempted: its sample's facts, or why it has none."""
+    """A sample's facts, or why an instance has none; ``record`` is the annotation record when known."""
 
     key: str
     record: Record | None

@@ -22,7 +22,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,12 @@ def write_shards(
     shard_size: int = ShardSettings.samples_per_tar,
     fmt: Format = ShardSettings.format,
     manifests: str | Path | None = None,
+    attempted: Iterable[Record] = (),
 ) -> TarifyResult:
     """Write ``<output_dir>/<stem>_%08d.tar`` shards with their metadata; instances without an
     image are counted. ``manifests`` is the file's download manifest folder, if any: the image
-    facts and the failures in the metadata come from it.
+    facts and the failures in the metadata come from it; ``attempted``, the records the download
+    stage read, give a failure its record's fields (caption, author, ...), as img2dataset keeps.
 
     A repeated ``image_id`` is an error before anything is written: its samples would share
     one image file and one tar key."""
@@ -150,8 +152,9 @@ def write_shards(
             error = outcome.error if outcome else None
             failures.append(Row(record["image_id"], record, record["url"], {}, reason, error))
     in_file = {r["image_id"] for r in annotations.annotations}
+    records = {r["image_id"]: r for r in attempted}
     failures += [
-        Row(o.image_id, None, o.url, {}, o.status, o.error)
+        Row(o.image_id, records.get(o.image_id), o.url, {}, o.status, o.error)
         for o in outcomes.values()
         if not o.ok and o.image_id not in in_file
     ]
@@ -197,6 +200,7 @@ def pack(
     file_stem: str,
     settings: ShardSettings,
     storage: StorageSettings | None = None,
+    attempted: Iterable[Record] = (),
 ) -> TarifyResult:
     """The pipeline's Tarify stage: shards of the layout's images, then the index, written last.
 
@@ -213,6 +217,7 @@ def pack(
         shard_size=settings.samples_per_tar,
         fmt=settings.format,
         manifests=layout.manifests(file_stem),
+        attempted=attempted,
     )
     removed = 0
     if not storage.keep_loose:

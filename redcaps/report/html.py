@@ -1,44 +1,32 @@
 """The dataset's HTML report: one self-contained static file that opens from disk.
 
-Tables come from the stage outputs (:mod:`redcaps.report.summary`), the download manifests and the
-filters' removals; plots are matplotlib SVG inlined in the page; sample thumbnails are small
-JPEGs as ``data:`` URIs. Nothing is fetched when the page opens: no server, no network.
-
-Images the NSFW filter removed are never thumbnailed (even while their files still exist, in a
-half-finished run); face-filter removals are blurred. Thumbnails are read from the loose
-images or, once those are gone, from the WebDataset shards.
+Tables come from the stage outputs (:mod:`redcaps.report.summary`), the download manifests, the
+filters' removals and the shards (:mod:`redcaps.report.tables`); plots are matplotlib SVG inlined
+in the page (:mod:`redcaps.report.plots`); sample thumbnails are small JPEGs as ``data:`` URIs
+(:mod:`redcaps.report.thumbnails`). Nothing is fetched when the page opens: no server, no
+network. Every value is HTML-escaped, and the same data gives the same page: the run date is the
+newest stage output's modification time.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import datetime as dt
 import html
-import io
-import re
-import tarfile
-from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from PIL import Image, ImageFilter
-
+import redcaps
 from redcaps.atomic import read_json, read_jsonl, write_text
 from redcaps.dataset.dedup import read_counts
+from redcaps.dataset.shardmeta import read_sizes
 from redcaps.filters.base import FILTER_KEYS
-from redcaps.layout import DOWNLOADED, MERGED, Layout, split_stem
-from redcaps.report.summary import SUMMARY_STAGES, summarize_file
-
-#: Thumbnails per subreddit on the contact sheet, their longest edge, and the face blur radius.
-SAMPLES_PER_SUBREDDIT = 12
-THUMBNAIL_EDGE = 128
-FACE_BLUR_RADIUS = 8
-#: Filters whose removed images are never shown, and those shown only blurred.
-NEVER_SHOWN = ("nsfw",)
-BLURRED = ("faces",)
+from redcaps.layout import TARIFY, Layout, split_stem
+from redcaps.report import plots, tables
+from redcaps.report.summary import SUMMARY_STAGES, latest_file, summarize_file
+from redcaps.report.thumbnails import contact_sheet
 
 
 @dataclass
@@ -53,14 +41,7 @@ class StemData:
     manifest: list[dict[str, Any]]
     removed_ids: dict[str, set[str]] = field(default_factory=dict)
     duplicates: dict[str, Any] | None = None
-
-
-def latest_file(layout: Layout, stem: str) -> Path | None:
-    """The most-processed annotation file of a stem: the final one, else the last stage's."""
-    candidates = [layout.final_file(stem)]
-    candidates += [layout.filtered(kind, stem) for kind in reversed(FILTER_KEYS)]
-    candidates += [layout.stage_file(DOWNLOADED, stem), layout.stage_file(MERGED, stem)]
-    return next((path for path in candidates if path.is_file()), None)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _removed_ids(removals: Path) -> set[str]:
@@ -70,7 +51,9 @@ def _removed_ids(removals: Path) -> set[str]:
 def read_stem(layout: Layout, stem: str) -> StemData:
     subreddit, period = split_stem(stem)
     latest = latest_file(layout, stem)
-    instances = (read_json(latest) or {}).get("annotations", []) if latest else []
+    data = (read_json(latest) or {}) if latest else {}
+    instances = data.get("annotations", [])
+    info = data.get("info")
     manifests = sorted(layout.manifests(stem).glob("*.jsonl"))
     removed = {kind: _removed_ids(layout.removals(kind, stem)) for kind in FILTER_KEYS}
     return StemData(
@@ -82,244 +65,39 @@ def read_stem(layout: Layout, stem: str) -> StemData:
         manifest=[record for path in manifests for record in read_jsonl(path)],
         removed_ids=removed,
         duplicates=read_counts(layout, stem),
+        info=info if isinstance(info, dict) else {},
     )
 
 
-# --- thumbnails ---------------------------------------------------------------------------------
-
-
-class ImageReader:
-    """An instance's stored image: the loose file, or the member ``<id>.jpg`` of the stem's shards."""
-
-    def __init__(self, layout: Layout) -> None:
-        self.layout = layout
-        self._members: dict[str, dict[str, Path]] = {}
-
-    def _shard_members(self, stem: str) -> dict[str, Path]:
-        if stem not in self._members:
-            members: dict[str, Path] = {}
-            for shard in self.layout.shard_files(stem):
-                try:
-                    with tarfile.open(shard) as tar:
-                        members.update((name, shard) for name in tar.getnames())
-                except (OSError, tarfile.TarError):
-                    continue
-            self._members[stem] = members
-        return self._members[stem]
-
-    def read(self, stem: str, subreddit: str, image_id: str) -> bytes | None:
-        try:
-            return self.layout.image(subreddit, image_id).read_bytes()
-        except (OSError, ValueError):
-            pass
-        name = f"{image_id}.jpg"
-        shard = self._shard_members(stem).get(name)
-        if shard is None:
-            return None
-        try:
-            with tarfile.open(shard) as tar:
-                member = tar.extractfile(name)
-                return member.read() if member else None
-        except (OSError, tarfile.TarError, KeyError):
-            return None
-
-
-def thumbnail(data: bytes, blur: bool = False) -> bytes | None:
-    """A small JPEG of an image (blurred beyond recognition when ``blur``), or None if unreadable."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL_EDGE, THUMBNAIL_EDGE))
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    if blur:
-        image = image.filter(ImageFilter.GaussianBlur(FACE_BLUR_RADIUS))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=75)
-    return out.getvalue()
-
-
-def _sample_order(image_id: str) -> str:
-    return hashlib.sha256(image_id.encode()).hexdigest()
-
-
-def contact_sheet(
-    layout: Layout, files: list[StemData], per_subreddit: int = SAMPLES_PER_SUBREDDIT
-) -> dict[str, list[dict[str, Any]]]:
-    """A deterministic sample of thumbnails per subreddit: ``{"image_id", "caption", "jpeg", "blurred"}``."""
-    never = {i for f in files for kind in NEVER_SHOWN for i in f.removed_ids.get(kind, ())}
-    blurred = {i for f in files for kind in BLURRED for i in f.removed_ids.get(kind, ())}
-    candidates: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
+def shards_of(layout: Layout, files: list[StemData]) -> list[tuple[str, int | None, int]]:
+    """``(file name, samples, bytes)`` of every shard of ``files``, in order."""
+    sizes = read_sizes(layout.tarfiles)
+    found = []
     for data in files:
-        for instance in data.instances:
-            if instance["image_id"] not in never:
-                candidates[data.subreddit].append((_sample_order(instance["image_id"]), data.stem, instance))
-    reader = ImageReader(layout)
-    sheet: dict[str, list[dict[str, Any]]] = {}
-    for subreddit in sorted(candidates):
-        chosen: list[dict[str, Any]] = []
-        for _, stem, instance in sorted(candidates[subreddit], key=lambda c: c[0]):
-            if len(chosen) >= per_subreddit:
-                break
-            image_id = instance["image_id"]
-            data = reader.read(stem, subreddit, image_id)
-            jpeg = thumbnail(data, blur=image_id in blurred) if data else None
-            if jpeg is not None:
-                caption = str(instance.get("caption", ""))
-                chosen.append(
-                    {"image_id": image_id, "caption": caption, "jpeg": jpeg, "blurred": image_id in blurred}
-                )
-        sheet[subreddit] = chosen
-    return sheet
+        for shard in layout.shard_files(data.stem):
+            try:
+                found.append((shard.name, sizes.get(shard.name), shard.stat().st_size))
+            except OSError:
+                continue
+    return found
 
 
-# --- plots --------------------------------------------------------------------------------------
-
-
-def _svg(figure: Any, name: str) -> str:
-    """A matplotlib figure as inline SVG: text as paths (no fonts), ids fixed and prefixed by ``name``
-    (the same data gives the same page; two plots never share an id), no metadata or URLs."""
-    import matplotlib
-
-    out = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": f"redcaps-report-{name}", "svg.fonttype": "path"}):
-        figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
-    text = out.getvalue()
-    text = re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg") :], flags=re.S)
-    text = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text, count=2)
-    return re.sub(r'(\bid="|href="#|url\(#)', rf"\1{name}-", text)  # ids unique within the page
-
-
-def _figure(width: float = 6.4, height: float = 3.2) -> Any:
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def size_plot(files: list[StemData]) -> str | None:
-    """Original width against height of every downloaded image, one colour per subreddit."""
-    points: dict[str, list[tuple[int, int]]] = defaultdict(list)
+def run_date(layout: Layout, files: list[StemData]) -> str:
+    """When the newest stage output of ``files`` was written (UTC): a fact of the data on disk,
+    so writing the report again gives the same page."""
+    stages = (*SUMMARY_STAGES, TARIFY)
+    times = []
     for data in files:
-        for record in data.manifest:
-            w, h = record.get("original_width"), record.get("original_height")
-            if record.get("status") == "ok" and isinstance(w, int) and isinstance(h, int):
-                points[data.subreddit].append((w, h))
-    if not points:
-        return None
-    figure = _figure()
-    axes = figure.add_subplot()
-    for subreddit in sorted(points):
-        widths, heights = zip(*points[subreddit], strict=True)
-        axes.scatter(widths, heights, s=8, alpha=0.6, label=f"r/{subreddit}")
-    axes.set_xlabel("original width (px)")
-    axes.set_ylabel("original height (px)")
-    axes.legend(fontsize="small")
-    return _svg(figure, "sizes")
-
-
-def caption_plot(files: list[StemData]) -> str | None:
-    """Words per caption, a histogram per subreddit."""
-    lengths: dict[str, list[int]] = defaultdict(list)
-    for data in files:
-        lengths[data.subreddit] += [len(str(i.get("caption", "")).split()) for i in data.instances]
-    lengths = {s: v for s, v in lengths.items() if v}
-    if not lengths:
-        return None
-    figure = _figure()
-    axes = figure.add_subplot()
-    top = max(max(v) for v in lengths.values())
-    bins = range(0, top + 2)
-    names = sorted(lengths)
-    axes.hist([lengths[s] for s in names], bins=bins, label=[f"r/{s}" for s in names], align="left")
-    axes.set_xlabel("words per caption")
-    axes.set_ylabel("instances")
-    axes.legend(fontsize="small")
-    return _svg(figure, "captions")
-
-
-# --- tables -------------------------------------------------------------------------------------
-
-
-def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body or _empty_row(len(header))}</tbody></table>"
-
-
-def _empty_row(columns: int) -> str:
-    return f'<tr><td colspan="{columns}" class="none">none</td></tr>'
-
-
-def counts_rows(files: list[StemData]) -> list[list[Any]]:
-    rows = []
-    for data in files:
-        s = data.summary
-        removed = sum(s.get("removed", {}).values())
-        rows.append(
-            [
-                f"r/{data.subreddit}",
-                data.year,
-                s.get("collected", {}).get("considered", ""),
-                s.get("collected", {}).get("kept", ""),
-                s.get("download", {}).get("ok", ""),
-                removed if "removed" in s else "",
-                len(data.instances),
-                s.get("tars", {}).get("samples", ""),
-            ]
-        )
-    return rows
-
-
-def dropped_rows(files: list[StemData]) -> tuple[list[list[Any]], list[str]]:
-    """Posts dropped per collection rule (the rows, and the rules that are its columns)."""
-    rules = sorted({rule for f in files for rule in f.summary.get("collected", {}).get("dropped", {})})
-    return [
-        [f"r/{f.subreddit}", f.year, *(f.summary["collected"]["dropped"].get(rule, 0) for rule in rules)]
-        for f in files
-        if "collected" in f.summary
-    ], rules
-
-
-def failure_rows(files: list[StemData]) -> list[list[Any]]:
-    failed: Counter[tuple[str, str]] = Counter()
-    for data in files:
-        for record in data.manifest:
-            status = record.get("status")
-            if status != "ok" and isinstance(status, str):
-                host = urlsplit(str(record.get("url", ""))).hostname or "(no host)"
-                failed[(host, status)] += 1
-    return [
-        [host, reason, n]
-        for (host, reason), n in sorted(failed.items(), key=lambda item: (-item[1], item[0]))
-    ]
-
-
-def removal_rows(files: list[StemData]) -> list[list[Any]]:
-    return [
-        [
-            f"r/{f.subreddit}",
-            f.year,
-            *(f.summary.get("removed", {}).get(kind, "not run") for kind in FILTER_KEYS),
-        ]
-        for f in files
-    ]
-
-
-def duplicate_rows(files: list[StemData]) -> list[list[Any]]:
-    rows = []
-    for f in files:
-        d = f.duplicates or {}
-        rows.append(
-            [
-                f"r/{f.subreddit}",
-                f.year,
-                d.get("exact", 0),
-                d.get("near", 0),
-                d.get("dropped", 0),
-                d.get("mode", "not run"),
-            ]
-        )
-    return rows
+        for path in [layout.stage_file(stage, data.stem) for stage in stages] + [
+            layout.final_file(data.stem)
+        ]:
+            try:
+                times.append(path.stat().st_mtime)
+            except OSError:
+                continue
+    if not times:
+        return "no stage has run"
+    return dt.datetime.fromtimestamp(max(times), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- the page -----------------------------------------------------------------------------------
@@ -335,6 +113,8 @@ td.none { text-align: center; color: #888; }
 .sheet img { display: block; width: 128px; height: 128px; object-fit: cover; }
 .sheet figcaption { font-size: 11px; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; }
 .plot svg { max-width: 100%; height: auto; } .note { color: #666; }
+.warn { background: #fff4d6; padding: 4px 8px; }
+pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
 """
 
 
@@ -362,38 +142,70 @@ def _sheet_html(sheet: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(parts)
 
 
+def _about(layout: Layout, files: list[StemData]) -> str:
+    rows = [["tool", f"redcaps {redcaps.__version__}"], ["run date", run_date(layout, files)]]
+    rows.append(["data dir", str(layout.root)])
+    models = tables.filter_rows(files)
+    return tables.table(["", ""], rows) + tables.table(["filter", "model", "confidence threshold"], models)
+
+
+def _empty_note(files: list[StemData]) -> str:
+    empty = sum(f.summary.get("captions", {}).get("empty", 0) for f in files)
+    total = sum(f.summary.get("captions", {}).get("instances", 0) for f in files)
+    if not empty:
+        return ""
+    return (
+        f'<p class="warn">{empty} of {total} instances have an empty caption (a title without Latin '
+        "letters loses them all in the original's ASCII step). They are kept, as RedCaps v1 keeps "
+        "them; <code>[captions] drop_empty = true</code> drops them at collection.</p>"
+    )
+
+
+def _shards_html(layout: Layout, files: list[StemData]) -> str:
+    snippet = tables.load_snippet(str(layout.tarfiles))
+    listing = tables.table(["shard", "samples", "bytes"], tables.shard_rows(shards_of(layout, files)))
+    return (
+        f'{listing}<p class="note">in {html.escape(str(layout.tarfiles))}; how to load '
+        "(more loaders: docs/format.md):</p>"
+        f"<pre><code>{html.escape(snippet)}</code></pre>"
+    )
+
+
 def render(layout: Layout, files: list[StemData], title: str) -> str:
     """The report page of ``files``."""
-    dropped, rules = dropped_rows(files)
+    dropped, rules = tables.dropped_rows(files)
     sections = [
+        _section("About this report", _about(layout, files)),
         _section(
             "Counts per subreddit and year",
-            _table(
-                [
-                    "subreddit",
-                    "year",
-                    "posts",
-                    "instances",
-                    "downloaded",
-                    "filtered out",
-                    "final",
-                    "in shards",
-                ],
-                counts_rows(files),
-            ),
+            tables.table(tables.COUNT_COLUMNS, tables.counts_rows(files)) + _empty_note(files),
         ),
-        _section("Posts dropped per rule", _table(["subreddit", "year", *rules], dropped)),
+        _section("Shards", _shards_html(layout, files)),
+        _section("Posts dropped per rule", tables.table(["subreddit", "year", *rules], dropped)),
         _section(
             "Downloads failed per host and reason",
-            _table(["host", "reason", "instances"], failure_rows(files)),
+            tables.table(["host", "reason", "instances"], tables.failure_rows(files)),
         ),
-        _section("Filter removals", _table(["subreddit", "year", *FILTER_KEYS], removal_rows(files))),
+        _section(
+            "Filter removals", tables.table(["subreddit", "year", *FILTER_KEYS], tables.removal_rows(files))
+        ),
         _section(
             "Duplicates",
-            _table(["subreddit", "year", "exact", "near", "dropped", "mode"], duplicate_rows(files)),
+            tables.table(
+                ["subreddit", "year", "exact", "near", "dropped", "mode"], tables.duplicate_rows(files)
+            ),
         ),
-        _section("Image sizes", _plot(size_plot(files))),
-        _section("Caption lengths", _plot(caption_plot(files))),
+        _section(
+            "Image sizes",
+            tables.table(
+                ["subreddit", "year", "images", "original (median)", "stored (median)", "downloaded"],
+                tables.size_rows(files),
+            )
+            + _plot(plots.size_plot(files)),
+        ),
+        _section("Posts per month", _plot(plots.month_plot(files))),
+        _section("Scores", _plot(plots.score_plot(files))),
+        _section("Caption lengths", _plot(plots.caption_plot(files))),
         _section(
             "Sample images",
             '<p class="note">A fixed sample per subreddit. Images removed by the NSFW filter are never '

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from redcaps.atomic import read_json
+from redcaps.collect.captions import empty_captions
 from redcaps.dataset.tarify import read_index
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import DOWNLOADED, MERGED, TARIFY, Layout, filter_stage
@@ -29,8 +30,25 @@ def _counts(value: Any) -> dict[str, int]:
     return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def latest_file(layout: Layout, stem: str) -> Path | None:
+    """The most-processed annotation file of a stem: the final one, else the last stage's."""
+    candidates = [layout.final_file(stem)]
+    candidates += [layout.filtered(kind, stem) for kind in reversed(FILTER_KEYS)]
+    candidates += [layout.stage_file(DOWNLOADED, stem), layout.stage_file(MERGED, stem)]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def caption_counts(path: Path | None) -> dict[str, int] | None:
+    """Instances and empty captions of an annotation file (None without a readable one)."""
+    records = (read_json(path) or {}).get("annotations") if path else None
+    if not isinstance(records, list):
+        return None
+    return {"instances": len(records), "empty": len(empty_captions(records))}
+
+
 def summarize_file(layout: Layout, stem: str) -> dict[str, Any]:
-    """What each stage did to one annotation file (only the stages that have finished)."""
+    """What each stage did to one annotation file (only the stages that have finished), and the
+    empty captions of its most-processed file."""
     entry: dict[str, Any] = {}
     collection = _info(layout.stage_file(MERGED, stem)).get("collection")
     if isinstance(collection, dict):
@@ -56,6 +74,9 @@ def summarize_file(layout: Layout, stem: str) -> dict[str, Any]:
     tars = read_index(layout, stem)
     if tars is not None:
         entry["tars"] = {"shards": len(tars.get("shards", [])), "samples": tars.get("samples", 0)}
+    captions = caption_counts(latest_file(layout, stem))
+    if captions is not None:
+        entry["captions"] = captions
     return entry
 
 
@@ -81,6 +102,8 @@ def summarize_dataset(layout: Layout, stems: Iterable[str] | None = None) -> dic
         removed.update(entry.get("removed", {}))
         if "tars" in entry:
             totals.update(entry["tars"])
+        if "captions" in entry:
+            totals.update(instances=entry["captions"]["instances"], empty_captions=entry["captions"]["empty"])
     return {
         "root": str(layout.root),
         "files": files,
@@ -109,4 +132,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"tar shards: {totals.get('shards', 0)} with {totals.get('samples', 0)} samples "
         f"in {Layout(Path(summary['root'])).tarfiles}"
     )
+    if totals.get("empty_captions"):
+        lines.append(
+            f"warning: {totals['empty_captions']} of {totals['instances']} instances have an empty caption"
+            " (kept, as RedCaps v1 keeps them; [captions] drop_empty = true drops them at collection)"
+        )
     return "\n".join(lines)
