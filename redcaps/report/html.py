@@ -31,6 +31,7 @@ from redcaps.dataset.dedup import read_counts
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import DOWNLOADED, MERGED, Layout, split_stem
 from redcaps.report.summary import SUMMARY_STAGES, summarize_file
+from redcaps.report.yields import yield_section
 
 #: Thumbnails per subreddit on the contact sheet, their longest edge, and the face blur radius.
 SAMPLES_PER_SUBREDDIT = 12
@@ -387,6 +388,7 @@ def render(layout: Layout, files: list[StemData], title: str) -> str:
             "Downloads failed per host and reason",
             _table(["host", "reason", "instances"], failure_rows(files)),
         ),
+        yield_section(files),
         _section("Filter removals", _table(["subreddit", "year", *FILTER_KEYS], removal_rows(files))),
         _section(
             "Duplicates",

@@ -16,6 +16,7 @@ from redcaps.atomic import read_json
 from redcaps.dataset.tarify import read_index
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import DOWNLOADED, MERGED, TARIFY, Layout, filter_stage
+from redcaps.report.yields import dataset_yields, summary_lines
 
 
 def _info(path: Path) -> dict[str, Any]:
@@ -109,4 +110,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"tar shards: {totals.get('shards', 0)} with {totals.get('samples', 0)} samples "
         f"in {Layout(Path(summary['root'])).tarfiles}"
     )
+    table = dataset_yields(Layout(Path(summary["root"])), summary["files"])
+    if table:
+        lines += ["yield per host and year:", *summary_lines(table)]
     return "\n".join(lines)
