@@ -397,3 +397,26 @@ def sandbox(state_dir: str, port: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("forget")
+@click.option(
+    "--ids",
+    "ids_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Post ids, one a line.",
+)
+@click.option(
+    "--data-dir", required=True, type=click.Path(exists=True, file_okay=False), help="The dataset's root."
+)
+def forget_cmd(ids_file: str, data_dir: str) -> None:
+    """Remove posts from a published dataset (annotation files, tars, parquet, sizes, images),
+    recording what was removed in stages/forget/<stem>.removals.jsonl; reruns change nothing."""
+    from redcaps.dataset.forget import forget, read_ids
+
+    removed = forget(Layout.at(data_dir), read_ids(ids_file))
+    for file_stem, ids in removed.items():
+        click.echo(f"{file_stem}: removed {len(ids)} post(s): {', '.join(ids)}")
+    if not removed:
+        click.echo("none of these ids is in the dataset (any more)")
