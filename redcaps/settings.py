@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from redcaps.net.robots import DISALLOWED_DIRECTIVES
+
 #: Where posts come from (``redcaps.collect.month.build_source``).
 SOURCES = ("arctic-shift", "pushshift", "dump")
 ARCTIC_SHIFT_URL = "https://arctic-shift.photon-reddit.com"
@@ -43,12 +45,16 @@ class CaptionSettings:
 class DownloadSettings:
     """How a file's images are fetched: instances per shard (a task each), threads per shard, the
     processes they are spread over (0: one per core), and how many later runs retry a shard's
-    retryable failures (timeouts, 429, 5xx)."""
+    retryable failures (timeouts, 429, 5xx). ``recover``: try a dead image's live forms and its
+    Reddit preview (docs/collection.md); ``disallowed_directives``: the ``X-Robots-Tag``
+    directives that opt an image out (empty: the header is ignored)."""
 
     images_per_shard: int = 5000
     workers: int = 16
     processes: int = 0
     retry_rounds: int = 3
+    recover: bool = True
+    disallowed_directives: tuple[str, ...] = DISALLOWED_DIRECTIVES
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,13 @@ class DownloadsConfig(Section):
     retry_rounds = luigi.IntParameter(
         default=DownloadSettings.retry_rounds, description="Later runs that retry retryable failures"
     )
+    recover = luigi.BoolParameter(
+        default=DownloadSettings.recover, description="Try dead images' live forms and Reddit previews"
+    )
+    disallowed_directives = luigi.Parameter(
+        default=",".join(DownloadSettings.disallowed_directives),
+        description="Comma list of X-Robots-Tag directives that opt an image out; empty: none",
+    )
     connect_timeout = luigi.FloatParameter(default=HttpConfig.connect_timeout)
     read_timeout = luigi.FloatParameter(default=HttpConfig.read_timeout)
     max_attempts = luigi.IntParameter(default=HttpConfig.max_attempts)
@@ -145,7 +152,13 @@ class DownloadsConfig(Section):
     budget_dir = luigi.Parameter(default=HttpConfig.budget_dir, description="Where machine budgets live")
 
     def settings(self) -> DownloadSettings:
-        return settings_from(self, DownloadSettings, images_per_shard=self.renamed("images_per_shard"))
+        directives = tuple(d.strip() for d in self.disallowed_directives.split(",") if d.strip())
+        return settings_from(
+            self,
+            DownloadSettings,
+            images_per_shard=self.renamed("images_per_shard"),
+            disallowed_directives=directives,
+        )
 
     def http_config(self) -> HttpConfig:
         networks = tuple(n.strip() for n in self.allow_networks.split(",") if n.strip())

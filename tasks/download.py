@@ -19,6 +19,7 @@ import luigi
 
 from redcaps import layout
 from redcaps.download.manifest import Outcome, downloaded_annotations, read_outcomes
+from redcaps.download.previews import PreviewLookup
 from redcaps.download.shard import download_file, file_outcomes, file_shards, retries_left, shard_slice
 from redcaps.filters.base import FILTER_KEYS, read_removals
 from redcaps.net.budget import default_budget_dir
@@ -27,6 +28,7 @@ from redcaps.net.fetcher import Fetcher
 from redcaps.net.limits import HostLimiter, policy_key
 from redcaps.validate import check_unique_ids
 from tasks.base import StageTask, Throttled, save_if_changed
+from tasks.collect import CollectionConfig
 from tasks.config import DownloadsConfig, ImagesConfig, host_policies
 
 _LIMITERS: dict[tuple, HostLimiter] = {}
@@ -145,6 +147,9 @@ class DownloadImageShard(StageTask):
             throttled(sum(counts.values()), total)
 
         written_this_run(Path(self.output().path))  # its state before this run, if not seen yet
+        previews = (
+            PreviewLookup(CollectionConfig().arctic_shift_url, config=http) if settings.recover else None
+        )
         try:
             download_file(
                 source,
@@ -156,9 +161,12 @@ class DownloadImageShard(StageTask):
                 progress,
                 shards=[self.shard],
                 removed=self.removed_later(),
+                previews=previews,
             )
         finally:
             fetcher.close()
+            if previews is not None:
+                previews.close()
 
 
 def host_rates(limiter: HostLimiter, groups: list[tuple[str, str]]) -> str:

@@ -244,7 +244,7 @@ class BodiesFetcher:
     def __init__(self, bodies: dict[str, bytes]) -> None:
         self.bodies = bodies
 
-    def get(self, url: str) -> FetchResult:
+    def get(self, url: str, **_options: object) -> FetchResult:
         return FetchResult(url=url, status="ok", final_url=url, http_status=200, body=self.bodies[url])
 
 

@@ -103,7 +103,7 @@ def test_the_year_report_is_a_stage_and_opens_in_a_browser(sandbox_env, luigi_co
 
     page = report.read_text(encoding="utf-8")
     check_self_contained(page)
-    assert page.count("<svg") == 4  # image sizes, posts per month, scores, caption lengths
+    assert page.count("<svg") == 5  # image sizes, posts per month, scores, caption lengths, download yield
     final = json.loads(layout.final_file("sandboxcats_2020").read_text())["annotations"]
     shown = thumbnails(page)
     assert len(shown) == SAMPLES_PER_SUBREDDIT and set(shown) <= {r["image_id"] for r in final}
@@ -235,7 +235,7 @@ def test_the_report_opens_in_a_browser_with_its_plots_and_thumbnails(half_filter
     layout, _ = half_filtered
     report = write_report(layout, tmp_path / "report.html")
     page = report.read_text(encoding="utf-8")
-    assert page.count("<svg") == 2 and len(thumbnails(page)) == 8
+    assert page.count("<svg") == 3 and len(thumbnails(page)) == 8  # sizes, captions, yields
     check_in_browser(report, tmp_path)
 
 

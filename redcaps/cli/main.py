@@ -106,6 +106,12 @@ def main() -> None:
     help="An internal network that may be fetched (your own mirror); others are refused.",
 )
 @click.option("--source-address", default="", help="Local IP to send from (one run per IP).")
+@click.option(
+    "--recover/--no-recover",
+    default=DownloadSettings.recover,
+    show_default=True,
+    help="Try a dead image's live forms and its post's Reddit preview (from Arctic Shift).",
+)
 def download_imgs(
     annotations_path: str,
     save_to: str,
@@ -119,9 +125,11 @@ def download_imgs(
     shard_size: int,
     allow_networks: tuple[str, ...],
     source_address: str,
+    recover: bool,
 ) -> None:
     """Download the images of one annotation file (reruns retry only retryable failures)."""
     from redcaps.download.manifest import downloaded_annotations
+    from redcaps.download.previews import PreviewLookup
     from redcaps.download.shard import download_file
     from redcaps.net.config import HttpConfig
     from redcaps.net.fetcher import Fetcher
@@ -130,8 +138,12 @@ def download_imgs(
     image_dir = Path(save_to)
     image_dir.mkdir(parents=True, exist_ok=True)
     options = ImageOptions(resize=resize, edge=edge, quality=quality, resample=resample)  # type: ignore[arg-type]
-    settings = DownloadSettings(images_per_shard=shard_size, workers=workers, processes=processes)
-    fetcher = Fetcher(HttpConfig(allow_networks=allow_networks, source_address=source_address))
+    settings = DownloadSettings(
+        images_per_shard=shard_size, workers=workers, processes=processes, recover=recover
+    )
+    http = HttpConfig(allow_networks=allow_networks, source_address=source_address)
+    fetcher = Fetcher(http)
+    previews = PreviewLookup(config=http) if recover else None
     try:
         with tqdm(total=len(source.annotations), unit="img", disable=None) as bar:
             outcomes = download_file(
@@ -142,9 +154,12 @@ def download_imgs(
                 options,
                 settings,
                 progress=lambda outcome: bar.update(1),
+                previews=previews,
             )
     finally:
         fetcher.close()
+        if previews is not None:
+            previews.close()
     counts = Counter(o.status for o in outcomes)
     ok = counts.pop("ok", 0)
     click.echo(f"downloaded {ok} of {len(source.annotations)} images into {image_dir}")
@@ -382,3 +397,26 @@ def sandbox(state_dir: str, port: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("forget")
+@click.option(
+    "--ids",
+    "ids_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Post ids, one a line.",
+)
+@click.option(
+    "--data-dir", required=True, type=click.Path(exists=True, file_okay=False), help="The dataset's root."
+)
+def forget_cmd(ids_file: str, data_dir: str) -> None:
+    """Remove posts from a published dataset (annotation files, tars, parquet, sizes, images),
+    recording what was removed in stages/forget/<stem>.removals.jsonl; reruns change nothing."""
+    from redcaps.dataset.forget import forget, read_ids
+
+    removed = forget(Layout.at(data_dir), read_ids(ids_file))
+    for file_stem, ids in removed.items():
+        click.echo(f"{file_stem}: removed {len(ids)} post(s): {', '.join(ids)}")
+    if not removed:
+        click.echo("none of these ids is in the dataset (any more)")

@@ -94,6 +94,15 @@ class Row:
         return row
 
 
+#: Columns a shard has only when one of its images came by another route than its ``url``.
+ROUTE_FIELDS = [("route", pa.string()), ("fetched_url", pa.string())]
+
+
+def _schema(rows: Sequence[Row]) -> pa.Schema:
+    routed = any(r.facts.get("route") for r in rows)
+    return pa.schema([*SCHEMA, *(pa.field(n, t) for n, t in ROUTE_FIELDS)]) if routed else SCHEMA
+
+
 def assign_failures(first_keys: Sequence[str], failures: Sequence[Row]) -> list[list[Row]]:
     """Each failure goes to the shard whose key range holds its key (the first shard before it)."""
     groups: list[list[Row]] = [[] for _ in first_keys]
@@ -105,7 +114,7 @@ def assign_failures(first_keys: Sequence[str], failures: Sequence[Row]) -> list[
 def write_shard_metadata(shard: Path, rows: Sequence[Row], duration: float) -> None:
     """The shard's parquet (rows sorted by key) and its ``_stats.json``, each written atomically."""
     rows = sorted(rows, key=lambda r: r.key)
-    table = pa.Table.from_pylist([r.as_dict() for r in rows], schema=SCHEMA)
+    table = pa.Table.from_pylist([r.as_dict() for r in rows], schema=_schema(rows))
     with atomic_open(shard_metadata_path(shard), "wb") as fh:
         pq.write_table(table, fh)
     write_json(shard_stats_path(shard), shard_stats(rows, duration), indent=4)
@@ -121,7 +130,14 @@ def shard_stats(rows: Sequence[Row], duration: float) -> dict[str, Any]:
         "duration": round(duration, 3),
         "status_dict": dict(sorted(Counter(r.as_dict()["error_message"] or "success" for r in rows).items())),
         "failures": dict(sorted(Counter(r.reason for r in rows if r.reason != "ok").items())),
+        **_routes(rows),
     }
+
+
+def _routes(rows: Sequence[Row]) -> dict[str, Any]:
+    """``{"routes": {"preview": n, ...}}`` counting the samples got by another route; {} if none."""
+    routes = Counter(r.facts["route"] for r in rows if r.facts.get("route"))
+    return {"routes": dict(sorted(routes.items()))} if routes else {}
 
 
 @contextlib.contextmanager

@@ -69,14 +69,15 @@ def sample_json(record: Record, facts: dict[str, Any] | None = None) -> bytes:
 
 def image_facts(record: Record, data: bytes, outcome: Outcome | None) -> dict[str, Any]:
     """What a sample says about its image: sizes from the download manifest (the stored size
-    read from the JPEG header without one; the original size is then unknown, null)."""
+    read from the JPEG header without one; the original size is then unknown, null), and
+    ``route`` / ``fetched_url`` when it was not got from ``url`` itself."""
     width = height = None
     if outcome is not None and outcome.width and outcome.height:
         width, height = outcome.width, outcome.height
     else:
         with contextlib.suppress(OSError, ValueError), Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-    return {
+    facts = {
         "key": record["image_id"],
         "url": record["url"],
         "status": "success",
@@ -86,6 +87,9 @@ def image_facts(record: Record, data: bytes, outcome: Outcome | None) -> dict[st
         "original_height": outcome.original_height if outcome else None,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    if outcome is not None and outcome.route:
+        facts.update(route=outcome.route, fetched_url=outcome.fetched_url)
+    return facts
 
 
 def manifest_outcomes(manifests: str | Path | None) -> dict[str, Outcome]:

@@ -41,6 +41,10 @@ class Outcome:
     sha256: str | None = None
     #: The run that produced this outcome: 1 for the first fetch, +1 for every rerun retrying it.
     round: int = 1
+    #: How the image was got when not from ``url`` itself (:mod:`redcaps.download.recover`):
+    #: ``rewrite`` or ``preview``, from ``fetched_url``. Both stay off the line for the original.
+    route: str | None = None
+    fetched_url: str | None = None
 
     @classmethod
     def fetched(cls, image_id: str, result: FetchResult) -> Outcome:
@@ -55,9 +59,18 @@ class Outcome:
     def retryable(self) -> bool:
         return self.status in RETRYABLE_STATUSES
 
+    @property
+    def route_taken(self) -> str:
+        """``original``, ``rewrite`` or ``preview``."""
+        return self.route or "original"
+
     def as_dict(self) -> dict:
         # a flat dict of scalars: dataclasses.asdict's recursive deep copy was measurable here
-        return {name: getattr(self, name) for name in _OUTCOME_FIELDS}
+        data = {name: getattr(self, name) for name in _OUTCOME_FIELDS}
+        for name in _ROUTE_FIELDS:  # a line from the original URL is as it always was
+            if data[name] is None:
+                del data[name]
+        return data
 
     def to_line(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True) + "\n"
@@ -69,6 +82,7 @@ class Outcome:
 
 
 _OUTCOME_FIELDS = frozenset(f.name for f in fields(Outcome))
+_ROUTE_FIELDS = ("route", "fetched_url")
 #: The fields an outcome shares with the fetch it records.
 _FROM_FETCH = tuple(f.name for f in fields(FetchResult) if f.name in _OUTCOME_FIELDS)
 

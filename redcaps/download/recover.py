@@ -52,15 +52,29 @@ def rewrites(url: str) -> list[Rewrite]:
     return forms
 
 
-def attempts(url: str) -> list[tuple[str, str]]:
-    """(URL, route) in the order to try them: certain rewrites, the original, other rewrites."""
+def attempts(url: str, *, dead_host: bool = True) -> list[tuple[str, str]]:
+    """(URL, route) in the order to try them: certain rewrites, the original, other rewrites.
+    ``dead_host`` False (its host not yet seen dead): the original first, then every rewrite."""
     forms = rewrites(url)
-    ordered = [(f.url, REWRITE) for f in forms if f.certain] + [(url, ORIGINAL)]
-    ordered += [(f.url, REWRITE) for f in forms if not f.certain]
+    certain = [(f.url, REWRITE) for f in forms if f.certain]
+    others = [(f.url, REWRITE) for f in forms if not f.certain]
+    ordered = [*certain, (url, ORIGINAL), *others] if dead_host else [(url, ORIGINAL), *certain, *others]
     unique: dict[str, str] = {}
     for candidate, route in ordered:
         unique.setdefault(candidate, route)
     return list(unique.items())
+
+
+def retired_host(url: str, status: str) -> str | None:
+    """The host of ``url`` when its answer says the host is retired (410 Gone for a URL with a
+    certain live form, as Flickr's farms answer): its other URLs go to the live form first."""
+    if status != "http_410" or not any(f.certain for f in rewrites(url)):
+        return None
+    return (urlsplit(url).hostname or "").lower()
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def preview_url(preview: Mapping[str, Any] | None, min_long_edge: int = 0) -> str | None:

@@ -20,7 +20,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from redcaps.annotations import AnnotationFile, Record
@@ -34,9 +34,11 @@ from redcaps.download.images import (
     image_processor,
 )
 from redcaps.download.manifest import Outcome, cut_torn_line, journal_path, read_manifests, read_outcomes
+from redcaps.download.previews import PreviewLookup, post_id
+from redcaps.download.recover import ORIGINAL, PREVIEW, attempts, host_of, preview_url, retired_host
 from redcaps.download.store import ImageStore, as_store
 from redcaps.layout import manifest_path
-from redcaps.net.fetcher import Fetcher
+from redcaps.net.fetcher import Fetcher, FetchResult
 from redcaps.settings import DownloadSettings
 from redcaps.validate import check_unique_ids
 
@@ -49,6 +51,25 @@ def shard_slice(records: Sequence[Record], shard: int, shard_size: int) -> Seque
     return records[shard * shard_size : (shard + 1) * shard_size]
 
 
+#: Failures that say an image is gone from its address for good: its other addresses are tried.
+GONE = frozenset({"http_404", "http_410", "http_403", "placeholder"})
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a fetch does besides asking for the URL: try its live forms when it is gone
+    (``recover``), refuse ``disallowed`` X-Robots-Tag directives. ``retired``: hosts seen
+    retired by this process, whose URLs go to their live form first."""
+
+    recover: bool = False
+    disallowed: tuple[str, ...] = ()
+    retired: set[str] = field(default_factory=set, compare=False)
+
+    @classmethod
+    def of(cls, settings: DownloadSettings) -> FetchPolicy:
+        return cls(settings.recover, tuple(settings.disallowed_directives))
+
+
 def fetch_one(
     record: Record,
     fetcher: Fetcher,
@@ -56,14 +77,17 @@ def fetch_one(
     *,
     store: ImageStore,
     process: Callable[[bytes], ProcessedImage],
+    policy: FetchPolicy = FetchPolicy(),
 ) -> Outcome:
     """Fetch, check, normalise and store one image; never raises for a bad link.
 
     ``cpu_slots`` bounds how many images are decoded at once: more fetch threads than cores
     hide network latency, but decoding more images than cores only adds cache misses.
     """
-    result = fetcher.get(record["url"])
+    result, route = _first_answer(record["url"], fetcher, policy)
     outcome = Outcome.fetched(record["image_id"], result)
+    if route != ORIGINAL:
+        outcome.url, outcome.route, outcome.fetched_url = record["url"], route, result.url
     if not result.ok or result.body is None:
         return outcome
     outcome.bytes = len(result.body)
@@ -78,6 +102,24 @@ def fetch_one(
     outcome.original_width, outcome.original_height = image.original_width, image.original_height
     outcome.width, outcome.height = image.width, image.height
     return outcome
+
+
+def _first_answer(url: str, fetcher: Fetcher, policy: FetchPolicy) -> tuple[FetchResult, str]:
+    """The first answer that is not "gone" among ``url``'s addresses (:func:`recover.attempts`),
+    with its route; the original's answer when every address is gone."""
+    if not policy.recover:
+        return fetcher.get(url, disallowed=policy.disallowed), ORIGINAL
+    original: FetchResult | None = None
+    for candidate, route in attempts(url, dead_host=host_of(url) in policy.retired):
+        result = fetcher.get(candidate, disallowed=policy.disallowed)
+        if route == ORIGINAL:
+            original = result
+            if retired := retired_host(url, result.status):
+                policy.retired.add(retired)
+        if result.status not in GONE:
+            return result, route
+    assert original is not None  # attempts() always includes the original
+    return original, ORIGINAL
 
 
 def retries_left(outcomes: Iterable[Outcome], retry_rounds: int) -> int:
@@ -97,12 +139,14 @@ def _reusable(
 
 def _fetching(
     todo: Sequence[Record],
+    *,
     store: ImageStore,
     fetcher: Fetcher,
     options: ImageOptions,
     processor: ImageProcessor,
     workers: int,
     processes: int,
+    policy: FetchPolicy,
 ) -> Iterator[tuple[Record, Outcome]]:
     """The records to fetch with their outcomes, in up to ``processes`` processes when that is
     worth it and ``fetcher``'s host budgets are the machine's (each process gets its share of
@@ -110,13 +154,14 @@ def _fetching(
     count = min(processes, len(todo) // MIN_IMAGES_PER_PROCESS)
     limits = fetcher.limiter.for_processes(count) if count > 1 else None
     if limits is None:
-        return in_threads(todo, _work(store, processor(options)), fetcher, workers)
-    work = _work(store, processor(replace(options, memory_share=count)))  # the shard's memory as in one
+        return in_threads(todo, _work(store, processor(options), policy), fetcher, workers)
+    # the shard's memory as in one process
+    work = _work(store, processor(replace(options, memory_share=count)), policy)
     return in_processes(todo, work, fetcher.config, limits, workers, count)
 
 
-def _work(store: ImageStore, process: Callable[[bytes], ProcessedImage]) -> ImageWork:
-    return functools.partial(fetch_one, store=store, process=process)
+def _work(store: ImageStore, process: Callable[[bytes], ProcessedImage], policy: FetchPolicy) -> ImageWork:
+    return functools.partial(fetch_one, store=store, process=process, policy=policy)
 
 
 def download_shard(
@@ -132,12 +177,16 @@ def download_shard(
     retry_rounds: int = DownloadSettings.retry_rounds,
     removed: Collection[str] = frozenset(),
     progress: Callable[[Outcome], None] | None = None,
+    policy: FetchPolicy = FetchPolicy(),
+    previews: PreviewLookup | None = None,
 ) -> list[Outcome]:
     """Download one shard into ``images`` (a store, or a directory of loose files), resuming
     from its journal or manifest; write the manifest.
 
     ``workers`` threads in all, spread over up to ``processes`` processes. ``removed``: image
     ids a later stage removed (and deleted the image of); their ``ok`` is kept, never fetched again.
+    With ``policy.recover`` and ``previews``, images gone from every address are tried once
+    more from their posts' Reddit previews, looked up together after the shard's first pass.
     """
     store, manifest, journal = as_store(images), Path(manifest), journal_path(Path(manifest))
     previous = read_outcomes(manifest)
@@ -158,13 +207,20 @@ def download_shard(
     sweep_temp_files(journal.parent)  # what a killed run left half-written
     store.sweep(todo)
     cut_torn_line(journal)
-    fetched = _fetching(todo, store, fetcher, options or ImageOptions(), processor, workers, processes)
-    with (
-        reporting_disk_full(journal),
-        open(journal, "a", encoding="utf-8") as log,
-        contextlib.closing(fetched),  # a failure here stops the fetching at once
-    ):
-        for record, outcome in fetched:
+    options = options or ImageOptions()
+    fetch = functools.partial(
+        _fetching,
+        store=store,
+        fetcher=fetcher,
+        options=options,
+        processor=processor,
+        workers=workers,
+        processes=processes,
+    )
+    lookup = previews if policy.recover else None
+    with reporting_disk_full(journal), open(journal, "a", encoding="utf-8") as log:
+
+        def keep(record: Record, outcome: Outcome) -> None:
             old = previous.get(record["image_id"])
             if old is not None and old.retryable and old.url == record["url"]:
                 outcome.round = old.round + 1
@@ -173,7 +229,50 @@ def download_shard(
             done[record["image_id"]] = outcome
             if progress:
                 progress(outcome)
+
+        gone: list[tuple[Record, Outcome]] = []
+        with contextlib.closing(fetch(todo, policy=policy)) as fetched:  # a failure stops it at once
+            for record, outcome in fetched:
+                if lookup is not None and outcome.status in GONE:
+                    gone.append((record, outcome))  # journalled once its preview was tried
+                else:
+                    keep(record, outcome)
+        if gone and lookup is not None:
+            plain = replace(policy, recover=False)
+            for record, outcome in _from_previews(gone, lookup, fetch, plain, _preview_edge(options)):
+                keep(record, outcome)
     return _write_manifest(manifest, [done[r["image_id"]] for r in records])
+
+
+def _preview_edge(options: ImageOptions) -> int:
+    """The longer edge a preview needs to be resized like the original (0: the largest)."""
+    return options.resize if options.edge == "longer" and options.resize > 0 else 0
+
+
+def _from_previews(
+    gone: list[tuple[Record, Outcome]],
+    lookup: PreviewLookup,
+    fetch: Callable[..., Iterator[tuple[Record, Outcome]]],
+    policy: FetchPolicy,
+    edge: int,
+) -> Iterator[tuple[Record, Outcome]]:
+    """Each gone record with its preview's outcome when that says more than "gone" (ok,
+    retryable, opted out), else with its original's failure. One lookup for them all."""
+    found = lookup.previews(post_id(record) for record, _ in gone)
+    todo = []
+    for record, _ in gone:
+        url = preview_url(found.get(post_id(record)), edge)
+        if url is not None:
+            todo.append({**record, "url": url})
+    with contextlib.closing(fetch(todo, policy=policy)) as fetched:
+        tried = {record["image_id"]: outcome for record, outcome in fetched}
+    for record, failed in gone:
+        got = tried.get(record["image_id"])
+        if got is None or not (got.ok or got.retryable or got.status == "opted_out"):
+            yield record, failed
+            continue
+        got.url, got.route, got.fetched_url = record["url"], PREVIEW, got.url
+        yield record, got
 
 
 def _write_manifest(manifest: Path, ordered: list[Outcome]) -> list[Outcome]:
@@ -198,9 +297,11 @@ def download_file(
     shards: Iterable[int] | None = None,
     removed: Collection[str] = frozenset(),
     processor: ImageProcessor = image_processor,
+    previews: PreviewLookup | None = None,
 ) -> list[Outcome]:
     """The shards of an annotation file in turn (every shard: the CLI's run; one: a task's), an
-    outcome per instance; ``removed`` image ids (a later stage's) are never fetched again."""
+    outcome per instance; ``removed`` image ids (a later stage's) are never fetched again.
+    ``previews``: where gone images' Reddit previews are looked up when ``settings.recover``."""
     check_unique_ids(annotations.annotations, manifests.name)
     outcomes: list[Outcome] = []
     for shard in range(file_shards(annotations, settings)) if shards is None else shards:
@@ -216,6 +317,8 @@ def download_file(
             retry_rounds=settings.retry_rounds,
             removed=removed,
             progress=progress,
+            policy=FetchPolicy.of(settings),
+            previews=previews,
         )
     return outcomes
 

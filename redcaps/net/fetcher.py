@@ -11,6 +11,9 @@
   and other 4xx are final.
 * Placeholders count as failures: imgur's ``removed.png`` and flickr's
   ``photo_unavailable`` are served with HTTP 200 after a redirect.
+* Opt-outs: an image whose ``X-Robots-Tag`` lines carry one of the ``disallowed`` directives
+  for our user-agent token (:mod:`redcaps.net.robots`) is ``opted_out``, final; its body is
+  not read.
 * Deadlines: ``request_deadline`` for one request, body included (a trickling body is cut),
   ``url_deadline`` for one URL across attempts, redirects and backoff; both end as
   ``timeout``, which a later run retries. Waiting for our own host limits does not count.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -31,6 +35,7 @@ from redcaps.net.config import HttpConfig
 from redcaps.net.egress import BlockedAddress
 from redcaps.net.limits import HostLimiter, Ticket
 from redcaps.net.retry import RetryLater, retry_after_seconds, retrying
+from redcaps.net.robots import opted_out, user_agent_token
 from redcaps.net.session import guarded_session
 
 IMGUR_REMOVED_MD5 = "d835884373f4d6c8f24742ceabe74946"
@@ -156,7 +161,11 @@ class Fetcher:
     def close(self) -> None:
         self.session.close()
 
-    def get(self, url: str, *, accept: str = "image/*,*/*;q=0.8") -> FetchResult:
+    def get(
+        self, url: str, *, accept: str = "image/*,*/*;q=0.8", disallowed: Collection[str] = ()
+    ) -> FetchResult:
+        """Fetch ``url``; an answer whose ``X-Robots-Tag`` applies one of ``disallowed`` to us
+        is ``opted_out`` (none given: the header is not looked at)."""
         if not _is_web_url(url):
             return FetchResult(url, "invalid_url", error=f"not an http(s) URL: {url[:80]!r}")
         attempts = 0
@@ -165,7 +174,7 @@ class Fetcher:
         def attempt() -> FetchResult:
             nonlocal attempts
             attempts += 1
-            return self._attempt(url, accept, deadline)
+            return self._attempt(url, accept, deadline, disallowed)
 
         def past_deadline(state: tenacity.RetryCallState) -> bool:
             return state.upcoming_sleep >= deadline.remaining()
@@ -177,13 +186,15 @@ class Fetcher:
         result.attempts = attempts
         return result
 
-    def _attempt(self, url: str, accept: str, deadline: _Deadline) -> FetchResult:
+    def _attempt(
+        self, url: str, accept: str, deadline: _Deadline, disallowed: Collection[str]
+    ) -> FetchResult:
         """One attempt, following redirects hop by hop: every request, a redirect's included
         (imgur's deleted images redirect to ``removed.png`` on the same host), takes its own
         host's slot and token."""
         hop_url = url
         for _ in range(MAX_REDIRECTS + 1):
-            answer = self._hop(url, hop_url, accept, deadline)
+            answer = self._hop(url, hop_url, accept, deadline, disallowed)
             if isinstance(answer, FetchResult):
                 return answer
             hop_url = urljoin(hop_url, answer)
@@ -195,14 +206,16 @@ class Fetcher:
             url, "connection_error", final_url=hop_url, error=f"over {MAX_REDIRECTS} redirects"
         )
 
-    def _hop(self, url: str, hop_url: str, accept: str, deadline: _Deadline) -> FetchResult | str:
+    def _hop(
+        self, url: str, hop_url: str, accept: str, deadline: _Deadline, disallowed: Collection[str]
+    ) -> FetchResult | str:
         """One request under its host's slot: the result, or where a redirect points. The slot
         is released before the next hop, so two hops never hold two slots of one host at once
         (with the cap full, that would deadlock)."""
         with self.limiter.slot(urlsplit(hop_url).hostname or "") as ticket:
             ends = self._request_ends(url, ticket, deadline)
             try:
-                return self._send(url, hop_url, accept, ticket, ends)
+                return self._send(url, hop_url, accept, ticket, ends, disallowed)
             except _REQUEST_ERRORS as exc:
                 status, retry = _classify(exc)
                 if not retry:
@@ -222,7 +235,9 @@ class Fetcher:
             raise _RetryFetch(FetchResult(url, "timeout", error=why))
         return time.monotonic() + budget
 
-    def _send(self, url: str, hop_url: str, accept: str, ticket: Ticket, ends: float) -> FetchResult | str:
+    def _send(
+        self, url: str, hop_url: str, accept: str, ticket: Ticket, ends: float, disallowed: Collection[str]
+    ) -> FetchResult | str:
         budget = ends - time.monotonic()
         config = self.config
         with self.session.get(
@@ -234,7 +249,21 @@ class Fetcher:
         ) as resp:
             ticket.response(resp.status_code, resp.headers.get("Retry-After"))
             location = resp.headers.get("Location") if resp.is_redirect else None
-            return location if location is not None else self._read(url, resp, ends)
+            if location is not None:
+                return location
+            refusal = self._opt_out(url, resp, disallowed)
+            return refusal if refusal is not None else self._read(url, resp, ends)
+
+    def _opt_out(self, url: str, resp: requests.Response, disallowed: Collection[str]) -> FetchResult | None:
+        """``opted_out`` when the answer's ``X-Robots-Tag`` lines disallow us, else None."""
+        if not disallowed or resp.status_code != 200:
+            return None
+        lines = resp.raw.headers.getlist("X-Robots-Tag")
+        directive = opted_out(lines, user_agent_token(self.config.user_agent), disallowed) if lines else None
+        if directive is None:
+            return None
+        why = f"X-Robots-Tag {directive}"
+        return FetchResult(url, "opted_out", final_url=resp.url, http_status=200, error=why)
 
     def _read(self, url: str, resp: requests.Response, ends: float) -> FetchResult:
         result = FetchResult(

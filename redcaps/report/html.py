@@ -27,6 +27,7 @@ from redcaps.layout import TARIFY, Layout, split_stem
 from redcaps.report import plots, tables
 from redcaps.report.summary import SUMMARY_STAGES, latest_file, summarize_file
 from redcaps.report.thumbnails import contact_sheet
+from redcaps.report.yields import yield_section
 
 
 @dataclass
@@ -189,6 +190,7 @@ def render(layout: Layout, files: list[StemData], title: str) -> str:
         _section(
             "Filter removals", tables.table(["subreddit", "year", *FILTER_KEYS], tables.removal_rows(files))
         ),
+        yield_section(files),
         _section(
             "Duplicates",
             tables.table(

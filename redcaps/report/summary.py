@@ -17,6 +17,7 @@ from redcaps.collect.captions import empty_captions
 from redcaps.dataset.tarify import read_index
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import DOWNLOADED, MERGED, TARIFY, Layout, filter_stage
+from redcaps.report.yields import dataset_yields, summary_lines
 
 
 def _info(path: Path) -> dict[str, Any]:
@@ -137,4 +138,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"warning: {totals['empty_captions']} of {totals['instances']} instances have an empty caption"
             " (kept, as RedCaps v1 keeps them; [captions] drop_empty = true drops them at collection)"
         )
+    table = dataset_yields(Layout(Path(summary["root"])), summary["files"])
+    if table:
+        lines += ["yield per host and year:", *summary_lines(table)]
     return "\n".join(lines)

@@ -73,7 +73,7 @@ def preview(world: Any, url: str, *, escaped: bool = True) -> dict[str, Any] | N
 
 
 def serve(world: Any, request: Request) -> Response:
-    """A preview URL: 403 unless signed, 404 when unknown or gone with its original."""
+    """A preview URL: 403 unless signed, 404 when unknown or gone (:meth:`World.preview_alive`)."""
     original = world.preview_original(request.host, request.path.lstrip("/"))
     if original is None:
         return Response(404, {"Content-Type": "text/plain"}, b"not found")
@@ -81,7 +81,7 @@ def serve(world: Any, request: Request) -> Response:
     expected = signature(world.seed, request.host, request.path.lstrip("/"), params)
     if request.query.get("s", [""])[0] != expected:
         return Response(403, {"Content-Type": "text/plain"}, b"Forbidden: invalid signature")
-    if original in world.dead_previews:
+    if not world.preview_alive(original):
         return Response(404, {"Content-Type": "text/plain"}, b"not found")
     body, content_type = world.image(original)
     width = params.get("width", "")

@@ -72,6 +72,7 @@ def decay(world: Any, urls: Iterable[str]) -> None:
             continue
         if share(world.seed, "decay", url) < world.decay:
             world.faults[url] = fault
+            world.gone.add(url)
             if share(world.seed, "preview_loss", url) < world.preview_loss:
                 world.dead_previews.add(url)
         elif share(world.seed, "robots", url) < world.opt_outs:

@@ -98,6 +98,7 @@ class World:
         self.flickr_farms_gone = flickr_farms_gone
         self.robots: dict[str, str] = {}  # image URL -> the X-Robots-Tag it is served with
         self.dead_previews: set[str] = set()  # image URLs whose Reddit preview is gone too
+        self.gone: set[str] = set()  # image URLs the decay took (their previews usually live on)
         population = posts.population(seed)
         rot.decay(self, [p["url"] for p in population])
         plain = [p["id"] for p in population if posts.case_of(p["id"], seed) == "image"]
@@ -176,6 +177,12 @@ class World:
         path serves the farm URL's photo of the same path."""
         host, _, path = url.removeprefix("https://").partition("/")
         return self._names()[1].get(f"/{path}", url) if host == "live.staticflickr.com" else url
+
+    def preview_alive(self, url: str) -> bool:
+        """Whether the Reddit preview of the image at ``url`` serves: not when the decay took it
+        too, nor when ``url`` has a fault of its own (a link broken from the start never had a
+        preview, so the faults' expected statuses hold whatever a downloader recovers)."""
+        return url not in self.dead_previews and (url in self.gone or url not in self.faults)
 
     def preview_original(self, host: str, name: str) -> str | None:
         """The image URL whose Reddit preview is ``https://<host>/<name>``, if any."""
