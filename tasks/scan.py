@@ -36,6 +36,10 @@ class ScanDump(InDataDir):
             for m in self.months
         ]
 
+    def locks(self) -> list[tuple[str, bool]]:
+        """One scan of a dump file at a time (its staging files are many, each written whole)."""
+        return [(f"scan-{Path(self.dump).name}", False)]
+
     def run(self) -> None:
         self.show_progress(f"scanning {Path(self.dump).name} for {len(self.subreddits)} subreddits", 0)
         counts = scan_dump(Path(self.dump), self.subreddits, self.layout.dump_staging, self.months)

@@ -81,7 +81,7 @@ def screenshot(report: Path, tmp_path: Path) -> Image.Image:
         "--disable-sync",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         f"--screenshot={png}",
-        "--window-size=1200,4000",
+        "--window-size=1200,5200",
         report.resolve().as_uri(),
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
@@ -375,6 +375,8 @@ def test_the_report_as_a_dataset_user_reads_it(two_years, tmp_path):
     assert "<td>nsfw</td><td>&lt;b&gt;nsfw&lt;/b&gt; &amp; co</td><td>0.9</td>" in section  # escaped
     assert "<td>faces</td><td>retinaface</td><td>0.75</td>" in section and "<b>" not in page
     assert cells(page, "Image sizes")[0] == ["r/cats", "2020", "4", "2048×1536", "512×384", "1.0 MB"]
-    assert page.count("<svg") == 4 and 'id="months-' in page and 'id="scores-' in page
+    assert (
+        page.count("<svg") == 5 and 'id="yields-' in page and 'id="months-' in page and 'id="scores-' in page
+    )
     again = write_report(two_years, tmp_path / "again.html").read_text(encoding="utf-8")
     assert again == page  # the same data gives the same page

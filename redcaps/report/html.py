@@ -24,10 +24,9 @@ from redcaps.dataset.dedup import read_counts
 from redcaps.dataset.shardmeta import read_sizes
 from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import TARIFY, Layout, split_stem
-from redcaps.report import plots, tables
+from redcaps.report import plots, tables, yields
 from redcaps.report.summary import SUMMARY_STAGES, latest_file, summarize_file
 from redcaps.report.thumbnails import contact_sheet
-from redcaps.report.yields import yield_section
 
 
 @dataclass
@@ -172,6 +171,15 @@ def _shards_html(layout: Layout, files: list[StemData]) -> str:
     )
 
 
+def _yield_section(files: list[StemData]) -> str:
+    """Attempted, ok first try, recovered per route, dead and opted out, per host and year."""
+    table = yields.yields((data.year, data.manifest) for data in files)
+    body = tables.table(["host", "year", *yields.COLUMNS], yields.rows(table)) + _plot(
+        yields.yield_plot(table)
+    )
+    return _section("Download yield per host and year", body)
+
+
 def render(layout: Layout, files: list[StemData], title: str) -> str:
     """The report page of ``files``."""
     dropped, rules = tables.dropped_rows(files)
@@ -190,7 +198,7 @@ def render(layout: Layout, files: list[StemData], title: str) -> str:
         _section(
             "Filter removals", tables.table(["subreddit", "year", *FILTER_KEYS], tables.removal_rows(files))
         ),
-        yield_section(files),
+        _yield_section(files),
         _section(
             "Duplicates",
             tables.table(

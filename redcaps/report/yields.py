@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from redcaps.atomic import read_jsonl
 from redcaps.layout import Layout, split_stem
 from redcaps.net.fetcher import RETRYABLE_STATUSES
+from redcaps.report.plots import _figure, _svg
 
 #: The columns of a yield, in order (every manifest line counts in ``attempted`` and one other).
 COLUMNS = ("attempted", "ok first try", "rewrite", "preview", "dead", "opted out", "to retry")
@@ -72,8 +73,6 @@ def summary_lines(table: Mapping[tuple[str, str], Counter]) -> list[str]:
 
 def yield_plot(table: Mapping[tuple[str, str], Counter]) -> str | None:
     """Stacked bars per host and year: ok first try, recovered per route, dead, opted out."""
-    from redcaps.report.html import _figure, _svg
-
     if not table:
         return None
     labels = [f"{host}\n{year}" for host, year in table]
@@ -87,12 +86,3 @@ def yield_plot(table: Mapping[tuple[str, str], Counter]) -> str | None:
     axes.set_ylabel("images")
     axes.legend(fontsize="small")
     return _svg(figure, "yields")
-
-
-def yield_section(files: Iterable[Any]) -> str:
-    """The report's section: the table and the plot, from each file's manifest lines."""
-    from redcaps.report.html import _plot, _section, _table
-
-    table = yields((data.year, data.manifest) for data in files)
-    body = _table(["host", "year", *COLUMNS], rows(table)) + _plot(yield_plot(table))
-    return _section("Download yield per host and year", body)
