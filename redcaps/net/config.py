@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from redcaps import __version__
 from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy
 from redcaps.net.retry import RetryPolicy
+
+
+def strip_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part: requests would send it as ``Authorization:
+    Basic``, and a post's link is no place for credentials (nor is an annotation file)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def default_user_agent() -> str:
