@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ FIELDS: dict[str, tuple[tuple[type | None, ...], bool]] = {
 INFO_FIELDS = ("start_date", "end_date", "url", "version")
 FILTER_BLOCKS = ("word_filter", "nsfw_filter", "face_filter")
 DATASET_URL = "https://redcaps.xyz"
+#: What the shards' parquet ``int64`` columns hold: a number outside it fails the later writer.
+INT64_RANGE = (-(2**63), 2**63 - 1)
+#: Text no later writer stores: lone UTF-16 surrogates (valid JSON, but no UTF-8 encoding).
+_UNSTORABLE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -92,6 +97,22 @@ def field_problem(name: str, value: Any) -> str | None:
             ok = ok or isinstance(value, t)
     if not ok:
         return f"expected {_type_name(types)}, got {json_type(value)}"
+    return _storage_problem(value) or _content_problem(name, value)
+
+
+def _storage_problem(value: Any) -> str | None:
+    """Why a value of the right type cannot be written by the shards' writers (JSON, parquet)."""
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(t, str) and _UNSTORABLE.search(t) for t in texts):
+        return "text with a lone UTF-16 surrogate (not storable as UTF-8)"
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if is_number and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        return f"{value:.4g} is outside the int64 range"
+    return None
+
+
+def _content_problem(name: str, value: Any) -> str | None:
+    """Field-specific checks: URLs, safe names, list items."""
     if name == "crosspost_parents" and value is not None and not all(isinstance(x, str) for x in value):
         return "expected a list of str"
     if name == "url":

@@ -232,8 +232,8 @@ def parse_batch(data: Any, name: str = "batch") -> BatchConfig:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses anchors and aliases and nesting deeper than ``MAX_DEPTH``,
-    and reports a scalar Python cannot build (a 5000-digit int, 2020-02-30) at its place."""
+    """``SafeLoader`` that refuses anchors and aliases, nesting deeper than ``MAX_DEPTH`` and
+    duplicate keys, and reports a scalar Python cannot build (a 5000-digit int, 2020-02-30) at its place."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -254,6 +254,18 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A key given twice is an error at its second place (YAML's last-one-wins hides typos)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:

@@ -9,6 +9,7 @@ so a section's types are stated once, where its defaults are.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import shutil
 import socket
@@ -27,15 +28,20 @@ from redcaps.errors import RedCapsError
 from redcaps.filters.models import models_dir, require_model
 from redcaps.names import check_subreddit
 from redcaps.net.config import HttpConfig
+from redcaps.net.limits import parse_host_policy
 from redcaps.settings import (
     RENAMED_SETTINGS,
     SOURCES,
     CollectionSettings,
+    DedupSettings,
     DownloadSettings,
     FaceSettings,
     NsfwSettings,
+    Range,
     ShardSettings,
+    StorageSettings,
     WordSettings,
+    range_of,
 )
 
 
@@ -49,18 +55,21 @@ class PreflightSettings:
 #: luigi.cfg sections (and a batch's ``settings``) and the dataclasses whose fields type them.
 SECTION_TYPES: dict[str, tuple[type, ...]] = {
     "collection": (CollectionSettings,),
-    "images": (ImageOptions,),
+    "images": (ImageOptions, StorageSettings),
     "downloads": (DownloadSettings, HttpConfig),
     "shards": (ShardSettings,),
+    "dedup": (DedupSettings,),
     "filter_words": (WordSettings,),
     "filter_nsfw": (NsfwSettings,),
     "filter_faces": (FaceSettings,),
     "preflight": (PreflightSettings,),
+    "host_limits": (),  # free-form: <host suffix> = <policy>, checked by parse_host_policy
 }
 #: Options whose dataclass type is a plain ``str`` but that take one of a few values.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("collection", "source"): SOURCES,
     ("collection", "pushshift_flavour"): ("pushshift", "pullpush"),
+    ("downloads", "host_scope"): ("machine", "global", "process"),
 }
 LOW_SPACE_BYTES = 2 * 2**30
 REACH_TIMEOUT = (5.0, 15.0)
@@ -77,11 +86,13 @@ def raise_problems(problems: Iterable[str]) -> None:
 
 
 # -- settings ------------------------------------------------------------------------------------
-def _option_types(section: str) -> dict[str, Any]:
-    types: dict[str, Any] = {}
+def _option_types(section: str) -> dict[str, tuple[Any, Range | None]]:
+    """Each option of ``section``: its dataclass field's type and declared range."""
+    types: dict[str, tuple[Any, Range | None]] = {}
     for cls in SECTION_TYPES.get(section, ()):
         hints = typing.get_type_hints(cls)
-        types.update({f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in types})
+        for f in dataclasses.fields(cls):
+            types.setdefault(f.name, (hints[f.name], range_of(cls, f.name)))
     for (renamed_in, new), old in RENAMED_SETTINGS.items():
         if renamed_in == section and new in types:
             types[old] = types[new]  # the old name is still read
@@ -104,9 +115,40 @@ def _parse(kind: Any, text: str) -> str | None:
     return None
 
 
+def _out_of_range(kind: Any, bounds: Range | None, text: str) -> str | None:
+    """Why a well-typed number is outside its declared range, or None."""
+    if bounds is None or kind not in (int, float):
+        return None
+    value = kind(text)
+    return None if value == value and value in bounds else f"must be {bounds}"  # NaN is in no range
+
+
+def _networks_problem(text: str) -> str | None:
+    """Why a comma list of CIDRs (``[downloads] allow_networks``) does not parse, or None."""
+    for item in filter(None, (n.strip() for n in text.split(","))):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"has {item!r}, not a network (a CIDR such as 10.1.0.0/16)"
+    return None
+
+
+def _structured_problem(section: str, name: str, text: str) -> str | None:
+    """Settings whose value has a structure of its own: host policies and CIDR lists."""
+    if section == "host_limits":
+        try:
+            parse_host_policy(text)
+        except ValueError as exc:
+            return str(exc).removeprefix(f"bad host policy {text!r}: ")
+    if (section, name) == ("downloads", "allow_networks"):
+        return _networks_problem(text)
+    return None
+
+
 def check_settings(sections: Mapping[str, Mapping[str, object]], where: str = "") -> list[str]:
-    """Each option of a known section whose value is not of its dataclass field's type, as
-    ``[images] resize: 'big' must be an integer`` (``where`` prefixes a batch file's place)."""
+    """Each option of a known section whose value is not of its dataclass field's type or
+    outside its declared range, as ``[images] resize: 'big' must be an integer`` (``where``
+    prefixes a batch file's place)."""
     problems = []
     for section, options in sections.items():
         types = _option_types(section)
@@ -114,9 +156,14 @@ def check_settings(sections: Mapping[str, Mapping[str, object]], where: str = ""
             text = str(value).strip()
             place = f"{where}settings.{section}.{name}" if where else f"[{section}] {name}"
             choices = CHOICES.get((section, name))
-            if choices and text not in choices:
-                problems.append(f"{place}: {text!r} must be one of {', '.join(choices)}")
-            elif name in types and (why := _parse(types[name], text)):
+            kind, bounds = types.get(name, (str, None))
+            why = (
+                (f"must be one of {', '.join(choices)}" if choices and text not in choices else None)
+                or _parse(kind, text)
+                or _out_of_range(kind, bounds, text)
+                or _structured_problem(section, name, text)
+            )
+            if why:
                 problems.append(f"{place}: {text!r} {why}")
     return problems
 

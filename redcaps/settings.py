@@ -1,11 +1,13 @@
 """The settings of each stage and their defaults, stated once: luigi.cfg sections (``tasks/``) and
 the CLI's options read them from here. Images and HTTP have theirs beside their code
-(``images.ImageOptions``, ``http.HttpConfig``)."""
+(``images.ImageOptions``, ``http.HttpConfig``). A numeric setting declares its valid range on its
+field (:func:`ranged`); the preflight and the CLI check values against it before any work."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from redcaps.net.robots import DISALLOWED_DIRECTIVES
 
@@ -18,6 +20,56 @@ Format = Literal["both", "json", "txt"]
 DedupMode = Literal["off", "exact", "perceptual"]
 WordMode = Literal["exact", "punctuation"]
 Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: from ``low`` (excluded when ``above``) to ``high``,
+    plus the special values in ``also`` (``resize = -1`` keeps the size)."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+    also: tuple[float, ...] = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        too_low = self.low is not None and (value <= self.low if self.above else value < self.low)
+        return not too_low and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = "" if self.low is None else f"{'above' if self.above else 'at least'} {self.low:g}"
+        if self.low is not None and self.high is not None and not self.above:
+            text = f"between {self.low:g} and {self.high:g}"
+        else:
+            text = " and ".join(filter(None, [low, "" if self.high is None else f"at most {self.high:g}"]))
+        return " or ".join([*(f"{v:g}" for v in self.also), text])
+
+
+def ranged(default: Any, **bounds: Any) -> Any:
+    """A dataclass field with ``default`` whose valid values are ``Range(**bounds)``."""
+    return dataclasses.field(default=default, metadata={"range": Range(**bounds)})
+
+
+def range_of(cls: type, name: str) -> Range | None:
+    """The declared range of field ``name`` of dataclass ``cls``, if it has one."""
+    found = [f for f in dataclasses.fields(cls) if f.name == name]
+    return found[0].metadata.get("range") if found else None
+
+
+def range_problems(settings: Any) -> list[str]:
+    """``name: value must be <range>`` for each field of a settings object outside its range."""
+    problems = []
+    for f in dataclasses.fields(settings):
+        value, bounds = getattr(settings, f.name), f.metadata.get("range")
+        if bounds is not None and value not in bounds:
+            problems.append(f"{f.name}: {value!r} must be {bounds}")
+    return problems
+
+
+AT_LEAST_ONE = {"low": 1}
+POSITIVE = {"low": 0, "above": True}
 
 
 @dataclass(frozen=True)
@@ -49,10 +101,10 @@ class DownloadSettings:
     Reddit preview (docs/collection.md); ``disallowed_directives``: the ``X-Robots-Tag``
     directives that opt an image out (empty: the header is ignored)."""
 
-    images_per_shard: int = 5000
-    workers: int = 16
-    processes: int = 0
-    retry_rounds: int = 3
+    images_per_shard: int = ranged(5000, **AT_LEAST_ONE)
+    workers: int = ranged(16, **AT_LEAST_ONE)
+    processes: int = ranged(0, low=0)
+    retry_rounds: int = ranged(3, low=0)
     recover: bool = True
     disallowed_directives: tuple[str, ...] = DISALLOWED_DIRECTIVES
 
@@ -62,7 +114,7 @@ class ShardSettings:
     """How WebDataset shards are made: samples per tar, and which caption members each sample has
     (``both``: ``.json`` and ``.txt``; ``json`` or ``txt`` alone are the older layouts)."""
 
-    samples_per_tar: int = 1000
+    samples_per_tar: int = ranged(1000, **AT_LEAST_ONE)
     format: Format = "both"
 
 
@@ -87,7 +139,7 @@ class DedupSettings:
     near duplicate."""
 
     mode: DedupMode = "off"
-    max_distance: int = 4
+    max_distance: int = ranged(4, low=0, high=64)  # a pHash has 64 bits
 
 
 @dataclass(frozen=True)
@@ -102,9 +154,9 @@ class ImageFilterSettings:
     """What every image filter takes: the model, the strict threshold, batching and the device."""
 
     model: str = ""  # empty: the installed default model
-    confidence_threshold: float = 0.9
-    batch_size: int = 16
-    workers: int = 4  # image decoding threads
+    confidence_threshold: float = ranged(0.9, low=0, high=1)
+    batch_size: int = ranged(16, **AT_LEAST_ONE)
+    workers: int = ranged(4, **AT_LEAST_ONE)  # image decoding threads
     device: Device = "auto"
 
 
@@ -112,14 +164,14 @@ class ImageFilterSettings:
 class NsfwSettings(ImageFilterSettings):
     """GantMan classifier: remove when porn + hentai > ``confidence_threshold``."""
 
-    batch_size: int = 32
+    batch_size: int = ranged(32, **AT_LEAST_ONE)
 
 
 @dataclass(frozen=True)
 class FaceSettings(ImageFilterSettings):
     """RetinaFace: remove when the best face score > ``confidence_threshold``."""
 
-    long_edge: int = 512  # as the original stored images; 0 keeps the stored size
+    long_edge: int = ranged(512, low=0)  # as the original stored images; 0 keeps the stored size
     pad: bool = False  # one padded model call per batch (GPU); border scores can shift
 
 

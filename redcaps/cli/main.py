@@ -19,11 +19,36 @@ from redcaps import annotations as ann
 from redcaps.download.images import RESAMPLE_FILTERS, ImageOptions
 from redcaps.errors import RedCapsError
 from redcaps.layout import DEFAULT_DATA_DIR, Layout, manifest_dir, stem, stem_of
-from redcaps.settings import SOURCES, CollectionSettings, DownloadSettings, Format, ShardSettings
+from redcaps.settings import (
+    SOURCES,
+    CollectionSettings,
+    DownloadSettings,
+    Format,
+    ShardSettings,
+    range_of,
+)
 
 EXIT_ERROR = 1
 EXIT_INVALID = 3
 DEFAULT_LAYOUT = Layout(Path(DEFAULT_DATA_DIR))
+
+
+class InRange(click.ParamType):
+    """A number in the range a settings field declares (:func:`redcaps.settings.ranged`): the
+    CLI and the preflight take the same values."""
+
+    def __init__(self, cls: type, name: str, kind: type = int) -> None:
+        self.bounds, self.kind = range_of(cls, name), kind
+        self.name = kind.__name__
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        if self.bounds is not None and number not in self.bounds:
+            self.fail(f"{value!r} must be {self.bounds}", param, ctx)
+        return number
 
 
 class Group(click.Group):
@@ -58,7 +83,12 @@ def main() -> None:
     help="Images go to <dir>/<subreddit>/<image_id>.jpg.",
 )
 @click.option(
-    "-z", "--resize", default=ImageOptions.resize, show_default=True, help="Target edge; -1 keeps size."
+    "-z",
+    "--resize",
+    default=ImageOptions.resize,
+    show_default=True,
+    type=InRange(ImageOptions, "resize"),
+    help="Target edge; -1 keeps size.",
 )
 @click.option(
     "--edge",
@@ -68,7 +98,11 @@ def main() -> None:
     help="Which edge --resize sets ('longer' reproduces the original tool).",
 )
 @click.option(
-    "--quality", default=ImageOptions.quality, show_default=True, help="JPEG quality of stored images."
+    "--quality",
+    default=ImageOptions.quality,
+    show_default=True,
+    type=InRange(ImageOptions, "quality"),
+    help="JPEG quality of stored images.",
 )
 @click.option(
     "--resample",
@@ -78,12 +112,18 @@ def main() -> None:
     help="Resize filter ('box' averages areas like img2dataset, for less CPU).",
 )
 @click.option(
-    "-j", "--workers", default=DownloadSettings.workers, show_default=True, help="Download threads."
+    "-j",
+    "--workers",
+    default=DownloadSettings.workers,
+    show_default=True,
+    type=InRange(DownloadSettings, "workers"),
+    help="Download threads.",
 )
 @click.option(
     "--processes",
     default=DownloadSettings.processes,
     show_default=True,
+    type=InRange(DownloadSettings, "processes"),
     help="Processes the threads are spread over (0: one per core).",
 )
 @click.option(
@@ -96,6 +136,7 @@ def main() -> None:
     "--shard-size",
     default=DownloadSettings.images_per_shard,
     show_default=True,
+    type=InRange(DownloadSettings, "images_per_shard"),
     help="Instances per manifest shard.",
 )
 @click.option(
@@ -308,7 +349,11 @@ def validate(paths: tuple[str, ...]) -> None:
 @click.option("--image-dir", required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 @click.option(
-    "-z", "--shard-size", default=ShardSettings.samples_per_tar, show_default=True, type=click.IntRange(min=1)
+    "-z",
+    "--shard-size",
+    default=ShardSettings.samples_per_tar,
+    show_default=True,
+    type=InRange(ShardSettings, "samples_per_tar"),
 )
 @click.option(
     "--format",

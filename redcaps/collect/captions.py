@@ -17,6 +17,13 @@ _RESOLUTIONS = re.compile(r"\s*\d+\s*[x×\*\,]\s*\d+\s*", flags=re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 _HANDLES = re.compile(r"\@[_\d\w\.]+")
 USER_TOKEN = "<usr>"
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as every later writer can store it: a lone UTF-16 surrogate (valid JSON, but no
+    UTF-8 encoder takes it) becomes U+FFFD and NUL is dropped."""
+    return _LONE_SURROGATES.sub("\ufffd", text).replace("\x00", "")
 
 
 def sanitize_caption(raw: str) -> str:

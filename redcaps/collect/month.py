@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
 from redcaps import annotations as ann
-from redcaps.collect.captions import is_empty, sanitize_caption
+from redcaps.collect.captions import clean_text, is_empty, sanitize_caption
 from redcaps.collect.credentials import Credentials
 from redcaps.collect.rules import EMPTY_CAPTION, Dropped, ImgurResolver, Kept, classify
 from redcaps.collect.sources import PostSource
@@ -118,33 +119,59 @@ def month_bounds(year: int, month: int) -> tuple[dt.date, dt.date, int, int]:
     return first, last, start, end
 
 
+#: The range a parquet ``int64`` column (and most readers) can hold: scores beyond it are clamped.
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _score(value: Any) -> int | None:
+    """The score as an int64; the rules dropped scores that are no number (NaN included)."""
+    if value is None:
+        return None
+    return int(min(max(value, INT64[0]), INT64[1]))
+
+
 def to_record(post: dict[str, Any], url: str) -> ann.Record:
-    """The official record shape. A deleted author is null (the original wrote "None")."""
+    """The official record shape, with every text field storable (:func:`clean_text`). A deleted
+    author is null (the original wrote "None")."""
     author = post.get("author")
-    title = str(post.get("title") or "")
+    title = clean_text(str(post.get("title") or ""))
     subreddit = str(post["subreddit"])
     return {
         "image_id": post["id"],
-        "author": None if author in (None, "", "[deleted]") else str(author),
-        "url": url,
+        "author": None if author in (None, "", "[deleted]") else clean_text(str(author)),
+        "url": clean_text(url),
         "raw_caption": title,
         "caption": sanitize_caption(title),
         "subreddit": subreddit.lower(),
-        "score": int(post["score"]) if post.get("score") is not None else None,
+        "score": _score(post.get("score")),
         "created_utc": int(float(post["created_utc"])),
-        "permalink": post.get("permalink") or f"/r/{subreddit}/comments/{post['id']}/",
+        "permalink": clean_text(str(post.get("permalink") or f"/r/{subreddit}/comments/{post['id']}/")),
     }
 
 
-def _usable(post: Any, subreddit: str) -> bool:
-    """A post with a safe id in the asked subreddit (sources filter, this double-checks)."""
-    if not isinstance(post, dict) or "created_utc" not in post:
-        return False
+def _created(post: dict[str, Any]) -> float | None:
+    try:
+        created = float(post["created_utc"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return created if math.isfinite(created) else None
+
+
+def _unusable(post: Any, subreddit: str, start: int, end: int) -> str | None:
+    """Why a post from the source cannot be an instance: a counted drop reason (``bad_id``,
+    ``bad_time``), ``""`` for a post of another subreddit or month (sources filter those;
+    this double-checks), None for a usable post."""
+    if not isinstance(post, dict):
+        return "bad_id"
     try:
         check_image_id(post.get("id"))
     except RedCapsError:
-        return False
-    return str(post.get("subreddit", "")).lower() == subreddit.lower()
+        return "bad_id"
+    created = _created(post)
+    if created is None:
+        return "bad_time"
+    in_month = start <= int(created) < end
+    return None if in_month and str(post.get("subreddit", "")).lower() == subreddit.lower() else ""
 
 
 def collect_month(
@@ -164,13 +191,17 @@ def collect_month(
     check_subreddit(subreddit)
     first, last, start, end = month_bounds(year, month)
     posts: dict[str, dict[str, Any]] = {}
+    dropped: Counter[str] = Counter()
     for post in source.iter_posts(subreddit, start, end):
-        if _usable(post, subreddit) and start <= int(float(post["created_utc"])) < end:
+        why = _unusable(post, subreddit, start, end)
+        if why is None:
             posts.setdefault(post["id"], post)
+        elif why:
+            dropped[why] += 1
+    unusable = dropped.total()
     candidates = list(posts.values())
     if refresher is not None:
         candidates = refresher.refresh(candidates)
-    dropped: Counter[str] = Counter()
     records = []
     for post in candidates:
         verdict = classify(post, min_score=min_score, imgur=imgur)
@@ -186,7 +217,7 @@ def collect_month(
         "source": source.name,
         "refreshed": refresher is not None,
         "note": REFRESHED if refresher is not None else NOT_REFRESHED,
-        "considered": len(candidates),
+        "considered": len(candidates) + unusable,
         "kept": len(records),
         "dropped": dict(sorted(dropped.items())),
     }

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from redcaps.net.config import strip_userinfo
 from redcaps.settings import CollectionSettings
 
 Post = dict[str, Any]
@@ -47,7 +48,9 @@ REASONS = {
     "imgur_album_empty": "the imgur album has no still image",
     "imgur_quota": "the Imgur API quota ran low, so albums were no longer resolved",
     "imgur_error": "the Imgur API kept failing for this album",
-    "unsupported_host": "not on i.redd.it, imgur or a Flickr static host",
+    "unsupported_host": "not an http(s) link to i.redd.it, imgur or a Flickr static host",
+    "bad_id": "the post's id is not a safe file-name token (it names the image file)",
+    "bad_time": "created_utc missing or not a number",
     "empty_caption": "the cleaned caption is empty (only with [captions] drop_empty = true)",
 }
 #: The reason ``collect_month`` gives when ``[captions] drop_empty`` drops a post.
@@ -114,9 +117,11 @@ def nsfw(post: Post) -> Dropped | None:
 
 
 def low_score(post: Post, min_score: int = CollectionSettings.min_score) -> Dropped | None:
-    """An unknown score counts as too low: the rule is there to keep only upvoted posts."""
+    """An unknown score (no number, NaN) counts as too low: the rule is there to keep only
+    upvoted posts."""
     score = post.get("score")
-    return Dropped("low_score") if not isinstance(score, int | float) or score < min_score else None
+    known = isinstance(score, int | float) and score == score  # NaN is not equal to itself
+    return Dropped("low_score") if not known or score < min_score else None
 
 
 def self_post(post: Post) -> Dropped | None:
@@ -201,7 +206,8 @@ def imgur_url(url: str, resolver: ImgurResolver | None = None) -> Kept | Dropped
 
 
 def image_url(post: Post, imgur: ImgurResolver | None = None) -> Kept | Dropped:
-    """Where the post's image is, on a host RedCaps takes (i.redd.it, imgur, Flickr)."""
+    """Where the post's image is, on a host RedCaps takes (i.redd.it, imgur, Flickr), over
+    http(s) and without the link's userinfo (``user:pw@``)."""
     if post.get("crosspost_parent") and media_source(post) is post:
         return Dropped("crosspost_unresolved")
     source = media_source(post)
@@ -211,13 +217,14 @@ def image_url(post: Post, imgur: ImgurResolver | None = None) -> Kept | Dropped:
     dropped = video(source, url)
     if dropped:
         return dropped
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "i.redd.it":
-        return Kept(url)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https"):
+        return Dropped("unsupported_host")
+    if host == "i.redd.it" or _FLICKR_HOSTS.fullmatch(host):
+        return Kept(strip_userinfo(url))
     if host in _IMGUR_HOSTS:
         return imgur_url(url, imgur)
-    if _FLICKR_HOSTS.fullmatch(host):
-        return Kept(url)
     return Dropped("unsupported_host")
 
 

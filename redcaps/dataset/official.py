@@ -2,23 +2,33 @@
 
 Only ``annotations/<subreddit>_<year>.json``, ``LICENSE.txt`` and ``TERMSOFUSE.txt`` are
 extracted, by name checks rather than trusting member paths (no zip-slip), and an existing
-file with different content is never overwritten.
+file with different content is never overwritten. Members are streamed, never held whole, and
+one whose declared size or compression ratio no annotation file comes near is refused before
+a byte is written (a zip bomb).
 """
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from redcaps.atomic import atomic_open, sha256_file, write_bytes, write_json
+from redcaps.atomic import atomic_open, sha256_file, write_json
 from redcaps.errors import RedCapsError
 from redcaps.layout import split_stem
 
 OFFICIAL_ZIP_NAME = "redcaps_v1.0_annotations.zip"
 _EXTRA_MEMBERS = ("LICENSE.txt", "TERMSOFUSE.txt")
+#: The largest member extracted: the biggest official annotation file is far below it.
+MAX_MEMBER_BYTES = 4 * 2**30
+#: The largest uncompressed/compressed ratio of a member over 1 MiB: deflated JSON is about 5-10.
+MAX_RATIO = 100
+_CHUNK = 1 << 20
 
 
 def is_url(source: str) -> bool:
@@ -51,6 +61,37 @@ def _target(name: str) -> str | None:
     return None
 
 
+def check_member(member: zipfile.ZipInfo) -> None:
+    """Refuse a member whose declared size or compression ratio is a zip bomb's; reading
+    stops at the declared size (``zipfile`` then fails its CRC), so these bound what is written."""
+    size, packed = member.file_size, max(member.compress_size, 1)
+    if size > MAX_MEMBER_BYTES:
+        raise RedCapsError(f"zip member {member.filename}: {size} bytes, over the {MAX_MEMBER_BYTES} cap")
+    if size > _CHUNK and size / packed > MAX_RATIO:
+        raise RedCapsError(
+            f"zip member {member.filename}: compression ratio {size / packed:.0f}, over {MAX_RATIO}"
+            " (a zip bomb?)"
+        )
+
+
+def _member_digest(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> str:
+    digest = hashlib.sha256()
+    with archive.open(member) as src:
+        for block in iter(lambda: src.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> None:
+    """Stream ``member`` to ``path`` atomically; an existing different file is an error."""
+    if path.exists():
+        if _member_digest(archive, member) != sha256_file(path):
+            raise RedCapsError(f"{path} exists with different content; not overwriting it")
+        return
+    with archive.open(member) as src, atomic_open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst, _CHUNK)
+
+
 def extract(zip_path: Path, dest: Path) -> list[Path]:
     """Extract the release's annotation files into ``dest``; returns the JSON files."""
     try:
@@ -63,16 +104,17 @@ def extract(zip_path: Path, dest: Path) -> list[Path]:
         if not any(t and t.endswith(".json") for _, t in members):
             raise RedCapsError(f"{zip_path}: no annotations/<subreddit>_<year>.json inside")
         for member, target in members:
+            if target is not None:
+                check_member(member)
+        for member, target in members:
             if target is None:
                 continue
-            data = archive.read(member)
-            path = dest / target
-            if path.exists() and path.read_bytes() != data:
-                raise RedCapsError(f"{path} exists with different content; not overwriting it")
-            if not path.exists():
-                write_bytes(path, data)
+            try:
+                _extract_member(archive, member, dest / target)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                raise RedCapsError(f"{zip_path}: member {member.filename} is damaged: {exc}") from None
             if target.endswith(".json"):
-                written.append(path)
+                written.append(dest / target)
     return sorted(written)
 
 

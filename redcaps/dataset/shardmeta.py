@@ -104,9 +104,10 @@ def _schema(rows: Sequence[Row]) -> pa.Schema:
 
 
 def assign_failures(first_keys: Sequence[str], failures: Sequence[Row]) -> list[list[Row]]:
-    """Each failure goes to the shard whose key range holds its key (the first shard before it)."""
+    """Each failure goes to the shard whose key range holds its key (the first shard before it);
+    with no shard (every image failed) there is nowhere to put them: the result is empty."""
     groups: list[list[Row]] = [[] for _ in first_keys]
-    for row in failures:
+    for row in failures if first_keys else ():
         groups[max(0, bisect.bisect_right(first_keys, row.key) - 1)].append(row)
     return groups
 

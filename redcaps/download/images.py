@@ -35,6 +35,8 @@ from typing import Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from redcaps.settings import AT_LEAST_ONE, POSITIVE, ranged
+
 Edge = Literal["shorter", "longer"]
 Resample = Literal["bicubic", "bilinear", "box", "lanczos"]
 #: Pillow's antialiased filters by name: ``bicubic`` is the original tool's (Pillow's default);
@@ -68,21 +70,21 @@ class ImageOptions:
     third of quality 95's size (the original saved at Pillow's 75; img2dataset uses 95).
     """
 
-    resize: int = 512
+    resize: int = ranged(512, low=1, also=(-1,))
     edge: Edge = "shorter"
     upscale: bool = False
-    quality: int = 90
+    quality: int = ranged(90, low=1, high=100)
     #: The final resize's filter, a key of :data:`RESAMPLE_FILTERS`.
     resample: Resample = "bicubic"
-    max_pixels: int = 100_000_000
+    max_pixels: int = ranged(100_000_000, **POSITIVE)
     #: Largest decoded raster of one image in bytes (width x height x bands x bytes per sample).
-    max_raster_bytes: int = 256 * 2**20
+    max_raster_bytes: int = ranged(256 * 2**20, **POSITIVE)
     #: Bytes all decodes in this process may hold at once; each charges its working set.
-    memory_budget: int = 1024 * 2**20
+    memory_budget: int = ranged(1024 * 2**20, **POSITIVE)
     #: Processes splitting ``memory_budget`` (a shard's download processes): each holds its share.
-    memory_share: int = 1
+    memory_share: int = ranged(1, **AT_LEAST_ONE)
     #: Longest edge over shortest edge; beyond it an image is a strip or a lying header.
-    max_aspect_ratio: float = 20.0
+    max_aspect_ratio: float = ranged(20.0, low=1)
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLE_FILTERS:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from redcaps import __version__
 from redcaps.net.limits import DEFAULT_HOST_POLICIES, HostPolicy
 from redcaps.net.retry import RetryPolicy
+from redcaps.settings import AT_LEAST_ONE, POSITIVE, ranged
+
+
+def strip_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part: requests would send it as ``Authorization:
+    Basic``, and a post's link is no place for credentials (nor is an annotation file)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def default_user_agent() -> str:
@@ -16,19 +27,19 @@ def default_user_agent() -> str:
 @dataclass
 class HttpConfig:
     user_agent: str = field(default_factory=default_user_agent)
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    max_bytes: int = 50 * 2**20
-    max_attempts: int = 5
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    retry_after_max: float = 120.0
+    connect_timeout: float = ranged(10.0, **POSITIVE)
+    read_timeout: float = ranged(30.0, **POSITIVE)
+    max_bytes: int = ranged(50 * 2**20, **POSITIVE)
+    max_attempts: int = ranged(5, **AT_LEAST_ONE)
+    backoff_base: float = ranged(1.0, low=0)
+    backoff_max: float = ranged(60.0, low=0)
+    retry_after_max: float = ranged(120.0, low=0)
     host_policies: dict[str, HostPolicy] = field(default_factory=lambda: dict(DEFAULT_HOST_POLICIES))
-    pool_size: int = 32
+    pool_size: int = ranged(32, **AT_LEAST_ONE)
     #: Seconds for one request from connecting to the body's last byte.
-    request_deadline: float = 60.0
+    request_deadline: float = ranged(60.0, **POSITIVE)
     #: Seconds for one URL across all attempts, redirects and backoff waits.
-    url_deadline: float = 180.0
+    url_deadline: float = ranged(180.0, **POSITIVE)
     #: CIDRs of internal networks that may be fetched (e.g. your own mirror); none by default.
     allow_networks: tuple[str, ...] = ()
     #: "machine" (default): all processes on this machine share each host's budget, as hosts

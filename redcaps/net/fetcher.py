@@ -31,7 +31,7 @@ import requests
 import tenacity
 import urllib3.exceptions
 
-from redcaps.net.config import HttpConfig
+from redcaps.net.config import HttpConfig, strip_userinfo
 from redcaps.net.egress import BlockedAddress
 from redcaps.net.limits import HostLimiter, Ticket
 from redcaps.net.retry import RetryLater, retry_after_seconds, retrying
@@ -241,7 +241,7 @@ class Fetcher:
         budget = ends - time.monotonic()
         config = self.config
         with self.session.get(
-            hop_url,
+            strip_userinfo(hop_url),  # never sent as credentials, a redirect's included
             headers={"Accept": accept},
             timeout=(min(config.connect_timeout, budget), min(config.read_timeout, budget)),
             stream=True,
