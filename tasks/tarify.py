@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import luigi
 
 from redcaps import layout
+from redcaps.atomic import read_json
+from redcaps.dataset.shardmeta import read_sizes
 from redcaps.dataset.tarify import pack
 from tasks.base import StageTask
 from tasks.config import ImagesConfig, ShardsConfig
@@ -16,9 +20,26 @@ class Tarify(StageTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout.stage_file(layout.TARIFY, self.stem)))
 
+    def shard_artefacts(self) -> list[Path]:
+        """Each shard its index lists, with its parquet and ``_stats.json``."""
+        index = read_json(self.output().path) or {}
+        shards = [self.layout.tarfiles / Path(p).name for p in index.get("shards", [])]
+        return [p for s in shards for p in (s, layout.shard_metadata_path(s), layout.shard_stats_path(s))]
+
+    def artefacts(self) -> list[Path]:
+        return [Path(self.output().path), *self.shard_artefacts()]
+
+    def complete(self) -> bool:
+        """Also incomplete when ``sizes.json`` (every stem's, so checked by content) lacks a shard."""
+        if not super().complete():
+            return False
+        sizes = read_sizes(self.layout.tarfiles)
+        return all(path.name in sizes for path in self.shard_artefacts() if path.suffix == ".tar")
+
     def run(self) -> None:
         result = pack(
             self.load_input(), self.layout, self.stem, ShardsConfig().settings(), ImagesConfig().storage()
         )
+        self.record_artefacts()
         done = f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing"
         self.show_progress(done, 100)
