@@ -110,3 +110,12 @@ def rebuilt_by(root: str | Path, artefact: Path) -> str:
     if parts[0] == "images" and len(parts) > 2:
         return f"DownloadImages of {parts[2]} (shard {name.split('.')[0]})"
     return f"{parts[1]} stage of {name.split('.')[0]}" if len(parts) > 2 else f"the stage writing {name}"
+
+
+def prune(root: str | Path, directory: Path, pattern: str, keep: Iterable[Path]) -> None:
+    """Forget the records of ``directory``'s artefacts matching ``pattern`` that are not in
+    ``keep`` (stale shards a rerun removed), so verify never looks for them."""
+    root, kept = Path(root), {record_path(Path(root), Path(p)) for p in keep}
+    records = record_path(root, Path(directory) / "x").parent
+    for stale in set(records.glob(pattern + ".json")) - kept:
+        stale.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import luigi
 
-from redcaps import layout
+from redcaps import integrity, layout
 from redcaps.atomic import read_json
 from redcaps.dataset.shardmeta import read_sizes
 from redcaps.dataset.tarify import pack
@@ -41,5 +41,6 @@ class Tarify(StageTask):
             self.load_input(), self.layout, self.stem, ShardsConfig().settings(), ImagesConfig().storage()
         )
         self.record_artefacts()
+        integrity.prune(self.layout.root, self.layout.tarfiles, f"{self.stem}_*", self.artefacts())
         done = f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing"
         self.show_progress(done, 100)
