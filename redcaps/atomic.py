@@ -108,6 +108,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 os.fsync(fh.fileno())
             os.chmod(tmp_path, file_mode())
             os.replace(tmp_path, path)
+            fsync_directory(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -132,6 +133,7 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
                 os.fchmod(fh.fileno(), file_mode())
                 os.fsync(fh.fileno())
             os.replace(tmp_path, path)
+            fsync_directory(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -195,10 +197,13 @@ def write_json(path: str | Path, obj: Any, **dump_kwargs: Any) -> None:
         json.dump(obj, fh, **dump_kwargs)
 
 
-def sweep_temp_files(directory: str | Path, older_than: float = SWEEP_GRACE_SECONDS) -> list[Path]:
-    """Remove this module's temp files (``.tmp-*``) directly inside ``directory`` that were last
-    modified over ``older_than`` seconds ago: leftovers of a killed run. A younger one may be a
-    live writer's, so it stays. Returns what was removed."""
+def sweep_temp_files(
+    directory: str | Path, older_than: float = SWEEP_GRACE_SECONDS, named: str = ""
+) -> list[Path]:
+    """Remove this module's temp files (``.tmp-*``, or only those of files named ``named*``)
+    directly inside ``directory`` that were last modified over ``older_than`` seconds ago:
+    leftovers of a killed run. A younger one may be a live writer's, so it stays, unless the
+    caller has just written every file it could be for (``older_than=0``). Returns what went."""
     cutoff = time.time() - older_than
     removed = []
     try:
@@ -206,7 +211,7 @@ def sweep_temp_files(directory: str | Path, older_than: float = SWEEP_GRACE_SECO
     except (FileNotFoundError, NotADirectoryError):
         return removed
     for entry in entries:
-        if not entry.name.startswith(TMP_PREFIX) or not entry.is_file(follow_symlinks=False):
+        if not entry.name.startswith(TMP_PREFIX + named) or not entry.is_file(follow_symlinks=False):
             continue
         try:
             if entry.stat(follow_symlinks=False).st_mtime < cutoff:

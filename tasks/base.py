@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import luigi
 
 from redcaps import annotations as ann
+from redcaps import integrity
 from redcaps.errors import RedCapsError
 from redcaps.layout import Layout, stem_of
 from redcaps.locks import holding, lock_path
@@ -155,9 +156,18 @@ class StageTask(InDataDir):
         return self.upstream()
 
     def complete(self) -> bool:
-        """Complete when its output exists and its upstream is complete: an upstream that has
-        work again (a download shard with failures to retry) makes every later stage rerun."""
-        return super().complete() and self.upstream().complete()
+        """Complete when its artefacts are intact (present, of their recorded size, small JSON
+        parses) and its upstream is complete: an upstream that has work again (a download shard
+        with failures to retry, a truncated file) makes every later stage rerun."""
+        return integrity.all_intact(self.layout.root, self.artefacts()) and self.upstream().complete()
+
+    def artefacts(self) -> list[Path]:
+        """The files this stage writes that a rerun must find whole: by default, its output."""
+        return [Path(self.output().path)]
+
+    def record_artefacts(self) -> None:
+        """Record the artefacts' sizes and hashes, once they are written (the run's last step)."""
+        integrity.record(self.layout.root, self.artefacts())
 
     @property
     def input_path(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import luigi
 
 from redcaps import layout
@@ -16,8 +18,12 @@ class Dedup(StageTask):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.layout.stage_file(layout.DEDUP, self.stem)))
 
+    def artefacts(self) -> list[Path]:
+        return [self.layout.duplicates(self.stem), Path(self.output().path)]
+
     def run(self) -> None:
         result = dedup_file(self.load_input(), self.layout, self.stem, DedupConfig().settings())
+        self.record_artefacts()
         block = result.info["dedup"]
         self.show_progress(
             f"{block['exact']} exact, {block['near']} near duplicates; {block['dropped']} dropped", 100

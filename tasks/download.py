@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 import luigi
 
-from redcaps import layout
+from redcaps import annotations as ann
+from redcaps import integrity, layout
+from redcaps.dataset.tarify import restore_from_shards
 from redcaps.download.manifest import Outcome, downloaded_annotations, read_outcomes
 from redcaps.download.previews import PreviewLookup
 from redcaps.download.shard import download_file, file_outcomes, file_shards, retries_left, shard_slice
@@ -103,16 +105,12 @@ class DownloadImageShard(StageTask):
         return sorted({urlsplit(r["url"]).hostname or "" for r in records} - {""})
 
     def complete(self) -> bool:
-        return shard_finished(Path(self.output().path), DownloadsConfig().retry_rounds)
+        manifest = Path(self.output().path)
+        finished = shard_finished(manifest, DownloadsConfig().retry_rounds)
+        return finished and integrity.intact(self.layout.root, manifest)
 
     def removed_later(self) -> set[str]:
-        """Image ids a later stage removed (their images are gone on purpose: never refetched)."""
-        removed: set[str] = set()
-        for kind in FILTER_KEYS:
-            path = self.layout.removals(kind, self.stem)
-            if path.exists():
-                removed |= {r.image_id for r in read_removals(path)}
-        return removed
+        return removed_later(self.layout, self.stem)
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
@@ -167,6 +165,17 @@ class DownloadImageShard(StageTask):
             fetcher.close()
             if previews is not None:
                 previews.close()
+        self.record_artefacts()
+
+
+def removed_later(data: layout.Layout, stem: str) -> set[str]:
+    """Image ids a later stage removed (their images are gone on purpose: never refetched)."""
+    removed: set[str] = set()
+    for kind in FILTER_KEYS:
+        path = data.removals(kind, stem)
+        if path.exists():
+            removed |= {r.image_id for r in read_removals(path)}
+    return removed
 
 
 def host_rates(limiter: HostLimiter, groups: list[tuple[str, str]]) -> str:
@@ -199,8 +208,23 @@ class DownloadImages(StageTask):
     def run(self) -> Iterator[list[DownloadImageShard]]:
         source = self.load_input()  # schema-checked before any shard writes a file
         check_unique_ids(source.annotations, str(self.input_path))
+        self.restore_from_shards(source)
         self.show_progress(f"{len(source.annotations)} images in {len(self.shards())} shards", 0)
         yield self.shards()  # dynamic: the shard count is known only once the input exists
         outcomes = file_outcomes(source, self.layout.manifests(self.stem), DownloadsConfig().settings())
         save_if_changed(self.output().path, downloaded_annotations(source, outcomes))
+        self.record_artefacts()
         self.show_progress(f"{len(self.shards())} shards done", 100)
+
+    def restore_from_shards(self, source: ann.AnnotationFile) -> None:
+        """Take the ``ok`` images a ``keep_loose = false`` run deleted back out of the stem's
+        shards before any shard decides what to fetch: the tars are where the year's images are
+        kept, so they are never fetched again, and filters and dedup see them all."""
+        outcomes = file_outcomes(source, self.layout.manifests(self.stem), DownloadsConfig().settings())
+        removed = removed_later(self.layout, self.stem)
+        held = [
+            r
+            for r in source.annotations
+            if (o := outcomes.get(r["image_id"])) is not None and o.ok and o.image_id not in removed
+        ]
+        restore_from_shards(ann.AnnotationFile(source.info, held), self.layout, self.stem)

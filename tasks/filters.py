@@ -14,6 +14,8 @@ from typing import ClassVar
 
 import luigi
 
+from redcaps import integrity
+from redcaps.atomic import sweep_temp_files
 from redcaps.filters.base import FILTER_KEYS, ImageScorer
 from redcaps.filters.models import models_dir
 from redcaps.filters.stage import FilterPaths, FilterResult, new_scorer, run_filter
@@ -88,6 +90,9 @@ class _FilterTask(StageTask):
         return settings_from(section(), cls)
 
     def run(self) -> None:
+        output = Path(self.output().path)
+        if not integrity.intact(self.layout.root, output):
+            output.unlink(missing_ok=True)  # damaged: filtered again (its removals record stays)
         settings = self.settings()
         progress = Throttled(
             lambda done, total: self.show_progress(f"{done}/{total} images scored", 100 * done / total)
@@ -99,6 +104,8 @@ class _FilterTask(StageTask):
             scorer=lambda: cached_scorer(self.kind, settings, str(models_dir())),
             progress=progress,
         )
+        self.record_artefacts()
+        sweep_temp_files(output.parent, older_than=0, named=f"{self.stem}.")  # a killed run's
         self.show_progress(_describe(result), 100.0)
 
 

@@ -24,4 +24,5 @@ class Publish(StageTask):
         self.show_progress(f"publishing {self.input_path.name}", 0)
         records = self.load_input()  # schema-checked: a broken upstream file is never published
         write_bytes(self.output().path, self.input_path.read_bytes())
+        self.record_artefacts()
         self.show_progress(f"{len(records.annotations)} instances in {self.output().path}", 100)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import luigi
 
-from redcaps import layout
+from redcaps import integrity, layout
 from redcaps.annotations import Record
+from redcaps.atomic import read_json
+from redcaps.dataset.shardmeta import read_sizes
 from redcaps.dataset.tarify import pack
 from tasks.base import StageTask, stage_list
 from tasks.config import ImagesConfig, ShardsConfig
@@ -25,6 +29,22 @@ class Tarify(StageTask):
             return []
         return self.clone(DownloadImages).load_input().annotations
 
+    def shard_artefacts(self) -> list[Path]:
+        """Each shard its index lists, with its parquet and ``_stats.json``."""
+        index = read_json(self.output().path) or {}
+        shards = [self.layout.tarfiles / Path(p).name for p in index.get("shards", [])]
+        return [p for s in shards for p in (s, layout.shard_metadata_path(s), layout.shard_stats_path(s))]
+
+    def artefacts(self) -> list[Path]:
+        return [Path(self.output().path), *self.shard_artefacts()]
+
+    def complete(self) -> bool:
+        """Also incomplete when ``sizes.json`` (every stem's, so checked by content) lacks a shard."""
+        if not super().complete():
+            return False
+        sizes = read_sizes(self.layout.tarfiles)
+        return all(path.name in sizes for path in self.shard_artefacts() if path.suffix == ".tar")
+
     def run(self) -> None:
         result = pack(
             self.load_input(),
@@ -34,5 +54,7 @@ class Tarify(StageTask):
             ImagesConfig().storage(),
             attempted=self.attempted(),
         )
+        self.record_artefacts()
+        integrity.prune(self.layout.root, self.layout.tarfiles, f"{self.stem}_*", self.artefacts())
         done = f"{result.samples} samples in {len(result.shards)} shards, {len(result.missing)} missing"
         self.show_progress(done, 100)

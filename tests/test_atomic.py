@@ -189,3 +189,26 @@ print(oct(os.stat({str(tmp_path / "out.txt")!r}).st_mode & 0o777))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0o640"
+
+
+@pytest.mark.parametrize("writer", ["atomic_open", "atomic_path"])
+def test_an_atomic_write_fsyncs_its_directory_after_the_rename(tmp_path, monkeypatch, writer):
+    """A power loss cannot undo a rename a completed stage relies on: the directory is fsynced
+    after ``os.replace``, not only the file before it."""
+    events: list[str] = []
+    real_replace, real_fsync = os.replace, os.fsync
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = tmp_path / "out.json"
+    if writer == "atomic_open":
+        with atomic_open(target, "w") as fh:
+            fh.write("{}")
+    else:
+        with atomic_path(target) as tmp:
+            tmp.write_text("{}")
+    assert events == ["fsync file", "replace", "fsync dir"]

@@ -279,6 +279,7 @@ def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_yea
     images = {r["image_id"]: layout.image("roses", r["image_id"]).read_bytes() for r in af.annotations}
     first = pack(af, layout, "roses_2020", settings, storage)
     shards = {p.name: _sha(p) for p in first.shards}
+    marker = layout.stage_file("tarify", "roses_2020").read_bytes()
     assert not any(layout.image("roses", key).exists() for key in images)
     assert read_index(layout, "roses_2020")["loose_removed"] == 7
     with tarfile.open(first.shards[0]) as tar:
@@ -288,8 +289,86 @@ def test_loose_images_deleted_once_verified_and_restored_on_a_rerun(pipeline_yea
     layout.stage_file("tarify", "roses_2020").unlink()
     again = pack(af, layout, "roses_2020", settings, storage)
     assert {p.name: _sha(p) for p in again.shards} == shards and again.missing == []
-    assert read_index(layout, "roses_2020")["restored_from_shards"] == 7
+    assert layout.stage_file("tarify", "roses_2020").read_bytes() == marker
     assert not any(layout.image("roses", key).exists() for key in images)
+
+
+def test_a_kill_during_the_loose_deletion_leaves_the_marker_byte_identical(pipeline_year):
+    """Killed after deleting some loose images: the rerun takes them back, the index is the same."""
+    from redcaps.dataset.tarify import pack
+    from redcaps.settings import ShardSettings, StorageSettings
+
+    af, layout = pipeline_year
+    settings, storage = ShardSettings(samples_per_tar=3), StorageSettings(keep_loose=False)
+    uninterrupted = pack(af, layout, "roses_2020", settings, storage)
+    marker = layout.stage_file("tarify", "roses_2020").read_bytes()
+    layout.stage_file("tarify", "roses_2020").unlink()
+    for r in af.annotations[3:]:  # the killed run: 3 of 7 deleted, no index yet
+        layout.image("roses", r["image_id"]).write_bytes(b"")
+        layout.image("roses", r["image_id"]).unlink()
+    pack(af, layout, "roses_2020", settings, storage)
+    assert layout.stage_file("tarify", "roses_2020").read_bytes() == marker
+    assert uninterrupted.samples == 7
+
+
+def test_a_damaged_shard_with_loose_images_gone_is_one_line_naming_the_lost(pipeline_year, caplog):
+    """keep_loose off and a truncated shard: what still reads is packed again, the rest is one
+    warning naming the lost samples, and every later run ends the same way (no traceback loop)."""
+    from redcaps.dataset.tarify import pack, read_index
+    from redcaps.download.manifest import Outcome
+    from redcaps.settings import ShardSettings, StorageSettings
+
+    af, layout = pipeline_year
+    manifest = layout.manifests("roses_2020") / "00000000.jsonl"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("".join(Outcome(r["image_id"], r["url"], "ok").to_line() for r in af.annotations))
+    settings, storage = ShardSettings(samples_per_tar=3), StorageSettings(keep_loose=False)
+    first = pack(af, layout, "roses_2020", settings, storage)
+    shard = first.shards[1]  # id003 id004 id005
+    shard.write_bytes(shard.read_bytes()[:2000])  # id003's members survive, the rest is cut
+    layout.stage_file("tarify", "roses_2020").unlink()
+    for _ in range(2):
+        caplog.clear()
+        again = pack(af, layout, "roses_2020", settings, storage)
+        lost = [m for m in caplog.messages if "samples lost" in m]
+        assert len(lost) == 1 and "id004, id005" in lost[0]
+        assert again.samples == 5 and sorted(again.missing) == ["id004", "id005"]
+        assert read_index(layout, "roses_2020")["missing"] == 2
+
+
+def test_a_damaged_loose_image_is_not_packed(pipeline_year, caplog):
+    """The manifest has the stored file's sha256, so a truncated loose JPEG is caught."""
+    from redcaps.dataset.tarify import pack
+    from redcaps.download.manifest import Outcome
+    from redcaps.settings import ShardSettings
+
+    af, layout = pipeline_year
+    lines = []
+    for r in af.annotations:
+        stored = hashlib.sha256(layout.image("roses", r["image_id"]).read_bytes()).hexdigest()
+        lines.append(Outcome(r["image_id"], r["url"], "ok", stored_sha256=stored).to_line())
+    manifest = layout.manifests("roses_2020") / "00000000.jsonl"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("".join(lines))
+    damaged = layout.image("roses", "id002")
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    result = pack(af, layout, "roses_2020", ShardSettings(samples_per_tar=3))
+    assert result.missing == ["id002"] and result.samples == 6
+    assert any("id002.jpg: damaged" in m for m in caplog.messages)
+
+
+def test_a_killed_runs_temp_shards_are_swept_when_tarify_completes(pipeline_year):
+    from redcaps.dataset.tarify import pack
+    from redcaps.settings import ShardSettings
+
+    af, layout = pipeline_year
+    layout.tarfiles.mkdir(parents=True)
+    left = layout.tarfiles / ".tmp-roses_2020_00000000.tar.abc123"
+    other = layout.tarfiles / ".tmp-cats_2020_00000000.tar.abc123"  # another stem's live writer
+    left.write_bytes(b"half a tar")
+    other.write_bytes(b"half a tar")
+    pack(af, layout, "roses_2020", ShardSettings(samples_per_tar=3))
+    assert not left.exists() and other.exists()
 
 
 def test_loose_images_kept_when_a_shard_does_not_match(pipeline_year, monkeypatch):

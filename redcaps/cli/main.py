@@ -420,6 +420,27 @@ def report(data_dir: str, output: str | None) -> None:
     click.echo(write_report(layout, output or layout.report_file("dataset")))
 
 
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, exists=True))
+def verify(data_dir: str) -> None:
+    """Check every recorded artefact's size and sha256, and that every tar and parquet reads;
+    name what the next run rebuilds (exit 1 when something is damaged)."""
+    from redcaps import integrity
+
+    root = Layout.at(data_dir).root
+    damaged = list(integrity.damage(root))
+    for artefact, why in damaged:
+        integrity.mark_damaged(root, artefact, why)  # the next run's cheap check sees it too
+        where = artefact.relative_to(root)
+        click.echo(
+            f"damaged: {where}: {why}; the next run rebuilds it ({integrity.rebuilt_by(root, artefact)})"
+        )
+    checked = len(list((root / integrity.CHECKSUMS).rglob("*.json")))
+    click.echo(f"{checked} artefacts checked, {len(damaged)} damaged")
+    if damaged:
+        sys.exit(EXIT_ERROR)
+
+
 from redcaps.cli.filters import COMMANDS as FILTER_COMMANDS  # noqa: E402 - after main exists
 
 for _command in FILTER_COMMANDS:

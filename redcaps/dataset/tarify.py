@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 from PIL import Image
 
 from redcaps.annotations import AnnotationFile, Record
-from redcaps.atomic import atomic_open, read_json, sweep_temp_files, write_bytes, write_json
+from redcaps.atomic import atomic_open, read_json, sha256_file, sweep_temp_files, write_bytes, write_json
 from redcaps.dataset.shardmeta import NO_IMAGE, Row, assign_failures, update_sizes, write_shard_metadata
 from redcaps.download.manifest import Outcome, read_manifests
 from redcaps.errors import RedCapsError
@@ -46,6 +47,8 @@ from redcaps.layout import (
 from redcaps.names import check_image_id
 from redcaps.settings import Format, ShardSettings, StorageSettings
 from redcaps.validate import check_unique_ids
+
+log = logging.getLogger(__name__)
 
 #: 2021-10-01, the RedCaps v1.0 release month: any fixed value makes tars reproducible.
 FIXED_MTIME = 1633046400
@@ -147,7 +150,7 @@ def write_shards(
     failures: list[Row] = []
     for record in sorted(annotations.annotations, key=lambda r: r["image_id"]):
         path = _image_for(record, image_dir, flat)
-        if path.is_file():
+        if path.is_file() and whole(path, outcomes.get(record["image_id"])):
             present.append((record, path))
         else:
             result.missing.append(record["image_id"])
@@ -182,6 +185,15 @@ def write_shards(
     _remove_stale_shards(output_dir, stem, len(result.shards))
     update_sizes(output_dir, stem, result.sizes)
     return result
+
+
+def whole(path: Path, outcome: Outcome | None) -> bool:
+    """Whether a loose image is the file the download stored (its manifest's ``stored_sha256``,
+    when recorded): a damaged one is never packed, and one warning line names it."""
+    if outcome is None or outcome.stored_sha256 is None or sha256_file(path) == outcome.stored_sha256:
+        return True
+    log.warning("%s: damaged (differs from the image the download stored); not packed", path)
+    return False
 
 
 def sample_members(record: Record, image: bytes, facts: dict[str, Any], fmt: Format) -> dict[str, bytes]:
@@ -223,6 +235,9 @@ def pack(
         manifests=layout.manifests(file_stem),
         attempted=attempted,
     )
+    if restored:
+        log.info("%s: %d images taken back out of its shards", file_stem, restored)
+    report_lost(file_stem, result, manifest_outcomes(layout.manifests(file_stem)))
     removed = 0
     if not storage.keep_loose:
         removed = remove_loose_images(annotations, layout, result)
@@ -234,14 +249,27 @@ def pack(
         "format": settings.format,
         "keep_loose": storage.keep_loose,
         "loose_removed": removed,
-        "restored_from_shards": restored,
+        "restored_from_shards": 0,  # always 0: what a rerun takes back is no result (kept for readers)
     }
     write_json(layout.stage_file(TARIFY, file_stem), index, indent=1)
+    sweep_temp_files(layout.tarfiles, older_than=0, named=f"{file_stem}_")  # a killed run's, now replaced
     return result
 
 
+def report_lost(file_stem: str, result: TarifyResult, outcomes: dict[str, Outcome]) -> None:
+    """One line naming the samples whose download was ok but whose image is held nowhere now
+    (no loose file, no readable copy in a shard): lost, counted in the index's ``missing``."""
+    lost = [i for i in result.missing if (o := outcomes.get(i)) is not None and o.ok]
+    if lost:
+        shown = ", ".join(lost[:20]) + (f" and {len(lost) - 20} more" if len(lost) > 20 else "")
+        log.warning(
+            "%s: %d samples lost (no loose image, no readable shard copy): %s", file_stem, len(lost), shown
+        )
+
+
 def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: str) -> int:
-    """Write back the loose images a ``keep_loose = false`` run deleted, from the stem's shards."""
+    """Write back the loose images a ``keep_loose = false`` run deleted, from the stem's shards;
+    a damaged shard gives what it still holds (the rest is packed again or counted missing)."""
     wanted = {
         r["image_id"]: path
         for r in annotations.annotations
@@ -249,13 +277,25 @@ def restore_from_shards(annotations: AnnotationFile, layout: Layout, file_stem: 
     }
     restored = 0
     for shard in layout.shard_files(file_stem) if wanted else []:
+        for key, ext, data in readable_members(shard):
+            if ext == "jpg" and key in wanted:
+                write_bytes(wanted.pop(key), data)
+                restored += 1
+    return restored
+
+
+def readable_members(shard: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(key, extension, bytes) of each member of a shard that reads whole, in order; at the first
+    damage (a truncated or corrupted tar), one warning line and no more."""
+    try:
         with tarfile.open(shard) as tar:
             for member in tar:
-                key, _, ext = member.name.rpartition(".")
-                if ext == "jpg" and key in wanted and (data := tar.extractfile(member)) is not None:
-                    write_bytes(wanted.pop(key), data.read())
-                    restored += 1
-    return restored
+                data = tar.extractfile(member)
+                if data is not None:
+                    key, _, ext = member.name.rpartition(".")
+                    yield key, ext, data.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        log.warning("%s: damaged (%s); only the samples before the damage are read", shard, exc)
 
 
 def shard_digests(shard: Path) -> dict[str, str]:

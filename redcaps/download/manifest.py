@@ -39,6 +39,8 @@ class Outcome:
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
+    #: sha256 of the stored image file (``sha256`` is the fetched body's): a damaged file shows.
+    stored_sha256: str | None = None
     #: The run that produced this outcome: 1 for the first fetch, +1 for every rerun retrying it.
     round: int = 1
     #: How the image was got when not from ``url`` itself (:mod:`redcaps.download.recover`):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -41,6 +42,8 @@ from redcaps.layout import manifest_path
 from redcaps.net.fetcher import Fetcher, FetchResult
 from redcaps.settings import DownloadSettings
 from redcaps.validate import check_unique_ids
+
+log = logging.getLogger(__name__)
 
 
 def num_shards(num_records: int, shard_size: int) -> int:
@@ -99,6 +102,7 @@ def fetch_one(
         outcome.status, outcome.error = exc.reason, str(exc)
         return outcome
     store.write(record, image.jpeg)
+    outcome.stored_sha256 = hashlib.sha256(image.jpeg).hexdigest()  # so damage to the file shows
     outcome.original_width, outcome.original_height = image.original_width, image.original_height
     outcome.width, outcome.height = image.width, image.height
     return outcome
@@ -241,6 +245,7 @@ def download_shard(
             plain = replace(policy, recover=False)
             for record, outcome in _from_previews(gone, lookup, fetch, plain, _preview_edge(options)):
                 keep(record, outcome)
+    _report_lost(manifest, previous, [done[r["image_id"]] for r in todo])
     return _write_manifest(manifest, [done[r["image_id"]] for r in records])
 
 
@@ -273,6 +278,15 @@ def _from_previews(
             continue
         got.url, got.route, got.fetched_url = record["url"], PREVIEW, got.url
         yield record, got
+
+
+def _report_lost(manifest: Path, previous: dict[str, Outcome], fetched: list[Outcome]) -> None:
+    """One line naming the images that were ``ok`` but are stored nowhere now and could not be
+    fetched again (a host deleted them): lost, their new failure recorded."""
+    lost = [o.image_id for o in fetched if not o.ok and (old := previous.get(o.image_id)) and old.ok]
+    if lost:
+        shown = ", ".join(lost[:20]) + (f" and {len(lost) - 20} more" if len(lost) > 20 else "")
+        log.warning("%s: %d images lost (stored nowhere, not fetched again): %s", manifest, len(lost), shown)
 
 
 def _write_manifest(manifest: Path, ordered: list[Outcome]) -> list[Outcome]:
