@@ -9,7 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redcaps.net.robots import DISALLOWED_DIRECTIVES
+#: img2dataset's default ``disallowed_header_directives``: an ``X-Robots-Tag`` naming one opts
+#: the image out (``redcaps.net.robots``).
+DISALLOWED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 
 #: Where posts come from (``redcaps.collect.month.build_source``).
 SOURCES = ("arctic-shift", "pushshift", "dump")

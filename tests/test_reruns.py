@@ -154,9 +154,15 @@ def _outcomes(data: Path, stem: str) -> dict[str, Outcome]:
     return outcomes
 
 
+#: Where the recovery of an image gone for good goes (its preview, looked up by post id): not a
+#: refetch of the image's own URL.
+RECOVERY_HOSTS = {"preview.redd.it", "external-preview.redd.it", "arctic-shift.photon-reddit.com"}
+
+
 def _image_requests(sandbox: Sandbox) -> set[str]:
-    """Paths of image requests, without redirect hops to placeholders (imgur's removed.png)."""
-    return {r.path for r in sandbox.log.records()} - {
+    """Paths of requests to images' own URLs, without redirect hops to placeholders (imgur's
+    removed.png) and without the recovery of images gone for good."""
+    return {r.path for r in sandbox.log.records() if r.host not in RECOVERY_HOSTS} - {
         "/removed.png",
         "/pw/images/en-us/photo_unavailable.png",
     }

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-#: img2dataset's default ``disallowed_header_directives``.
-DISALLOWED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+from redcaps.settings import DISALLOWED_DIRECTIVES
+
 #: Directives that take a value after a colon, so the colon starts no user-agent scope
 #: (https://developers.google.com/search/docs/crawling-indexing/robots-meta-tag).
 _VALUED = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
