@@ -115,3 +115,20 @@ class ScoresById(ImageScorer):
 def free_limiter() -> HostLimiter:
     """An API limiter that never makes a test wait (far above any sandbox API's limit)."""
     return HostLimiter({"*": HostPolicy(rate=10_000.0, burst=10_000, concurrency=4)})
+
+
+def write_monthly_dumps(folder: Path, year: int = 2020) -> Path:
+    """``RS_<year>-MM.zst`` for every month of ``year``: the sandbox's posts of that month, written
+    the way the real dumps are (``window_log=31``)."""
+    import datetime as dt
+
+    from redcaps.collect.sources.dump import write_dump
+    from redcaps.sandbox.posts import population
+
+    def month_of(post: dict[str, Any]) -> str:
+        return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).strftime("%Y-%m")
+
+    for month in range(1, 13):
+        name = f"{year}-{month:02d}"
+        write_dump(folder / f"RS_{name}.zst", [p for p in population() if month_of(p) == name])
+    return folder

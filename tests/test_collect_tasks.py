@@ -13,12 +13,10 @@ from click.testing import CliRunner
 
 from pipeline import FetchMonth, MergeYear
 from redcaps.cli.main import main
-from redcaps.collect.sources.dump import write_dump
 from redcaps.sandbox import reddit_apis
 from redcaps.sandbox.posts import expected as expected_counts
-from redcaps.sandbox.posts import population
 from redcaps.validate import validate_file
-from tests.helpers import luigi_settings
+from tests.helpers import luigi_settings, write_monthly_dumps
 
 FAST_FAILURE = {"worker": {"keep_alive": "false", "max_reschedules": "0"}, "scheduler": {"retry_count": "0"}}
 
@@ -26,15 +24,7 @@ FAST_FAILURE = {"worker": {"keep_alive": "false", "max_reschedules": "0"}, "sche
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory) -> Path:
     """RS_2020-MM.zst for every month of 2020 (window_log=31, as the real dumps)."""
-    folder = tmp_path_factory.mktemp("dumps")
-    for month in range(1, 13):
-        name = f"2020-{month:02d}"
-        write_dump(folder / f"RS_{name}.zst", [p for p in population() if _month(p) == name])
-    return folder
-
-
-def _month(post) -> str:
-    return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).strftime("%Y-%m")
+    return write_monthly_dumps(tmp_path_factory.mktemp("dumps"))
 
 
 def build(tasks, data_dir: Path, **collection: str) -> luigi.execution_summary.LuigiRunResult:
@@ -243,9 +233,7 @@ def test_merge_year_folds_earlier_years_from_first_year(apis, tmp_path, dumps):
     folder.mkdir()
     for path in dumps.glob("RS_*.zst"):
         (folder / path.name).symlink_to(path)
-    for month in range(1, 13):  # 2019: posts only from October on, as the sandbox has them
-        name = f"2019-{month:02d}"
-        write_dump(folder / f"RS_{name}.zst", [p for p in population() if _month(p) == name])
+    write_monthly_dumps(folder, 2019)  # 2019: posts only from October on, as the sandbox has them
     task = MergeYear(subreddit="sandboxcats", year=2020, first_year=2019)
     result = build([task], tmp_path / "data", source="dump", dump_dir=str(folder))
     assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text

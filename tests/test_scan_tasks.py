@@ -17,23 +17,15 @@ from redcaps.collect.sources.dump import DumpSource, write_dump
 from redcaps.sandbox.posts import population
 from tasks.collect import FetchMonth
 from tasks.scan import ScanDump
-from tests.helpers import luigi_settings
+from tests.helpers import luigi_settings, write_monthly_dumps
 
 SUBREDDITS = ["sandboxcats", "sandboxroses"] + [f"absent{i}" for i in range(40)]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _month(post) -> str:
-    return dt.datetime.fromtimestamp(post["created_utc"], dt.timezone.utc).strftime("%Y-%m")
-
-
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("dumps")
-    for month in range(1, 13):
-        name = f"2020-{month:02d}"
-        write_dump(folder / f"RS_{name}.zst", [p for p in population() if _month(p) == name])
-    return folder
+    return write_monthly_dumps(tmp_path_factory.mktemp("dumps"))
 
 
 def _batch_file(path: Path, subreddits: list[str], years: str = "[2020]") -> Path:
