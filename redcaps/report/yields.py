@@ -83,6 +83,7 @@ def yield_plot(table: Mapping[tuple[str, str], Counter]) -> str | None:
         heights = [counts[name] for counts in table.values()]
         axes.bar(labels, heights, bottom=bottom, label=name)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    axes.set_ylim(0, max(max(bottom) * 1.08, 1))  # zero-height bars on top would pin the axis there
     axes.set_ylabel("images")
     axes.legend(fontsize="small")
     return _svg(figure, "yields")
