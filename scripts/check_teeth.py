@@ -115,6 +115,13 @@ MUTATIONS = (
             "tests/test_integrity.py::test_a_keep_loose_rerun_after_the_hosts_delete_every_image_keeps_the_year",
         ),
     ),
+    Mutation(
+        "a damaged tar's lost images refetched once",
+        "tasks/tarify.py",
+        'refetch=self.refetch if "DownloadImages" in stage_list(self.graph) else None,',
+        "refetch=None,",
+        ("tests/test_integrity.py::test_a_damaged_tar_whose_images_exist_nowhere_is_refetched_and_rebuilt",),
+    ),
 )
 
 

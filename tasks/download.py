@@ -122,6 +122,10 @@ class DownloadImageShard(StageTask):
         return {host_resource(h): 1 for h in self.hosts()}
 
     def run(self) -> None:
+        self.fetch()
+
+    def fetch(self) -> None:
+        """Download the shard's images that are not stored (resuming) and write its manifest."""
         config = DownloadsConfig()
         http = config.http_config()
         limiter = process_limiter(http)

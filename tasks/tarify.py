@@ -12,7 +12,7 @@ from redcaps.atomic import read_json
 from redcaps.dataset.shardmeta import read_sizes
 from redcaps.dataset.tarify import pack
 from tasks.base import StageTask, stage_list
-from tasks.config import ImagesConfig, ShardsConfig
+from tasks.config import DownloadsConfig, ImagesConfig, ShardsConfig
 from tasks.download import DownloadImages
 
 
@@ -28,6 +28,15 @@ class Tarify(StageTask):
         if "DownloadImages" not in stage_list(self.graph):
             return []
         return self.clone(DownloadImages).load_input().annotations
+
+    def refetch(self, records: list[Record]) -> None:
+        """Fetch again, through their download shards, the ``ok`` images held nowhere whole."""
+        download = self.clone(DownloadImages)
+        position = {r["image_id"]: i for i, r in enumerate(download.load_input().annotations)}
+        per_shard = DownloadsConfig().settings().images_per_shard
+        shards = download.shards()
+        for index in sorted({position[r["image_id"]] // per_shard for r in records}):
+            shards[index].fetch()
 
     def shard_artefacts(self) -> list[Path]:
         """Each shard its index lists, with its parquet and ``_stats.json``."""
@@ -53,6 +62,7 @@ class Tarify(StageTask):
             ShardsConfig().settings(),
             ImagesConfig().storage(),
             attempted=self.attempted(),
+            refetch=self.refetch if "DownloadImages" in stage_list(self.graph) else None,
         )
         self.record_artefacts()
         integrity.prune(self.layout.root, self.layout.tarfiles, f"{self.stem}_*", self.artefacts())

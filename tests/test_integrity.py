@@ -119,3 +119,76 @@ def test_verify_names_a_damaged_artefact_and_the_next_run_rebuilds_it(built_year
         assert _build().status == luigi.LuigiStatusCode.SUCCESS
     again = runner.invoke(main, ["verify", str(data)])
     assert again.exit_code == 0, again.output
+
+
+def _truncate_first_tar(data: Path) -> tuple[Path, bytes]:
+    tar = data / "tarfiles" / f"{STEM}_00000000.tar"
+    whole = tar.read_bytes()
+    tar.write_bytes(whole[: len(whole) // 2])  # the first half of its samples survive
+    return tar, whole
+
+
+def _packed_ids(tar_bytes: bytes) -> list[str]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        return sorted({m.name.rpartition(".")[0] for m in tar if m.name.endswith(".jpg")})
+
+
+def _fetched(sandbox, urls: dict[str, str]) -> set[str]:
+    """The ids among ``urls`` (id -> image URL) the sandbox was asked for since its log's clear."""
+    from urllib.parse import urlsplit
+
+    asked = {(r.host, r.path) for r in sandbox.log.records()}
+    return {i for i, url in urls.items() if (urlsplit(url).hostname, urlsplit(url).path) in asked}
+
+
+def test_a_damaged_tar_whose_images_exist_nowhere_is_refetched_and_rebuilt(sandbox_env, luigi_config):
+    """keep_loose off, a truncated tar: the images it took with it are fetched again once,
+    through the download path, and the tar comes back byte for byte."""
+    data = luigi_config
+    settings = {**SETTINGS, "images": {"keep_loose": "false"}}
+    with luigi_settings(settings):
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS  # retryable failures settled
+        tar, whole = _truncate_first_tar(data)
+        ok = {o.image_id: o.url for o in _outcomes(data) if o.ok}
+        cut = {i: ok[i] for i in _packed_ids(whole)}
+        sandbox_env.log.clear()
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS
+        refetched = _fetched(sandbox_env, ok)
+    assert tar.read_bytes() == whole
+    assert refetched and refetched < set(cut)  # only what no readable copy held, from the tar
+    assert not list((data / "images" / "sandboxcats").glob("*.jpg"))
+
+
+def test_a_damaged_tar_whose_images_are_gone_everywhere_is_one_line_and_no_loop(
+    sandbox_env, luigi_config, monkeypatch, caplog
+):
+    """The same, once the hosts deleted the images: one line names the lost samples, the
+    failure is recorded, and later runs neither fetch them again nor fail."""
+    data, world = luigi_config, sandbox_env.world
+    downloads = {**SETTINGS["downloads"], "recover": "false"}
+    settings = {**SETTINGS, "images": {"keep_loose": "false"}, "downloads": downloads}
+    with luigi_settings(settings):
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS
+        _, whole = _truncate_first_tar(data)
+        ok = {o.image_id: o.url for o in _outcomes(data) if o.ok}
+        cut = {i: ok[i] for i in _packed_ids(whole)}
+        for url in cut.values():
+            monkeypatch.setitem(world.faults, url, "http_404")
+            monkeypatch.setitem(world.faults, world.canonical(url), "http_404")
+        caplog.clear()
+        sandbox_env.log.clear()
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS
+        lost = [m for m in caplog.messages if "samples lost" in m]
+        refetched = _fetched(sandbox_env, ok)
+        status = {o.image_id: o.status for o in _outcomes(data)}
+        gone = {i for i in refetched if status[i] != "ok"}  # a URL the faults miss came back
+        assert len(lost) == 1 and gone and refetched < set(cut)
+        assert {i for i in cut if i in lost[0]} == gone and {status[i] for i in gone} == {"http_404"}
+        sandbox_env.log.clear()
+        assert _build().status == luigi.LuigiStatusCode.SUCCESS
+        assert _fetched(sandbox_env, ok) == set()  # the failure is recorded: never fetched again

@@ -23,7 +23,7 @@ import json
 import logging
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,14 +217,17 @@ def pack(
     settings: ShardSettings,
     storage: StorageSettings | None = None,
     attempted: Iterable[Record] = (),
+    refetch: Callable[[list[Record]], None] | None = None,
 ) -> TarifyResult:
     """The pipeline's Tarify stage: shards of the layout's images, then the index, written last.
 
     With ``storage.keep_loose`` false the loose images are deleted once every shard has been
     read back and matches them; a rerun (its index gone) first takes the images back out of
-    the shards, so the year packs the same either way."""
+    the shards, so the year packs the same either way. ``refetch`` is the download path: the
+    ``ok`` images held nowhere whole (a damaged shard took them) go through it once."""
     storage = storage or StorageSettings()
     restored = restore_from_shards(annotations, layout, file_stem)
+    refetched = fetch_held_nowhere(annotations, layout, file_stem, refetch) if refetch else set()
     result = write_shards(
         annotations,
         layout.images,
@@ -237,7 +240,7 @@ def pack(
     )
     if restored:
         log.info("%s: %d images taken back out of its shards", file_stem, restored)
-    report_lost(file_stem, result, manifest_outcomes(layout.manifests(file_stem)))
+    report_lost(file_stem, result, manifest_outcomes(layout.manifests(file_stem)), refetched)
     removed = 0
     if not storage.keep_loose:
         removed = remove_loose_images(annotations, layout, result)
@@ -256,14 +259,40 @@ def pack(
     return result
 
 
-def report_lost(file_stem: str, result: TarifyResult, outcomes: dict[str, Outcome]) -> None:
+def fetch_held_nowhere(
+    annotations: AnnotationFile, layout: Layout, file_stem: str, refetch: Callable[[list[Record]], None]
+) -> set[str]:
+    """Hand ``refetch`` the records whose download was ok but whose image is held nowhere whole
+    (no loose file or a damaged one, no readable shard copy); their ids. The download path
+    records what it gets in the manifest, so a failure there is final and never tried again."""
+    outcomes = manifest_outcomes(layout.manifests(file_stem))
+    held_nowhere = []
+    for record in annotations.annotations:
+        outcome = outcomes.get(record["image_id"])
+        path = layout.image(record["subreddit"], record["image_id"])
+        if outcome is not None and outcome.ok and not (path.is_file() and whole(path, outcome)):
+            path.unlink(missing_ok=True)  # a damaged copy would count as stored
+            held_nowhere.append(record)
+    if held_nowhere:
+        log.warning("%s: %d images held nowhere whole; fetching them again", file_stem, len(held_nowhere))
+        refetch(held_nowhere)
+    return {r["image_id"] for r in held_nowhere}
+
+
+def report_lost(
+    file_stem: str, result: TarifyResult, outcomes: dict[str, Outcome], refetched: Collection[str] = ()
+) -> None:
     """One line naming the samples whose download was ok but whose image is held nowhere now
-    (no loose file, no readable copy in a shard): lost, counted in the index's ``missing``."""
-    lost = [i for i in result.missing if (o := outcomes.get(i)) is not None and o.ok]
+    (no loose file, no readable copy in a shard, not fetched again): lost, counted in the
+    index's ``missing``."""
+    lost = [i for i in result.missing if i in refetched or ((o := outcomes.get(i)) is not None and o.ok)]
     if lost:
         shown = ", ".join(lost[:20]) + (f" and {len(lost) - 20} more" if len(lost) > 20 else "")
         log.warning(
-            "%s: %d samples lost (no loose image, no readable shard copy): %s", file_stem, len(lost), shown
+            "%s: %d samples lost (no loose image, no readable shard copy, not fetched again): %s",
+            file_stem,
+            len(lost),
+            shown,
         )
 
 
