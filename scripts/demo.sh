@@ -14,7 +14,10 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-python -m redcaps.sandbox serve --state-dir "$STATE" > "$STATE/sandbox.log" 2>&1 &
+# a web that has decayed like the real one: some originals gone (most previews alive), Flickr's farm
+# hosts retired, a few images opted out of AI use and a few posts deleted after archiving
+python -m redcaps.sandbox serve --state-dir "$STATE" --decay 0.2 --flickr-farms-gone --opt-outs 0.02 \
+    --deletions 0.02 > "$STATE/sandbox.log" 2>&1 &
 PIDS+=($!)
 rm -f "$STATE/env.sh"
 for _ in $(seq 100); do [ -s "$STATE/env.sh" ] && break; sleep 0.1; done

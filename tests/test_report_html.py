@@ -380,3 +380,25 @@ def test_the_report_as_a_dataset_user_reads_it(two_years, tmp_path):
     )
     again = write_report(two_years, tmp_path / "again.html").read_text(encoding="utf-8")
     assert again == page  # the same data gives the same page
+
+
+def test_recovered_images_are_shown_with_their_route(half_filtered, tmp_path):
+    """Images stored from a rewrite or a preview get a sample of their own, labelled with the
+    route (NSFW removals still never shown); a data dir with none has no such section."""
+    layout, groups = half_filtered
+    assert "<h2>Recovered images</h2>" not in write_report(layout, tmp_path / "plain.html").read_text()
+    manifest = manifest_path(layout.manifests("roses_2021"), 0)
+    routes = {groups["loose"][0]: "preview", groups["in_tar"][0]: "rewrite", groups["nsfw"][0]: "preview"}
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for row in rows:
+        if row["image_id"] in routes:
+            row.update(route=routes[row["image_id"]], fetched_url="https://preview.redd.it/x.jpg")
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    page = write_report(layout, tmp_path / "report.html").read_text(encoding="utf-8")
+    recovered = page.split("<h2>Recovered images</h2>")[1]
+    figures = re.findall(r'<figure data-image-id="([^"]+)".*?<figcaption>(.*?)</figcaption>', recovered)
+    assert {i: label.split("</span>")[0].rpartition(" ")[2] for i, label in figures} == {
+        groups["loose"][0]: "preview",
+        groups["in_tar"][0]: "rewrite",
+    }
+    assert "https://" not in page  # the fetched URL is not put on the page

@@ -26,7 +26,7 @@ from redcaps.filters.base import FILTER_KEYS
 from redcaps.layout import TARIFY, Layout, split_stem
 from redcaps.report import plots, tables, yields
 from redcaps.report.summary import SUMMARY_STAGES, latest_file, summarize_file
-from redcaps.report.thumbnails import contact_sheet
+from redcaps.report.thumbnails import contact_sheet, recovered_routes
 
 
 @dataclass
@@ -112,6 +112,7 @@ td.none { text-align: center; color: #888; }
 .sheet figure { margin: 0; width: 128px; }
 .sheet img { display: block; width: 128px; height: 128px; object-fit: cover; }
 .sheet figcaption { font-size: 11px; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; }
+.sheet .route { color: #1b7f3b; font-weight: bold; }
 .plot svg { max-width: 100%; height: auto; } .note { color: #666; }
 .warn { background: #fff4d6; padding: 4px 8px; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; }
@@ -135,11 +136,30 @@ def _sheet_html(sheet: dict[str, list[dict[str, Any]]]) -> str:
             f'<figure data-image-id="{html.escape(t["image_id"])}"{" data-blurred" if t["blurred"] else ""}>'
             f'<img alt="{html.escape(t["caption"])}" title="{html.escape(t["caption"])}" '
             f'src="data:image/jpeg;base64,{base64.b64encode(t["jpeg"]).decode()}">'
-            f"<figcaption>{html.escape(t['caption'])}</figcaption></figure>"
+            f"<figcaption>{_route_label(t.get('route'))}{html.escape(t['caption'])}</figcaption></figure>"
             for t in thumbs
         )
         parts.append(f'<h3>r/{html.escape(subreddit)}</h3><div class="sheet">{figures or "no images"}</div>')
     return "\n".join(parts)
+
+
+def _route_label(route: str | None) -> str:
+    return f'<span class="route">via {html.escape(route)}</span> ' if route else ""
+
+
+def _recovered_section(layout: Layout, files: list[StemData]) -> str:
+    """A sample of the images stored from a recovery route, labelled with it (none: no section)."""
+    routes = recovered_routes(files)
+    sheet = {s: t for s, t in contact_sheet(layout, files, routes=routes).items() if t} if routes else {}
+    if not sheet:
+        return ""
+    return _section(
+        "Recovered images",
+        f'<p class="note">{len(routes)} images came from a recovery route after their original URL '
+        "failed for good: a rewrite of a retired URL form (Flickr's farm hosts) or the post's Reddit "
+        "preview. The annotation's <code>url</code> stays the original; the sample's <code>.json</code>"
+        " and parquet row record <code>route</code> and <code>fetched_url</code>.</p>" + _sheet_html(sheet),
+    )
 
 
 def _about(layout: Layout, files: list[StemData]) -> str:
@@ -221,6 +241,7 @@ def render(layout: Layout, files: list[StemData], title: str) -> str:
             '<p class="note">A fixed sample per subreddit. Images removed by the NSFW filter are never '
             "shown; face-filter removals are blurred.</p>" + _sheet_html(contact_sheet(layout, files)),
         ),
+        _recovered_section(layout, files),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -85,16 +85,21 @@ def _sample_order(image_id: str) -> str:
 
 
 def contact_sheet(
-    layout: Layout, files: list[StemData], per_subreddit: int = SAMPLES_PER_SUBREDDIT
+    layout: Layout,
+    files: list[StemData],
+    per_subreddit: int = SAMPLES_PER_SUBREDDIT,
+    routes: dict[str, str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """A deterministic sample of thumbnails per subreddit: ``{"image_id", "caption", "jpeg", "blurred"}``."""
+    """A deterministic sample of thumbnails per subreddit: ``{"image_id", "caption", "jpeg",
+    "blurred", "route"}``; with ``routes`` (image id -> route), only of those images."""
     never = {i for f in files for kind in NEVER_SHOWN for i in f.removed_ids.get(kind, ())}
     blurred = {i for f in files for kind in BLURRED for i in f.removed_ids.get(kind, ())}
     candidates: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
     for data in files:
         for instance in data.instances:
-            if instance["image_id"] not in never:
-                candidates[data.subreddit].append((_sample_order(instance["image_id"]), data.stem, instance))
+            image_id = instance["image_id"]
+            if image_id not in never and (routes is None or image_id in routes):
+                candidates[data.subreddit].append((_sample_order(image_id), data.stem, instance))
     reader = ImageReader(layout)
     sheet: dict[str, list[dict[str, Any]]] = {}
     for subreddit in sorted(candidates):
@@ -107,8 +112,25 @@ def contact_sheet(
             jpeg = thumbnail(data, blur=image_id in blurred) if data else None
             if jpeg is not None:
                 caption = str(instance.get("caption", ""))
+                route = (routes or {}).get(image_id)
                 chosen.append(
-                    {"image_id": image_id, "caption": caption, "jpeg": jpeg, "blurred": image_id in blurred}
+                    {
+                        "image_id": image_id,
+                        "caption": caption,
+                        "jpeg": jpeg,
+                        "blurred": image_id in blurred,
+                        "route": route,
+                    }
                 )
         sheet[subreddit] = chosen
     return sheet
+
+
+def recovered_routes(files: list[StemData]) -> dict[str, str]:
+    """Image id -> the route (``rewrite``, ``preview``) of each ok image not from its original URL."""
+    return {
+        str(row["image_id"]): str(row["route"])
+        for data in files
+        for row in data.manifest
+        if row.get("status") == "ok" and row.get("route") not in (None, "original")
+    }
