@@ -11,6 +11,7 @@ for the CLI's loose files) instead of joining paths themselves::
     tarfiles/<stem>_%08d.tar                 WebDataset shards (+ .parquet, _stats.json, sizes.json)
     stages/report/<name>.html                the HTML report of a year or a batch
     stages/dump_scan/<subreddit>_<YYYY-MM>.jsonl.zst   a month's raw posts from one dump scan
+    stages/previews/<subreddit>_<YYYY-MM>.json.zst     the ``preview`` of the month's collected posts
     official/                                the extracted release zip
 """
 
@@ -37,6 +38,7 @@ BATCH = "batch"
 OFFICIAL = "official"
 REPORT = "report"
 DUMP_SCAN = "dump_scan"
+PREVIEWS = "previews"
 
 _STEM = re.compile(r"(?P<subreddit>[A-Za-z0-9_]{1,64})_(?P<period>\d{4}(?:-\d{2})?)")
 SHARD_PATTERN = "{stem}_{index:08d}.tar"
@@ -162,6 +164,10 @@ class Layout:
     def dump_staging(self, subreddit: str, month: str) -> Path:
         """A subreddit-month's raw posts staged by one dump scan (``month`` is ``YYYY-MM``)."""
         return self.stage_file(DUMP_SCAN, stem(subreddit, month), ".jsonl.zst")
+
+    def month_previews(self, subreddit: str, month: dt.date) -> Path:
+        """FetchMonth's side file: post id -> the ``preview`` its source returned (no Luigi output)."""
+        return self.stage_file(PREVIEWS, stem(subreddit, month), ".json.zst")
 
     def final_file(self, file_stem: str) -> Path:
         return self.annotations / f"{file_stem}.json"

@@ -18,6 +18,7 @@ from redcaps import annotations as ann
 from redcaps import layout
 from redcaps.collect.credentials import Credentials, load_credentials
 from redcaps.collect.month import build_imgur, build_refresher, build_source, collect_month
+from redcaps.collect.preview_file import save_previews
 from redcaps.collect.scan import StagedDumpSource
 from redcaps.merge import merge_files
 from redcaps.settings import SOURCES, CollectionSettings
@@ -100,6 +101,7 @@ class FetchMonth(InDataDir):
                 **dataclasses.asdict(settings),
                 on_wait=lambda message: self.show_progress(message),
             )
+        previews: dict[str, dict] = {}
         result = collect_month(
             self.subreddit,
             self.month.year,
@@ -109,7 +111,9 @@ class FetchMonth(InDataDir):
             imgur=build_imgur(creds),
             min_score=settings.min_score,
             drop_empty_captions=CaptionsConfig().settings().drop_empty,
+            previews=previews,
         )
+        save_previews(self.layout.month_previews(self.subreddit, self.month), previews)  # before the output
         ann.save(self.output().path, result)  # atomic: a failed month leaves no file
         self.show_progress(f"{len(result.annotations)} posts", 100)
 

@@ -8,10 +8,11 @@ as written by it when it changed since the process first looked at it.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -141,7 +142,8 @@ class DownloadImageShard(StageTask):
             )
 
         source, settings = self.load_input(), config.settings()
-        total = len(shard_slice(source.annotations, self.shard, settings.images_per_shard))
+        records = shard_slice(source.annotations, self.shard, settings.images_per_shard)
+        total = len(records)
         throttled = Throttled(show)
 
         def progress(outcome: Outcome) -> None:
@@ -149,9 +151,7 @@ class DownloadImageShard(StageTask):
             throttled(sum(counts.values()), total)
 
         written_this_run(Path(self.output().path))  # its state before this run, if not seen yet
-        previews = (
-            PreviewLookup(CollectionConfig().arctic_shift_url, config=http) if settings.recover else None
-        )
+        previews = self.preview_lookup(http, records) if settings.recover else None
         try:
             download_file(
                 source,
@@ -170,6 +170,23 @@ class DownloadImageShard(StageTask):
             if previews is not None:
                 previews.close()
         self.record_artefacts()
+
+    def preview_lookup(self, http: HttpConfig, records: Sequence[ann.Record]) -> PreviewLookup:
+        """Previews from the side files of the records' months, then Arctic Shift, then Reddit
+        when its credentials are configured (read from credentials.json or the environment)."""
+        months = {(r["subreddit"], month_of(r["created_utc"])) for r in records}
+        collection = CollectionConfig()
+        return PreviewLookup(
+            collection.arctic_shift_url,
+            config=http,
+            collected=[self.layout.month_previews(subreddit, month) for subreddit, month in months],
+            reddit=collection.load_credentials().reddit,
+        )
+
+
+def month_of(created_utc: float) -> dt.date:
+    """The first day of the UTC month a post was created in (the month that collected it)."""
+    return dt.datetime.fromtimestamp(created_utc, dt.timezone.utc).date().replace(day=1)
 
 
 def removed_later(data: layout.Layout, stem: str) -> set[str]:

@@ -184,10 +184,12 @@ def collect_month(
     imgur: ImgurResolver | None = None,
     min_score: int = CollectionSettings.min_score,
     drop_empty_captions: bool = CaptionSettings.drop_empty,
+    previews: dict[str, Any] | None = None,
 ) -> ann.AnnotationFile:
     """Image posts of ``r/subreddit`` created in one UTC month, sorted by (time, id), one
     record per post id; with ``drop_empty_captions`` a post whose cleaned caption is empty is
-    dropped as ``empty_caption``."""
+    dropped as ``empty_caption``. ``previews``, when given, is filled with the ``preview`` the
+    source returned for each kept post (:mod:`redcaps.collect.preview_file`)."""
     check_subreddit(subreddit)
     first, last, start, end = month_bounds(year, month)
     posts: dict[str, dict[str, Any]] = {}
@@ -209,6 +211,8 @@ def collect_month(
             record = to_record(post, verdict.url)
             if not (drop_empty_captions and is_empty(record["caption"])):
                 records.append(record)
+                if previews is not None and isinstance(post.get("preview"), dict):
+                    previews[record["image_id"]] = post["preview"]
                 continue
             verdict = Dropped(EMPTY_CAPTION)
         dropped[verdict.reason] += 1

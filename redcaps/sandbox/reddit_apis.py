@@ -26,7 +26,8 @@ the behaviours their documentation describes, which clients must cope with:
   ``Retry-After``; the windows are knobs so tests run in seconds. One 429 with
   ``Retry-After`` on the :attr:`ApiState.pushshift_429_call`-th call of either.
 * Arctic Shift knobs: one 429 with ``Retry-After`` (:attr:`ApiState.arctic_429_call`) and a
-  dying API that answers 400 from the :attr:`ApiState.arctic_fail_from`-th call on.
+  dying API that answers 400 from the :attr:`ApiState.arctic_fail_from`-th call on; an ids
+  endpoint that knows none of the posts or fails every call (``arctic_ids_*``).
 * Reddit OAuth: ``POST www.reddit.com/api/v1/access_token`` (Basic auth) and
   ``GET oauth.reddit.com/api/info/`` with ``x-ratelimit-*`` headers, one 429 with
   ``Retry-After`` on the :attr:`ApiState.reddit_429_call`-th info call, and Cloudflare's
@@ -80,6 +81,8 @@ class ApiState:
     arctic_error_call: int = 0  # the n-th search answers arctic_error_status/text once (0: never)
     arctic_error_status: int = 400
     arctic_error_text: str = "Query timed out"
+    arctic_ids_known: bool = True  # False: the ids endpoint has none of the posts (an archive gap)
+    arctic_ids_status: int = 0  # every ids call answers this HTTP status (0: never)
     pushshift_429_call: int = 0  # the n-th search answers 429 with Retry-After once (0: never)
     pushshift_calls: int = 0
     pullpush_soft_limit: int = 15  # requests a minute before answers slow down
@@ -247,10 +250,12 @@ def arctic_ids(world: World, request: Request) -> Response:
         api.arctic_id_calls.append(ids)
     if over:
         return _json(429, {"data": None, "error": "Too many requests"}, **{"Retry-After": "1", **headers})
+    if api.arctic_ids_status:
+        return _json(api.arctic_ids_status, {"data": None, "error": "Internal error"}, **headers)
     if not 1 <= len(ids) <= ARCTIC_IDS_MAX:
         return _json(400, {"data": None, "error": f"between 1 and {ARCTIC_IDS_MAX} ids"}, **headers)
     found = [world.archived(post) for post in map(world.post, ids) if post is not None]
-    return _json(200, {"data": found}, **headers)
+    return _json(200, {"data": found if api.arctic_ids_known else []}, **headers)
 
 
 # -- Pushshift and PullPush ---------------------------------------------------------------------

@@ -58,9 +58,8 @@ def make_reddit(creds: RedditCredentials) -> praw.Reddit:
     )
 
 
-def _current(submission: Any) -> dict[str, Any]:
-    """The refreshed fields, read from PRAW's data without triggering lazy fetches."""
-    data = vars(submission)
+def _current(data: dict[str, Any]) -> dict[str, Any]:
+    """The refreshed fields, from PRAW's data of a submission (never a lazy fetch)."""
     author = data.get("author")
     return {
         "score": data.get("score"),
@@ -106,7 +105,9 @@ class RedditRefresher:
     def __repr__(self) -> str:
         return f"RedditRefresher(batch_size={self.batch_size})"
 
-    def _batch(self, fullnames: list[str]) -> dict[str, dict[str, Any]]:
+    def info(self, fullnames: list[str]) -> dict[str, dict[str, Any]]:
+        """Post id -> PRAW's data (its fields as Reddit sent them, ``vars(submission)``) for up
+        to 100 fullnames: one ``reddit.info`` call, retried as above."""
         try:
             return retrying(self.retry, self.sleep, service="Reddit")(self._ask, fullnames)
         except RetryLater:
@@ -134,7 +135,7 @@ class RedditRefresher:
             raise RetryLater(f"HTTP {status}, {type(exc).__name__}") from None
         except prawcore.exceptions.OAuthException as exc:
             raise _refused(getattr(getattr(exc, "response", None), "status_code", "?")) from None
-        return {item.id: _current(item) for item in found if getattr(item, "fullname", "") in fullnames}
+        return {item.id: vars(item) for item in found if getattr(item, "fullname", "") in fullnames}
 
     def _retry_after(self, exc: prawcore.exceptions.TooManyRequests) -> float:
         try:
@@ -146,7 +147,7 @@ class RedditRefresher:
         refreshed = []
         for i in range(0, len(posts), self.batch_size):
             batch = posts[i : i + self.batch_size]
-            current = self._batch([f"t3_{p['id']}" for p in batch])
+            current = {i: _current(data) for i, data in self.info([f"t3_{p['id']}" for p in batch]).items()}
             for post in batch:
                 updated = dict(post)
                 if post["id"] in current:
