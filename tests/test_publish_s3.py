@@ -18,7 +18,7 @@ import boto3
 import luigi
 import pytest
 
-from pipeline import PublishYear
+from pipeline import PublishYear, RedCapsBatch
 from redcaps import preflight
 from redcaps.storage import Store
 from tests.helpers import luigi_settings
@@ -101,6 +101,41 @@ def test_a_published_year_is_a_no_op_from_a_second_empty_data_dir(sandbox_env, l
     assert sandbox_env.log.for_host("127.0.0.1") == []  # NO_PROXY: loopback never went through the proxy
     assert sandbox_env.log.for_host("arctic-shift.photon-reddit.com") == []
     assert sandbox_env.log.for_host("i.redd.it") == []
+
+
+def test_a_published_batch_is_a_no_op_from_a_second_empty_data_dir(sandbox_env, luigi_config, s3, tmp_path):
+    bucket, client = s3
+    config = tmp_path / "two.yaml"
+    config.write_text("name: two\nsubreddits: [sandboxcats, sandboxroses]\nyears: [2019]\n")
+    stems = ["sandboxcats_2019", "sandboxroses_2019"]
+    settings = {"filters": {"enabled": "words"}, "redcaps": {"publish_to": f"s3://{bucket}/ds"}}
+    with luigi_settings(settings):
+        result = build(RedCapsBatch(config=str(config)))
+        assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {f"ds/manifests/{stem}.json" for stem in stems} <= keys
+    assert all(Store(f"s3://{bucket}/ds").is_published(stem) for stem in stems)
+    assert list((luigi_config / "stages" / "batch").glob("two-*.json"))  # this machine's summary
+
+    # another machine, an empty data dir: the batch is done, no task runs, nothing is written
+    sandbox_env.reset_log()
+    other = tmp_path / "other"
+    again_settings = {**settings, "redcaps": {**settings["redcaps"], "data_dir": str(other)}}
+    with luigi_settings(again_settings):
+        again = build(RedCapsBatch(config=str(config)))
+        assert again.status == luigi.LuigiStatusCode.SUCCESS, again.summary_text
+        assert "Scheduled 1 tasks of which:\n* 1 complete ones were encountered" in again.summary_text
+        assert "ran successfully" not in again.summary_text, again.summary_text
+        assert RedCapsBatch(config=str(config)).summary_text() == f"published: 2 years to s3://{bucket}/ds"
+        assert not other.exists()
+        assert sandbox_env.log.for_host("arctic-shift.photon-reddit.com") == []
+
+        # a year no longer wholly published makes the batch incomplete again, and only that year
+        client.delete_object(Bucket=bucket, Key="ds/manifests/sandboxroses_2019.json")
+        batch = RedCapsBatch(config=str(config))
+        assert batch.output().missing() == ["sandboxroses_2019"]
+        assert not batch.complete()
+        assert not other.exists()
 
 
 PUBLISH_SCRIPT = """
