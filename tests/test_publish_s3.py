@@ -213,6 +213,25 @@ def test_a_missing_bucket_is_one_preflight_line_before_any_work(sandbox_env, lui
     assert sandbox_env.log.for_host("arctic-shift.photon-reddit.com") == []
 
 
+def test_a_missing_bucket_ends_the_pipeline_command_with_one_line(endpoint, tmp_path):
+    """``luigi --module pipeline PublishYear``: one line, a non-zero exit, nothing in the data dir."""
+    url = "s3://no-such-bucket/ds"
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "secret-never-printed-42"}
+    base = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH" and not k.startswith("AWS_")}
+    env = {**base, **aws, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "PublishYear", "--subreddit", "sandboxcats"]
+    cmd += ["--year", "2020", "--local-scheduler", "--redcaps-publish-to", url]
+    cmd += ["--redcaps-data-dir", str(tmp_path / "data")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: [redcaps] publish_to {url}: not writable ("), lines
+    assert "bucket does not exist" in lines[0]
+    assert aws["AWS_SECRET_ACCESS_KEY"] not in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_an_unreachable_endpoint_bad_options_and_unknown_targets_are_one_line(s3):
     bucket, _ = s3
     assert preflight.check_publish_target(f"s3://{bucket}/ds") == []
