@@ -11,6 +11,10 @@ Several machines share one batch with ``--part i/n`` against one luigid: each ta
 n-th subreddit. A worker runs only tasks it scheduled itself, and chunks are scheduled from
 inside ``run()``, so splitting the batch (not running it twice) is what spreads the work;
 ``[resources]`` still keep every image host and API within its limits across all of them.
+
+With ``[redcaps] publish_to`` set, each year is a ``PublishYear`` and the batch is complete
+when every year is published (one listing of the store, one manifest read a year), so a rerun
+from any machine, even with an empty data dir, runs nothing and writes nothing there.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import luigi
 
+from pipeline.publish import PublishYear
 from pipeline.year import RedCapsYear, run_preflight, where_things_are
 from redcaps import layout, preflight
 from redcaps.atomic import write_json
@@ -36,6 +41,7 @@ from redcaps.report.summary import summarize_dataset
 from tasks.base import InDataDir
 from tasks.collect import CollectionConfig, MergeYear
 from tasks.config import DedupConfig
+from tasks.publish_target import PublishedBatch, check_publish_target, publish_store
 from tasks.scan import ScanDump, dump_scans
 
 #: Sections a batch's ``settings`` may override, each a ``luigi.Config`` class (or free-form).
@@ -120,6 +126,8 @@ class RedCapsBatch(InDataDir):
         apply_settings(self.batch.settings, self.digest)
         pending = [year for year in self.years() if not year.complete()]
         if pending:  # a batch whose years are all done needs nothing, not even the network
+            if publish_store() is not None:
+                check_publish_target()
             run_preflight(sorted({year.subreddit for year in pending}))
         return []
 
@@ -137,10 +145,19 @@ class RedCapsBatch(InDataDir):
         part = f"-part{self.part_index}of{self.part_count}" if self.part_count > 1 else ""
         return f"{self.batch.name}-{self.digest}{part}"
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(str(self.layout.stage_file(layout.BATCH, self.name)))
+    @property
+    def summary_path(self) -> str:
+        """The local summary of the years this machine has (written when the batch runs here)."""
+        return str(self.layout.stage_file(layout.BATCH, self.name))
 
-    def years(self) -> list[RedCapsYear]:
+    def output(self) -> luigi.LocalTarget | PublishedBatch:
+        """The local summary; with ``publish_to``, every year published to the store."""
+        store = publish_store()
+        if store is not None:
+            return PublishedBatch(store, self.name, [year.stem for year in self.years()])
+        return luigi.LocalTarget(self.summary_path)
+
+    def years(self) -> list[RedCapsYear] | list[PublishYear]:
         """This part's years, each ranked above the next: a worker finishes one year (its stages
         inherit its priority in luigid) before starting the next, so while it downloads, other
         workers can use the one-at-a-time collection APIs."""
@@ -148,10 +165,9 @@ class RedCapsBatch(InDataDir):
         mine = set(subreddits[self.part_index - 1 :: self.part_count])
         runs = [r for r in self.batch.runs if r.subreddit in mine]
         years = []
+        kind = RedCapsYear if publish_store() is None else PublishYear
         for rank, r in enumerate(runs):
-            year = RedCapsYear(
-                subreddit=r.subreddit, year=r.year, first_year=r.first_year, data_dir=self.data_dir
-            )
+            year = kind(subreddit=r.subreddit, year=r.year, first_year=r.first_year, data_dir=self.data_dir)
             year.priority = len(runs) - rank
             years.append(year)
         return years
@@ -163,7 +179,10 @@ class RedCapsBatch(InDataDir):
         if settings.source != "dump":
             return []
         wanted: dict[str, list] = {}
+        publishing = publish_store() is not None
         for year in self.years():
+            if publishing and year.complete():
+                continue  # published (by any machine): its months are needed nowhere
             months = year.clone(MergeYear).months()
             missing = [m for m in months if not self.layout.month_file(year.subreddit, m).exists()]
             wanted.setdefault(year.subreddit, []).extend(missing)
@@ -183,7 +202,9 @@ class RedCapsBatch(InDataDir):
             message = f"chunk {number}/{len(chunks)}: {chunk[0].stem} .. {chunk[-1].stem}"
             self.show_progress(message, 100 * (number - 1) / len(chunks))
             yield chunk  # dynamic dependencies: re-entered from the top once the chunk is done
-        where, stems = self.layout, [y.stem for y in years]
+        where, stems = self.layout, self.local_stems()
+        if not stems:
+            return  # every year was published by other machines: nothing to summarize here
         duplicates = batch_duplicates(where, stems, self.name, DedupConfig().max_distance)
         report = write_report(
             where, where.report_file(self.name), stems, title=f"RedCaps report: {self.name}"
@@ -192,10 +213,23 @@ class RedCapsBatch(InDataDir):
         summary["duplicates"] = duplicates
         summary["config"] = self.config
         summary["report"] = str(report)
-        write_json(self.output().path, summary, indent=1)
+        write_json(self.summary_path, summary, indent=1)
         self.show_progress(f"{len(years)} years done", 100)
+
+    def local_stems(self) -> list[str]:
+        """The years whose files are in this data dir: all of them, unless publishing, where
+        other machines may have done some."""
+        stems = [y.stem for y in self.years()]
+        if publish_store() is None:
+            return stems
+        return [stem for stem in stems if self.layout.stage_file(layout.YEAR, stem).exists()]
 
     def summary_text(self) -> str:
         """What the terminal shows when the batch is done: the summary and where things are."""
-        stems, report = [y.stem for y in self.years()], self.layout.report_file(self.name)
-        return where_things_are(self.layout, stems, self.output().path, str(report))
+        stems, report = self.local_stems(), self.layout.report_file(self.name)
+        store = publish_store()
+        published = f"published: {len(self.years())} years to {store.url}" if store else ""
+        if not stems:
+            return published
+        text = where_things_are(self.layout, stems, self.summary_path, str(report))
+        return f"{text}\n{published}" if published else text

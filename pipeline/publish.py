@@ -10,18 +10,11 @@ from __future__ import annotations
 import luigi
 
 from pipeline.year import RedCapsYear
-from redcaps import layout, preflight
+from redcaps import layout
 from redcaps.errors import RedCapsError
 from redcaps.storage import year_objects
 from tasks.base import InDataDir
-from tasks.config import RedcapsConfig
-from tasks.publish_target import PublishedYear, publish_store
-
-
-def check_publish_target() -> None:
-    """The preflight of the publish target: writable, or one line before any work."""
-    config = RedcapsConfig()
-    preflight.raise_problems(preflight.check_publish_target(config.publish_to, config.publish_options))
+from tasks.publish_target import PublishedYear, check_publish_target, publish_store
 
 
 class PublishYear(InDataDir):

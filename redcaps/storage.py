@@ -116,10 +116,24 @@ class Store:
 
     def is_published(self, stem: str) -> bool:
         """The year's manifest exists and every object it lists is there with its size."""
-        manifest = self.read_json(self.manifest_key(stem))
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("objects"), dict):
-            return False
-        return all(self.size(key) == entry.get("size") for key, entry in manifest["objects"].items())
+        return _complete(self.read_json(self.manifest_key(stem)), self.size)
+
+    def published(self, stems: list[str]) -> set[str]:
+        """Which of ``stems`` are published, from one listing of the prefix and one manifest read
+        per listed year (a batch's completion check: no request per object)."""
+        self.fs.invalidate_cache(self.root)  # other machines publish too: never a stale listing
+        try:
+            listing = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return set()
+        prefix = self.root.rstrip("/") + "/"
+        sizes = {key.removeprefix(prefix): info.get("size") for key, info in listing.items()}
+        return {
+            stem
+            for stem in stems
+            if self.manifest_key(stem) in sizes
+            and _complete(self.read_json(self.manifest_key(stem)), sizes.get)
+        }
 
     def publish(self, stem: str, files: dict[str, Path], extra: dict[str, bytes] | None = None) -> dict:
         """Upload ``files`` (key -> local file) and ``extra`` (key -> bytes), then the manifest."""
@@ -133,6 +147,13 @@ class Store:
         manifest = {"stem": stem, "objects": objects}
         self.put_bytes(json.dumps(manifest, indent=1, sort_keys=True).encode(), self.manifest_key(stem))
         return manifest
+
+
+def _complete(manifest: Any, size_of: Any) -> bool:
+    """A manifest whose every object has its recorded size (``size_of(key)``)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("objects"), dict):
+        return False
+    return all(size_of(key) == entry.get("size") for key, entry in manifest["objects"].items())
 
 
 def year_objects(where: Layout, stem: str) -> tuple[dict[str, Path], dict[str, bytes]]:

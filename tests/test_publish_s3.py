@@ -18,7 +18,7 @@ import boto3
 import luigi
 import pytest
 
-from pipeline import PublishYear
+from pipeline import PublishYear, RedCapsBatch
 from redcaps import preflight
 from redcaps.storage import Store
 from tests.helpers import luigi_settings
@@ -103,6 +103,41 @@ def test_a_published_year_is_a_no_op_from_a_second_empty_data_dir(sandbox_env, l
     assert sandbox_env.log.for_host("i.redd.it") == []
 
 
+def test_a_published_batch_is_a_no_op_from_a_second_empty_data_dir(sandbox_env, luigi_config, s3, tmp_path):
+    bucket, client = s3
+    config = tmp_path / "two.yaml"
+    config.write_text("name: two\nsubreddits: [sandboxcats, sandboxroses]\nyears: [2019]\n")
+    stems = ["sandboxcats_2019", "sandboxroses_2019"]
+    settings = {"filters": {"enabled": "words"}, "redcaps": {"publish_to": f"s3://{bucket}/ds"}}
+    with luigi_settings(settings):
+        result = build(RedCapsBatch(config=str(config)))
+        assert result.status == luigi.LuigiStatusCode.SUCCESS, result.summary_text
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {f"ds/manifests/{stem}.json" for stem in stems} <= keys
+    assert all(Store(f"s3://{bucket}/ds").is_published(stem) for stem in stems)
+    assert list((luigi_config / "stages" / "batch").glob("two-*.json"))  # this machine's summary
+
+    # another machine, an empty data dir: the batch is done, no task runs, nothing is written
+    sandbox_env.reset_log()
+    other = tmp_path / "other"
+    again_settings = {**settings, "redcaps": {**settings["redcaps"], "data_dir": str(other)}}
+    with luigi_settings(again_settings):
+        again = build(RedCapsBatch(config=str(config)))
+        assert again.status == luigi.LuigiStatusCode.SUCCESS, again.summary_text
+        assert "Scheduled 1 tasks of which:\n* 1 complete ones were encountered" in again.summary_text
+        assert "ran successfully" not in again.summary_text, again.summary_text
+        assert RedCapsBatch(config=str(config)).summary_text() == f"published: 2 years to s3://{bucket}/ds"
+        assert not other.exists()
+        assert sandbox_env.log.for_host("arctic-shift.photon-reddit.com") == []
+
+        # a year no longer wholly published makes the batch incomplete again, and only that year
+        client.delete_object(Bucket=bucket, Key="ds/manifests/sandboxroses_2019.json")
+        batch = RedCapsBatch(config=str(config))
+        assert batch.output().missing() == ["sandboxroses_2019"]
+        assert not batch.complete()
+        assert not other.exists()
+
+
 PUBLISH_SCRIPT = """
 import sys
 from redcaps.layout import Layout
@@ -176,6 +211,25 @@ def test_a_missing_bucket_is_one_preflight_line_before_any_work(sandbox_env, lui
     assert result.status != luigi.LuigiStatusCode.SUCCESS
     assert not luigi_config.exists()  # nothing was collected, downloaded or written
     assert sandbox_env.log.for_host("arctic-shift.photon-reddit.com") == []
+
+
+def test_a_missing_bucket_ends_the_pipeline_command_with_one_line(endpoint, tmp_path):
+    """``luigi --module pipeline PublishYear``: one line, a non-zero exit, nothing in the data dir."""
+    url = "s3://no-such-bucket/ds"
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "secret-never-printed-42"}
+    base = {k: v for k, v in os.environ.items() if k != "LUIGI_CONFIG_PATH" and not k.startswith("AWS_")}
+    env = {**base, **aws, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    cmd = [sys.executable, "-m", "luigi", "--module", "pipeline", "PublishYear", "--subreddit", "sandboxcats"]
+    cmd += ["--year", "2020", "--local-scheduler", "--redcaps-publish-to", url]
+    cmd += ["--redcaps-data-dir", str(tmp_path / "data")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: [redcaps] publish_to {url}: not writable ("), lines
+    assert "bucket does not exist" in lines[0]
+    assert aws["AWS_SECRET_ACCESS_KEY"] not in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def test_an_unreachable_endpoint_bad_options_and_unknown_targets_are_one_line(s3):
