@@ -52,7 +52,9 @@ class Store:
 
         self.url = url
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(url, **(options or {}))
+            # a fresh filesystem: fsspec caches instances by options, and a cached one keeps the
+            # endpoint and keys of the environment it was made in (fsspec docs, "Instance Caching")
+            self.fs, self.root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **(options or {}))
         except (ImportError, ValueError) as exc:
             raise RedCapsError(f"[redcaps] publish_to {url}: {exc}") from None
         self.local = "file" in self.fs.protocol or "local" in self.fs.protocol
